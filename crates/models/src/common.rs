@@ -1,0 +1,347 @@
+//! Building blocks the families share: Linear, Conv1D and LayerNorm weights by name, conv +
+//! batch-norm layers, and multi-head attention over the state's mask and cache.
+
+use edgerun_tensor::kernels::{
+    self, Activation, AttentionMask, Conv2dParams, HeadLayout, KvRef, MatRef,
+};
+use edgerun_tensor::Tensor;
+
+use crate::{Layout, Result, State, TensorSpec, UnitWeights};
+
+pub(crate) fn join(prefix: &str, name: &str) -> String {
+    format!("{prefix}{name}")
+}
+
+fn spec(name: String, shape: Vec<usize>, layout: Layout) -> TensorSpec {
+    TensorSpec {
+        name,
+        shape,
+        layout,
+    }
+}
+
+/// `torch.nn.Linear` (`<p>.weight` `[out, in]`, `<p>.bias`), or GPT-2's `Conv1D`, which
+/// stores `[in, out]` already.
+#[derive(Clone, Debug)]
+pub(crate) struct Linear {
+    weight: String,
+    bias: Option<String>,
+    shape: [usize; 2],
+    layout: Layout,
+}
+
+impl Linear {
+    pub fn new(path: &str, in_dim: usize, out_dim: usize, bias: bool) -> Self {
+        Self {
+            weight: format!("{path}.weight"),
+            bias: bias.then(|| format!("{path}.bias")),
+            shape: [out_dim, in_dim],
+            layout: Layout::Linear,
+        }
+    }
+
+    pub fn conv1d(path: &str, in_dim: usize, out_dim: usize) -> Self {
+        Self {
+            weight: format!("{path}.weight"),
+            bias: Some(format!("{path}.bias")),
+            shape: [in_dim, out_dim],
+            layout: Layout::Plain,
+        }
+    }
+
+    pub fn specs(&self) -> Vec<TensorSpec> {
+        let out_dim = match self.layout {
+            Layout::Linear => self.shape[0],
+            Layout::Plain => self.shape[1],
+        };
+        let mut specs = vec![spec(self.weight.clone(), self.shape.to_vec(), self.layout)];
+        if let Some(bias) = &self.bias {
+            specs.push(spec(bias.clone(), vec![out_dim], Layout::Plain));
+        }
+        specs
+    }
+
+    pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        let bias = match &self.bias {
+            Some(name) => Some(w.get(name)?),
+            None => None,
+        };
+        Ok(kernels::linear(x, w.get(&self.weight)?, bias)?)
+    }
+}
+
+/// `torch.nn.LayerNorm` over the last dimension.
+#[derive(Clone, Debug)]
+pub(crate) struct LayerNorm {
+    weight: String,
+    bias: String,
+    dim: usize,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn new(path: &str, dim: usize, eps: f64) -> Self {
+        Self {
+            weight: format!("{path}.weight"),
+            bias: format!("{path}.bias"),
+            dim,
+            eps: eps as f32,
+        }
+    }
+
+    pub fn specs(&self) -> Vec<TensorSpec> {
+        vec![
+            spec(self.weight.clone(), vec![self.dim], Layout::Plain),
+            spec(self.bias.clone(), vec![self.dim], Layout::Plain),
+        ]
+    }
+
+    pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        Ok(kernels::layer_norm(
+            x,
+            w.get(&self.weight)?,
+            w.get(&self.bias)?,
+            self.eps,
+        )?)
+    }
+}
+
+/// A plain tensor a stage reads as is (embedding tables, tokens, position tables).
+#[derive(Clone, Debug)]
+pub(crate) struct Param {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+impl Param {
+    pub fn new(name: String, shape: Vec<usize>) -> Self {
+        Self { name, shape }
+    }
+
+    pub fn spec(&self) -> TensorSpec {
+        spec(self.name.clone(), self.shape.clone(), Layout::Plain)
+    }
+
+    pub fn get<'w>(&self, w: &'w UnitWeights) -> Result<&'w Tensor> {
+        w.get(&self.name)
+    }
+}
+
+/// `x @ table^T` for a `[rows, dim]` table read in place (tied LM heads).
+pub(crate) fn project_onto_rows(x: &Tensor, table: &Tensor) -> Result<Tensor> {
+    let [rows, dim] = *table.shape() else {
+        return Err(edgerun_tensor::TensorError::Shape {
+            op: "tied head",
+            expected: "[vocab, dim]".into(),
+            got: table.shape().to_vec(),
+        }
+        .into());
+    };
+    let x = x.contiguous();
+    if x.last_dim() != dim {
+        return Err(edgerun_tensor::TensorError::Shape {
+            op: "tied head",
+            expected: format!("[.., {dim}]"),
+            got: x.shape().to_vec(),
+        }
+        .into());
+    }
+    let table = table.contiguous();
+    let m = x.len() / dim;
+    let mut out = vec![0.0; m * rows];
+    kernels::matmul_strided(
+        &mut out,
+        rows,
+        MatRef::row_major(x.values(), m, dim),
+        MatRef::row_major(table.values(), rows, dim).t(),
+        false,
+    );
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("rank >= 1") = rows;
+    Ok(Tensor::from_vec(&shape, out)?)
+}
+
+/// The rows of token 0 of every batch: `[b, s, d] -> [b, d]` (CLS pooling, classifiers).
+pub(crate) fn first_token(x: &Tensor) -> Result<Tensor> {
+    let x = x.contiguous();
+    let (b, s, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+    let mut out = Vec::with_capacity(b * d);
+    for i in 0..b {
+        out.extend_from_slice(&x.values()[i * s * d..][..d]);
+    }
+    Ok(Tensor::from_vec(&[b, d], out)?)
+}
+
+/// The rows of the last token of every batch: `[b, s, d] -> [b, 1, d]`.
+pub(crate) fn last_token(x: &Tensor) -> Result<Tensor> {
+    let x = x.contiguous();
+    let (b, s, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+    let mut out = Vec::with_capacity(b * d);
+    for i in 0..b {
+        out.extend_from_slice(&x.values()[(i * s + s - 1) * d..][..d]);
+    }
+    Ok(Tensor::from_vec(&[b, 1, d], out)?)
+}
+
+/// Self-attention of one layer: without a cache over this step's k and v, with one after
+/// writing them into `layer`'s rows.
+pub(crate) fn self_attention(
+    state: &mut State,
+    layer: usize,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    layout: HeadLayout,
+    causal: bool,
+    scale: f32,
+) -> Result<Tensor> {
+    let bias = state.key_bias();
+    let mask = AttentionMask {
+        key_bias: bias.as_deref(),
+        causal,
+    };
+    let width = layout.heads * layout.head_dim;
+    match state.cache.as_mut() {
+        Some(cache) => {
+            cache.write(layer, state.past, k, v)?;
+            let (kr, vr) = cache.view(layer, state.past + state.seq);
+            Ok(kernels::attention(q, kr, vr, layout, mask, scale)?)
+        }
+        None => {
+            let (k, v) = (k.contiguous(), v.contiguous());
+            let kr = KvRef::dense(k.values(), state.seq, width);
+            let vr = KvRef::dense(v.values(), state.seq, width);
+            Ok(kernels::attention(q, kr, vr, layout, mask, scale)?)
+        }
+    }
+}
+
+/// A bias-free convolution followed by eval batch norm and an activation (ResNet, VGG-BN).
+#[derive(Clone, Debug)]
+pub(crate) struct ConvBn {
+    conv: String,
+    norm: String,
+    shape: [usize; 4],
+    params: Conv2dParams,
+    activation: Activation,
+}
+
+impl ConvBn {
+    pub fn new(
+        conv_path: &str,
+        norm_path: &str,
+        (in_ch, out_ch, kernel): (usize, usize, usize),
+        stride: usize,
+        activation: Activation,
+    ) -> Self {
+        Self {
+            conv: format!("{conv_path}.weight"),
+            norm: norm_path.to_string(),
+            shape: [out_ch, in_ch, kernel, kernel],
+            params: Conv2dParams {
+                stride,
+                padding: kernel / 2,
+                ..Conv2dParams::default()
+            },
+            activation,
+        }
+    }
+
+    pub fn specs(&self) -> Vec<TensorSpec> {
+        let c = self.shape[0];
+        let mut specs = vec![spec(self.conv.clone(), self.shape.to_vec(), Layout::Plain)];
+        for part in ["weight", "bias", "running_mean", "running_var"] {
+            specs.push(spec(format!("{}.{part}", self.norm), vec![c], Layout::Plain));
+        }
+        specs
+    }
+
+    pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        let y = kernels::conv2d(x, w.get(&self.conv)?, None, self.params)?;
+        let n = |part: &str| w.get(&format!("{}.{part}", self.norm));
+        Ok(kernels::batch_norm(
+            &y,
+            n("running_mean")?,
+            n("running_var")?,
+            n("weight")?,
+            n("bias")?,
+            1e-5,
+            self.activation,
+        )?)
+    }
+}
+
+/// Separate query, key and value projections, attention, and an output projection: BERT's
+/// `attention.self` + `attention.output.dense`, ViT's `attention.attention` + `attention.output`.
+#[derive(Clone, Debug)]
+pub(crate) struct QkvAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub output: Linear,
+    pub layout: HeadLayout,
+}
+
+impl QkvAttention {
+    pub fn specs(&self) -> Vec<TensorSpec> {
+        [&self.query, &self.key, &self.value, &self.output]
+            .iter()
+            .flat_map(|l| l.specs())
+            .collect()
+    }
+
+    pub fn forward(&self, w: &UnitWeights, state: &mut State, layer: usize, x: &Tensor) -> Result<Tensor> {
+        let q = self.query.forward(w, x)?;
+        let k = self.key.forward(w, x)?;
+        let v = self.value.forward(w, x)?;
+        let scale = 1.0 / (self.layout.head_dim as f32).sqrt();
+        let context = self_attention(state, layer, &q, &k, &v, self.layout, false, scale)?;
+        self.output.forward(w, &context)
+    }
+}
+
+/// Splits the last dimension into `parts` equal tensors (GPT-2's fused `c_attn` output).
+pub(crate) fn split_last(x: &Tensor, parts: usize) -> Result<Vec<Tensor>> {
+    let x = x.contiguous();
+    let width = x.last_dim() / parts;
+    let rows = x.len() / x.last_dim().max(1);
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("rank >= 1") = width;
+    (0..parts)
+        .map(|p| {
+            let mut out = Vec::with_capacity(rows * width);
+            for r in x.values().chunks_exact(x.last_dim()) {
+                out.extend_from_slice(&r[p * width..(p + 1) * width]);
+            }
+            Ok(Tensor::from_vec(&shape, out)?)
+        })
+        .collect()
+}
+
+/// Applies an activation to a tensor it consumes.
+pub(crate) fn activate(x: Tensor, activation: Activation) -> Result<Tensor> {
+    let shape = x.shape().to_vec();
+    let mut values = x.into_values();
+    activation.apply_in_place(&mut values);
+    Ok(Tensor::from_vec(&shape, values)?)
+}
+
+/// Sets up the KV cache of a causal model and checks the positions fit its tables.
+pub(crate) fn start_causal(
+    inputs: crate::Inputs,
+    options: crate::RunOptions,
+    layers: usize,
+    width: usize,
+    max_positions: usize,
+) -> Result<State> {
+    let mut state = State::for_tokens(inputs, options)?;
+    let capacity = state.seq + state.options.extra_tokens;
+    if capacity > max_positions {
+        return Err(crate::ModelError::input(
+            "input_ids",
+            format!("{capacity} positions (prompt and new tokens) exceed the model's {max_positions}"),
+        ));
+    }
+    state.cache = Some(crate::KvCache::new(layers, state.batch, capacity, width));
+    Ok(state)
+}

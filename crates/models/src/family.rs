@@ -1,0 +1,108 @@
+//! The [`Model`] trait every family implements, and the dispatch from config.json to a family.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{bert, gpt2, gptj, resnet, vit};
+use crate::{Inputs, ModelError, Result, RunOptions, StageSpec, State, UnitWeights};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Token encoder (BERT).
+    TextEncoder,
+    /// Image model (ViT, ResNet).
+    Vision,
+    /// Decoder-only language model with a KV cache (GPT-2, GPT-J).
+    CausalLm,
+}
+
+/// What greedy generation needs to know of a causal model.
+#[derive(Clone, Copy, Debug)]
+pub struct CausalInfo {
+    pub eos_token_id: Option<i64>,
+    pub pad_token_id: Option<i64>,
+    pub vocab_size: usize,
+    pub max_positions: usize,
+}
+
+/// A model family instance: a config turned into stages, and the code that runs them.
+pub trait Model: Send + Sync {
+    /// The transformers class this instance mirrors, e.g. `BertModel`.
+    fn architecture(&self) -> &str;
+    fn kind(&self) -> ModelKind;
+    /// Stages in execution order.
+    fn stages(&self) -> &[StageSpec];
+    /// Validates `inputs` and prepares the state of a pass.
+    fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State>;
+    /// Runs stage `index` with its bound weights.
+    fn run_stage(&self, index: usize, weights: &UnitWeights, state: &mut State) -> Result<()>;
+    fn causal(&self) -> Option<CausalInfo> {
+        None
+    }
+    /// Parameters over all stages (a tensor shared by two stages counts twice).
+    fn parameters(&self) -> usize {
+        self.stages().iter().map(StageSpec::parameters).sum()
+    }
+}
+
+/// Builds the family config.json names. `has_tensor` answers whether the checkpoint holds a
+/// tensor, which decides prefixes (`bert.`, `vit.`) and optional heads.
+pub fn build_model(config_json: &str, has_tensor: &dyn Fn(&str) -> bool) -> Result<Box<dyn Model>> {
+    let value: Value =
+        serde_json::from_str(config_json).map_err(|e| ModelError::Config(e.to_string()))?;
+    let model_type = value
+        .get("model_type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ModelError::Config("no \"model_type\" string".into()))?
+        .to_string();
+    let architecture = value
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(match model_type.as_str() {
+        "bert" => Box::new(bert::Bert::new(parse(value)?, has_tensor)?),
+        "vit" => Box::new(vit::Vit::new(parse(value)?, has_tensor)?),
+        "gpt2" => Box::new(gpt2::Gpt2::new(parse(value)?, has_tensor)?),
+        "gptj" => Box::new(gptj::GptJ::new(parse(value)?, has_tensor)?),
+        "resnet" => Box::new(resnet::ResNet::new(
+            parse(value)?,
+            architecture.as_deref(),
+            has_tensor,
+        )?),
+        other => return Err(ModelError::UnknownArchitecture(other.to_string())),
+    })
+}
+
+fn parse<T: DeserializeOwned>(value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| ModelError::Config(e.to_string()))
+}
+
+/// Returns `prefix` when the checkpoint's `probe` tensor carries it, else "".
+pub(crate) fn detect_prefix(prefix: &str, probe: &str, has_tensor: &dyn Fn(&str) -> bool) -> String {
+    if has_tensor(&format!("{prefix}{probe}")) {
+        prefix.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Checks a config value is positive.
+pub(crate) fn positive(field: &'static str, value: usize) -> Result<usize> {
+    if value == 0 {
+        return Err(ModelError::config(field, "must be positive"));
+    }
+    Ok(value)
+}
+
+/// Checks `hidden` splits evenly into `heads`, returning the head width.
+pub(crate) fn head_dim(hidden: usize, heads: usize) -> Result<usize> {
+    positive("num_attention_heads", heads)?;
+    if hidden % heads != 0 {
+        return Err(ModelError::config(
+            "num_attention_heads",
+            format!("hidden size {hidden} is not divisible by {heads} heads"),
+        ));
+    }
+    Ok(hidden / heads)
+}

@@ -1,0 +1,82 @@
+//! Stage skeletons: which tensors a stage needs, and the weights bound to it for one run.
+
+use std::collections::HashMap;
+
+use edgerun_tensor::Tensor;
+
+use crate::{ModelError, Result};
+
+/// How a tensor in the checkpoint becomes the tensor a kernel reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Used as stored.
+    Plain,
+    /// A `torch.nn.Linear` weight stored `[out, in]`, bound transposed to `[in, out]`.
+    Linear,
+}
+
+/// One checkpoint tensor a stage needs, with the shape its config implies (as stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub layout: Layout,
+}
+
+impl TensorSpec {
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The shape of the bound tensor: transposed for [`Layout::Linear`].
+    pub fn bound_shape(&self) -> Vec<usize> {
+        match (self.layout, self.shape.as_slice()) {
+            (Layout::Linear, [out, inp]) => vec![*inp, *out],
+            _ => self.shape.clone(),
+        }
+    }
+}
+
+/// A named step of the forward pass and the tensors it reads. It owns no bytes.
+#[derive(Clone, Debug)]
+pub struct StageSpec {
+    /// A stable id such as `encoder.layer.3`, shared by profiles, traces and tests.
+    pub id: String,
+    pub tensors: Vec<TensorSpec>,
+}
+
+impl StageSpec {
+    pub fn parameters(&self) -> usize {
+        self.tensors.iter().map(TensorSpec::elements).sum()
+    }
+}
+
+/// The tensors bound to one stage for a run, keyed by checkpoint name.
+#[derive(Clone, Debug, Default)]
+pub struct UnitWeights {
+    tensors: HashMap<String, Tensor>,
+}
+
+impl UnitWeights {
+    pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) {
+        self.tensors.insert(name.into(), tensor);
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tensor)> {
+        self.tensors.iter()
+    }
+}

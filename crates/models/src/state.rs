@@ -1,0 +1,235 @@
+//! The state a forward pass threads through its stages: activations, masks, positions, the KV
+//! cache, and the outputs collected so far.
+
+use edgerun_tensor::kernels::KvRef;
+use edgerun_tensor::Tensor;
+
+use crate::{IdTensor, Inputs, ModelError, Result};
+
+/// What a caller asks of a run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Record `hidden_states.N` as transformers' `output_hidden_states=True` does.
+    pub hidden_states: bool,
+    /// Tokens the KV cache must hold beyond the prompt (greedy generation).
+    pub extra_tokens: usize,
+    /// Compute logits for the last position only (generation needs no more).
+    pub last_logits_only: bool,
+}
+
+/// Keys and values of every layer: `[batch, capacity, width]` each, the first `len` rows filled.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+    batch: usize,
+    capacity: usize,
+    width: usize,
+}
+
+impl KvCache {
+    pub fn new(layers: usize, batch: usize, capacity: usize, width: usize) -> Self {
+        let size = batch * capacity * width;
+        Self {
+            layers: (0..layers)
+                .map(|_| (vec![0.0; size], vec![0.0; size]))
+                .collect(),
+            batch,
+            capacity,
+            width,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.layers.len() * 2 * self.batch * self.capacity * self.width * 4
+    }
+
+    /// Stores `seq` new rows per batch at rows `past..past + seq` of `layer`.
+    pub fn write(&mut self, layer: usize, past: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        let seq = k.len() / (self.batch * self.width).max(1);
+        if past + seq > self.capacity {
+            return Err(ModelError::input(
+                "input_ids",
+                format!(
+                    "{} tokens exceed the KV cache of {} positions",
+                    past + seq,
+                    self.capacity
+                ),
+            ));
+        }
+        let (kc, vc) = &mut self.layers[layer];
+        for (cache, new) in [(kc, k), (vc, v)] {
+            let new = new.contiguous();
+            for b in 0..self.batch {
+                let src = &new.values()[b * seq * self.width..][..seq * self.width];
+                let at = (b * self.capacity + past) * self.width;
+                cache[at..at + seq * self.width].copy_from_slice(src);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys and values of `layer`, first `len` rows of every batch.
+    pub fn view(&self, layer: usize, len: usize) -> (KvRef<'_>, KvRef<'_>) {
+        let (k, v) = &self.layers[layer];
+        let stride = self.capacity * self.width;
+        let kv = |data| KvRef {
+            data,
+            len,
+            batch_stride: stride,
+        };
+        (kv(k), kv(v))
+    }
+}
+
+/// Everything a pass carries from stage to stage.
+pub struct State {
+    pub inputs: Inputs,
+    pub options: RunOptions,
+    /// The running activation (`[batch, seq, hidden]` or NCHW); `None` before the first stage.
+    pub hidden: Option<Tensor>,
+    pub batch: usize,
+    /// Tokens in this step.
+    pub seq: usize,
+    /// Tokens already in the KV cache.
+    pub past: usize,
+    /// Absolute position of each `[batch, seq]` token of this step.
+    pub positions: Vec<usize>,
+    /// Per batch, 1 for every visible token so far (prompt and generated), 0 for padding.
+    key_mask: Option<Vec<Vec<bool>>>,
+    pub cache: Option<KvCache>,
+    pub hidden_states: Vec<Tensor>,
+    pub outputs: Vec<(String, Tensor)>,
+}
+
+impl State {
+    /// A state for token inputs: positions 0..seq, the mask taken from `attention_mask`.
+    pub fn for_tokens(inputs: Inputs, options: RunOptions) -> Result<Self> {
+        let (batch, seq) = inputs.ids()?.dims2("input_ids")?;
+        let key_mask = match &inputs.attention_mask {
+            Some(mask) => Some(mask_rows(mask, batch, seq)?),
+            None => None,
+        };
+        Ok(Self {
+            positions: (0..batch).flat_map(|_| 0..seq).collect(),
+            inputs,
+            options,
+            hidden: None,
+            batch,
+            seq,
+            past: 0,
+            key_mask,
+            cache: None,
+            hidden_states: Vec::new(),
+            outputs: Vec::new(),
+        })
+    }
+
+    /// A state for image inputs.
+    pub fn for_pixels(inputs: Inputs, options: RunOptions) -> Result<Self> {
+        let batch = inputs.pixels()?.shape().first().copied().unwrap_or(0);
+        Ok(Self {
+            inputs,
+            options,
+            hidden: None,
+            batch,
+            seq: 0,
+            past: 0,
+            positions: Vec::new(),
+            key_mask: None,
+            cache: None,
+            hidden_states: Vec::new(),
+            outputs: Vec::new(),
+        })
+    }
+
+    /// Positions from the mask (`cumsum(mask) - 1`, padding at 1), as transformers' generate
+    /// computes them for left-padded prompts.
+    pub fn positions_from_mask(&mut self) {
+        if let Some(rows) = &self.key_mask {
+            self.positions = rows
+                .iter()
+                .flat_map(|row| {
+                    let mut seen = 0usize;
+                    row.iter()
+                        .map(|&visible| {
+                            seen += visible as usize;
+                            if visible {
+                                seen - 1
+                            } else {
+                                1
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+    }
+
+    /// The additive key bias `[batch, past + seq]` (0 visible, f32::MIN padding), if masked.
+    pub fn key_bias(&self) -> Option<Vec<f32>> {
+        let rows = self.key_mask.as_ref()?;
+        let len = self.past + self.seq;
+        Some(
+            rows.iter()
+                .flat_map(|row| row[..len].iter().map(|&v| if v { 0.0 } else { f32::MIN }))
+                .collect(),
+        )
+    }
+
+    /// Takes the activation the previous stage left.
+    pub fn take_hidden(&mut self, stage: &str) -> Result<Tensor> {
+        self.hidden.take().ok_or_else(|| {
+            ModelError::input("stages", format!("{stage} ran before the stage that feeds it"))
+        })
+    }
+
+    pub fn record_hidden(&mut self, t: &Tensor) {
+        if self.options.hidden_states {
+            self.hidden_states.push(t.clone());
+        }
+    }
+
+    pub fn output(&mut self, name: &str, t: Tensor) {
+        self.outputs.push((name.to_string(), t));
+    }
+
+    /// Moves to the next decoding step: `ids` holds one new token per batch row.
+    pub fn advance(&mut self, ids: Vec<i64>) -> Result<()> {
+        if ids.len() != self.batch {
+            return Err(ModelError::input(
+                "input_ids",
+                format!("{} new tokens for a batch of {}", ids.len(), self.batch),
+            ));
+        }
+        let step_positions: Vec<usize> = (0..self.batch)
+            .map(|b| self.positions[b * self.seq + self.seq - 1] + 1)
+            .collect();
+        self.past += self.seq;
+        self.seq = 1;
+        self.positions = step_positions;
+        if let Some(rows) = &mut self.key_mask {
+            rows.iter_mut().for_each(|row| row.push(true));
+        }
+        self.inputs.input_ids = Some(IdTensor::new(vec![self.batch, 1], ids)?);
+        self.inputs.attention_mask = None;
+        self.inputs.token_type_ids = None;
+        self.hidden = None;
+        self.hidden_states.clear();
+        self.outputs.clear();
+        Ok(())
+    }
+}
+
+fn mask_rows(mask: &IdTensor, batch: usize, seq: usize) -> Result<Vec<Vec<bool>>> {
+    if mask.dims2("attention_mask")? != (batch, seq) {
+        return Err(ModelError::input(
+            "attention_mask",
+            format!("shape {:?} differs from input_ids [{batch}, {seq}]", mask.shape),
+        ));
+    }
+    Ok(mask
+        .values
+        .chunks(seq.max(1))
+        .map(|row| row.iter().map(|&v| v != 0).collect())
+        .collect())
+}

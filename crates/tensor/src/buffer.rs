@@ -1,0 +1,90 @@
+//! Byte buffers a tensor can borrow from: the trait, and a page-aligned owned buffer.
+//!
+//! Later executors read a unit of weights straight into an [`AlignedBuf`] (O_DIRECT needs
+//! 4096-byte alignment) and point tensors into it; the store's mapped files implement
+//! [`ByteBuffer`] too. Either way the tensor keeps the buffer alive through an `Arc`.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+
+use crate::{Result, TensorError};
+
+/// Bytes owned by someone else that tensors may borrow for as long as they hold an `Arc`.
+pub trait ByteBuffer: Send + Sync {
+    fn bytes(&self) -> &[u8];
+}
+
+/// The alignment of every [`AlignedBuf`]: a page, which also satisfies O_DIRECT.
+pub const PAGE_BYTES: usize = 4096;
+
+/// A zero-initialised heap buffer whose start is aligned to [`PAGE_BYTES`].
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+    layout: Layout,
+}
+
+// SAFETY: AlignedBuf uniquely owns its allocation; &AlignedBuf only hands out shared slices.
+unsafe impl Send for AlignedBuf {}
+// SAFETY: see above; there is no interior mutability.
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    /// Allocates `len` zeroed bytes (at least one page is reserved so the pointer is real).
+    pub fn zeroed(len: usize) -> Result<Self> {
+        let size = len.max(1).next_multiple_of(PAGE_BYTES);
+        let layout = Layout::from_size_align(size, PAGE_BYTES).map_err(|_| TensorError::Alloc {
+            bytes: len,
+            align: PAGE_BYTES,
+        })?;
+        // SAFETY: layout has non-zero size.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).ok_or(TensorError::Alloc {
+            bytes: len,
+            align: PAGE_BYTES,
+        })?;
+        Ok(Self { ptr, len, layout })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: ptr is valid for layout.size() >= len bytes and uniquely borrowed here.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl ByteBuffer for AlignedBuf {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr is valid for len initialised (zeroed) bytes for the life of self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: ptr was allocated with exactly this layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_and_zeroed() {
+        let mut buf = AlignedBuf::zeroed(10_000).unwrap();
+        assert_eq!(buf.bytes().as_ptr() as usize % PAGE_BYTES, 0);
+        assert!(buf.bytes().iter().all(|&b| b == 0));
+        buf.as_mut_slice()[9_999] = 7;
+        assert_eq!(buf.bytes()[9_999], 7);
+        assert_eq!(buf.len(), 10_000);
+    }
+}

@@ -1,0 +1,24 @@
+//! CPU kernels. Each file owns one family of operations; all compute in f32 on dense rows
+//! unless a signature says it takes strides.
+
+pub mod activation;
+pub mod attention;
+pub mod conv;
+pub mod elementwise;
+pub mod embedding;
+pub mod matmul;
+pub mod norm;
+pub mod pool;
+pub mod rotary;
+pub mod softmax;
+
+pub use activation::Activation;
+pub use attention::{attention, AttentionMask, HeadLayout, KvRef};
+pub use conv::{conv2d, Conv2dParams};
+pub use elementwise::add;
+pub use embedding::embedding;
+pub use matmul::{linear, matmul, matmul_strided, MatRef};
+pub use norm::{batch_norm, layer_norm};
+pub use pool::{adaptive_avg_pool2d, max_pool2d};
+pub use rotary::{rotary_interleaved, RotaryTable};
+pub use softmax::softmax_rows;
