@@ -1,1 +1,19 @@
-//! placeholder
+//! Model files: the only crate that opens them.
+//!
+//! [`HfFolder`] opens a Hugging Face folder (config.json plus one or several safetensors files),
+//! validates every header, and binds a stage's tensors to memory: f32 tensors borrow the mapped
+//! file in place, Linear weights are transposed once to `[in, out]`, f16/bf16 are widened.
+//! [`tensor_file`] reads input tensors and writes outputs; [`synth`] writes random checkpoints
+//! with published configs.
+
+pub mod error;
+pub mod hf;
+mod mapped;
+pub mod safetensors_index;
+pub mod synth;
+pub mod tensor_file;
+
+pub use error::{Result, StoreError};
+pub use hf::HfFolder;
+pub use mapped::MappedFile;
+pub use tensor_file::{read_inputs, write_tensors, OutputTensor};

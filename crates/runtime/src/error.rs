@@ -1,0 +1,17 @@
+//! The runtime's error type.
+
+use edgerun_models::ModelError;
+use edgerun_store::StoreError;
+use thiserror::Error;
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Unsupported(String),
+}

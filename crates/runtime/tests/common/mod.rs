@@ -1,0 +1,63 @@
+//! Locating ../shared/fixtures and comparing tensors with a stated tolerance.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use edgerun_store::safetensors_index::SafetensorsIndex;
+
+/// The fixtures folder, or None (with a message) when it is absent and not required.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("EDGERUN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var_os("EDGERUN_REQUIRE_FIXTURES").is_some() {
+        panic!("EDGERUN_REQUIRE_FIXTURES is set but {} does not exist", dir.display());
+    }
+    eprintln!("skipping: fixtures folder {} not found (set EDGERUN_FIXTURES)", dir.display());
+    None
+}
+
+pub enum Expected {
+    F32 { shape: Vec<usize>, values: Vec<f32> },
+    I64 { shape: Vec<usize>, values: Vec<i64> },
+}
+
+/// Every tensor of a safetensors file.
+pub fn read_all(path: &std::path::Path) -> Vec<(String, Expected)> {
+    let bytes = std::fs::read(path).unwrap();
+    let index = SafetensorsIndex::parse(path, &bytes).unwrap();
+    let mut out: Vec<_> = index
+        .tensors
+        .iter()
+        .map(|(name, e)| {
+            let data = &bytes[e.start..e.end];
+            let t = match e.dtype {
+                safetensors::Dtype::I64 => Expected::I64 {
+                    shape: e.shape.clone(),
+                    values: data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+                },
+                _ => Expected::F32 { shape: e.shape.clone(), values: edgerun_tensor::DType::F32.widen(data).unwrap() },
+            };
+            (name.clone(), t)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Tolerance of meta.json: `max_abs * max(1, max|expected|)`.
+pub fn tolerance(meta: &serde_json::Value, expected: &[f32]) -> f32 {
+    let max_abs = meta["tolerance"]["max_abs"].as_f64().unwrap() as f32;
+    let peak = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    max_abs * peak.max(1.0)
+}
+
+/// Largest absolute difference; panics on shape mismatch.
+pub fn max_diff(name: &str, got_shape: &[usize], got: &[f32], shape: &[usize], expected: &[f32]) -> f32 {
+    assert_eq!(got_shape, shape, "{name}: shape");
+    got.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}

@@ -1,0 +1,198 @@
+//! A Hugging Face model folder: config.json and safetensors weights, single or sharded.
+//!
+//! Files are mapped, not read: binding an f32 tensor points it into the map (assembly by
+//! reference), so a model costs only the pages its stages touch.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use edgerun_models::{build_model, Layout, Model, StageSpec, TensorSpec, UnitWeights};
+use edgerun_tensor::{ByteBuffer, DType, Tensor};
+use serde::Deserialize;
+
+use crate::safetensors_index::{SafetensorsIndex, TensorEntry};
+use crate::{MappedFile, Result, StoreError};
+
+struct Shard {
+    map: Arc<MappedFile>,
+    index: SafetensorsIndex,
+}
+
+pub struct HfFolder {
+    dir: PathBuf,
+    config_json: String,
+    shards: Vec<Shard>,
+    /// Tensor name to the shard that holds it.
+    locations: HashMap<String, usize>,
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
+}
+
+impl HfFolder {
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(StoreError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a model folder")));
+        }
+        let config_path = dir.join("config.json");
+        let config_json = std::fs::read_to_string(&config_path).map_err(|e| StoreError::io(&config_path, e))?;
+        let files = weight_files(dir)?;
+        let mut shards = Vec::with_capacity(files.len());
+        let mut locations = HashMap::new();
+        for (i, path) in files.iter().enumerate() {
+            let map = Arc::new(MappedFile::open(path)?);
+            let index = SafetensorsIndex::parse(path, map.bytes())?;
+            locations.extend(index.tensors.keys().map(|name| (name.clone(), i)));
+            shards.push(Shard { map, index });
+        }
+        Ok(Self { dir: dir.to_path_buf(), config_json, shards, locations })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.locations.contains_key(name)
+    }
+
+    /// The family config.json names, with prefixes and heads chosen by this checkpoint.
+    pub fn model(&self) -> Result<Box<dyn Model>> {
+        let model = build_model(&self.config_json, &|name| self.has_tensor(name))
+            .map_err(|e| match e {
+                edgerun_models::ModelError::Config(why) => StoreError::Json { path: self.dir.join("config.json"), why },
+                other => other.into(),
+            })?;
+        // Check every tensor now so a config that disagrees with the weights fails before work.
+        for stage in model.stages() {
+            for spec in &stage.tensors {
+                self.entry(spec)?;
+            }
+        }
+        Ok(model)
+    }
+
+    /// Bytes of the tensors a stage reads, as stored.
+    pub fn stage_bytes(&self, stage: &StageSpec) -> Result<usize> {
+        stage.tensors.iter().map(|t| self.entry(t).map(|(_, e)| e.end - e.start)).sum()
+    }
+
+    /// The storage dtype of a tensor.
+    pub fn dtype(&self, spec: &TensorSpec) -> Result<String> {
+        Ok(format!("{:?}", self.entry(spec)?.1.dtype))
+    }
+
+    fn entry(&self, spec: &TensorSpec) -> Result<(&Shard, &TensorEntry)> {
+        let shard = self.locations.get(&spec.name).map(|&i| &self.shards[i]).ok_or_else(|| {
+            edgerun_models::ModelError::MissingTensor(format!("{} (looked in {})", spec.name, self.dir.display()))
+        })?;
+        let entry = &shard.index.tensors[&spec.name];
+        if entry.shape != spec.shape {
+            return Err(StoreError::ShapeMismatch {
+                name: spec.name.clone(),
+                path: shard.index.path.clone(),
+                expected: spec.shape.clone(),
+                found: entry.shape.clone(),
+            });
+        }
+        if entry.float_dtype().is_none() {
+            return Err(StoreError::UnsupportedDtype {
+                name: spec.name.clone(),
+                path: shard.index.path.clone(),
+                dtype: format!("{:?}", entry.dtype),
+            });
+        }
+        Ok((shard, entry))
+    }
+
+    /// Binds every tensor of `stage`.
+    pub fn bind(&self, stage: &StageSpec) -> Result<UnitWeights> {
+        let mut weights = UnitWeights::default();
+        for spec in &stage.tensors {
+            let (shard, entry) = self.entry(spec)?;
+            let dtype = entry.float_dtype().expect("checked by entry");
+            let tensor = match (spec.layout, dtype) {
+                (Layout::Plain, DType::F32) => {
+                    let buffer: Arc<dyn ByteBuffer> = shard.map.clone();
+                    match Tensor::from_buffer(buffer, entry.start, &spec.shape) {
+                        Ok(t) => t,
+                        // A misaligned f32 tensor cannot be borrowed; copying it is still correct.
+                        Err(edgerun_tensor::TensorError::Misaligned { .. }) => widen(shard, entry, spec)?,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                (Layout::Plain, _) => widen(shard, entry, spec)?,
+                (Layout::Linear, _) => transpose(&widen(shard, entry, spec)?)?,
+            };
+            weights.insert(spec.name.clone(), tensor);
+        }
+        Ok(weights)
+    }
+
+    /// Reads a small optional file of the folder (tokenizer.json, pooling configs).
+    pub fn read_optional(&self, relative: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.dir.join(relative);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    /// Total bytes of all weight files.
+    pub fn weight_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.map.bytes().len()).sum()
+    }
+}
+
+fn widen(shard: &Shard, entry: &TensorEntry, spec: &TensorSpec) -> Result<Tensor> {
+    let dtype = entry.float_dtype().expect("checked by entry");
+    let values = dtype.widen(&shard.map.bytes()[entry.start..entry.end])?;
+    Ok(Tensor::from_vec(&spec.shape, values)?)
+}
+
+/// `[out, in] -> [in, out]`, blocked so both sides stay in cache.
+fn transpose(t: &Tensor) -> Result<Tensor> {
+    const BLOCK: usize = 64;
+    let (rows, cols) = (t.shape()[0], t.shape()[1]);
+    let src = t.values();
+    let mut out = vec![0.0f32; rows * cols];
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for c in c0..(c0 + BLOCK).min(cols) {
+                    out[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(&[cols, rows], out)?)
+}
+
+/// The safetensors files of a folder: the shards an index names, or model.safetensors.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index_path = dir.join("model.safetensors.index.json");
+    if index_path.exists() {
+        let text = std::fs::read_to_string(&index_path).map_err(|e| StoreError::io(&index_path, e))?;
+        let index: ShardIndex = serde_json::from_str(&text).map_err(|e| StoreError::Json { path: index_path.clone(), why: e.to_string() })?;
+        let mut files: Vec<String> = index.weight_map.into_values().collect();
+        files.sort();
+        files.dedup();
+        if let Some(bad) = files.iter().find(|f| Path::new(f).components().count() != 1) {
+            return Err(StoreError::Json { path: index_path, why: format!("shard {bad:?} is not a file name in this folder") });
+        }
+        return Ok(files.into_iter().map(|f| dir.join(f)).collect());
+    }
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    Err(StoreError::NoWeights { path: dir.to_path_buf() })
+}
