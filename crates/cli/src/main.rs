@@ -1,1 +1,89 @@
-fn main() {}
+//! `edgerun`: run Hugging Face models on machines with little memory.
+//!
+//! Flags are parsed and validated here, at the edge; library errors arrive typed and are
+//! printed as one `error:` line (with their causes) and exit status 1.
+
+mod commands;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "edgerun",
+    version,
+    about = "Run Hugging Face models on devices whose memory is smaller than the model"
+)]
+struct Cli {
+    /// Worker threads for kernels (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one forward pass and write the outputs transformers would return.
+    Run(commands::run::RunArgs),
+    /// Greedy decoding with a causal language model (GPT-2, GPT-J).
+    Generate(commands::generate::GenerateArgs),
+    /// Sentence embeddings with a sentence-transformers model folder.
+    Embed(commands::embed::EmbedArgs),
+    /// Architecture, parameters, and bytes and dtypes per stage.
+    Inspect(commands::inspect::InspectArgs),
+    /// Write a randomly initialised model with a real published config.
+    Synth(commands::synth::SynthArgs),
+    /// Synthesize BERT-base and run it: the quick start.
+    Demo(commands::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        if threads == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        edgerun_tensor::parallel::set_threads(threads);
+    }
+    let result = match cli.command {
+        Command::Run(args) => commands::run::run(args),
+        Command::Generate(args) => commands::generate::run(args),
+        Command::Embed(args) => commands::embed::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Synth(args) => commands::synth::run(args),
+        Command::Demo(args) => commands::demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("error: {}", chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause its parent already quotes.
+fn chain(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

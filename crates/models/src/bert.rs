@@ -9,7 +9,9 @@ use edgerun_tensor::Tensor;
 
 use crate::common::{first_token, join, LayerNorm, Linear, Param, QkvAttention};
 use crate::family::{detect_prefix, head_dim, positive};
-use crate::{Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights};
+use crate::{
+    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights,
+};
 
 /// A serde mirror of the config.json fields BERT reads.
 #[derive(Clone, Debug, Deserialize)]
@@ -67,18 +69,38 @@ pub struct Bert {
 impl Bert {
     pub fn new(config: BertConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
         let c = &config;
-        let activation = Activation::from_hf(&c.hidden_act)
-            .ok_or_else(|| ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act)))?;
-        if let Some(kind) = c.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
-            return Err(ModelError::config("position_embedding_type", format!("{kind:?} is not supported (absolute only)")));
+        let activation = Activation::from_hf(&c.hidden_act).ok_or_else(|| {
+            ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act))
+        })?;
+        if let Some(kind) = c
+            .position_embedding_type
+            .as_deref()
+            .filter(|k| *k != "absolute")
+        {
+            return Err(ModelError::config(
+                "position_embedding_type",
+                format!("{kind:?} is not supported (absolute only)"),
+            ));
         }
         let d = positive("hidden_size", c.hidden_size)?;
-        let layout = HeadLayout { heads: c.num_attention_heads, head_dim: head_dim(d, c.num_attention_heads)? };
+        let layout = HeadLayout {
+            heads: c.num_attention_heads,
+            head_dim: head_dim(d, c.num_attention_heads)?,
+        };
         let p = detect_prefix("bert.", "embeddings.word_embeddings.weight", has_tensor);
         let embeddings = BertEmbeddings {
-            word: Param::new(join(&p, "embeddings.word_embeddings.weight"), vec![c.vocab_size, d]),
-            position: Param::new(join(&p, "embeddings.position_embeddings.weight"), vec![c.max_position_embeddings, d]),
-            token_type: Param::new(join(&p, "embeddings.token_type_embeddings.weight"), vec![c.type_vocab_size, d]),
+            word: Param::new(
+                join(&p, "embeddings.word_embeddings.weight"),
+                vec![c.vocab_size, d],
+            ),
+            position: Param::new(
+                join(&p, "embeddings.position_embeddings.weight"),
+                vec![c.max_position_embeddings, d],
+            ),
+            token_type: Param::new(
+                join(&p, "embeddings.token_type_embeddings.weight"),
+                vec![c.type_vocab_size, d],
+            ),
             norm: LayerNorm::new(&join(&p, "embeddings.LayerNorm"), d, c.layer_norm_eps),
         };
         let layers = (0..c.num_hidden_layers)
@@ -92,34 +114,63 @@ impl Bert {
                         output: Linear::new(&join(&l, "attention.output.dense"), d, d, true),
                         layout,
                     },
-                    attention_norm: LayerNorm::new(&join(&l, "attention.output.LayerNorm"), d, c.layer_norm_eps),
-                    intermediate: Linear::new(&join(&l, "intermediate.dense"), d, c.intermediate_size, true),
+                    attention_norm: LayerNorm::new(
+                        &join(&l, "attention.output.LayerNorm"),
+                        d,
+                        c.layer_norm_eps,
+                    ),
+                    intermediate: Linear::new(
+                        &join(&l, "intermediate.dense"),
+                        d,
+                        c.intermediate_size,
+                        true,
+                    ),
                     output: Linear::new(&join(&l, "output.dense"), c.intermediate_size, d, true),
                     output_norm: LayerNorm::new(&join(&l, "output.LayerNorm"), d, c.layer_norm_eps),
                 }
             })
             .collect::<Vec<_>>();
         let pooler_path = join(&p, "pooler.dense");
-        let pooler = has_tensor(&format!("{pooler_path}.weight")).then(|| Linear::new(&pooler_path, d, d, true));
+        let pooler = has_tensor(&format!("{pooler_path}.weight"))
+            .then(|| Linear::new(&pooler_path, d, d, true));
 
         let e = &embeddings;
         let mut stages = vec![StageSpec {
             id: "embeddings".into(),
-            tensors: [e.word.spec(), e.position.spec(), e.token_type.spec()].into_iter().chain(e.norm.specs()).collect(),
+            tensors: [e.word.spec(), e.position.spec(), e.token_type.spec()]
+                .into_iter()
+                .chain(e.norm.specs())
+                .collect(),
         }];
         for (i, l) in layers.iter().enumerate() {
-            let tensors = l.attention.specs().into_iter()
+            let tensors = l
+                .attention
+                .specs()
+                .into_iter()
                 .chain(l.attention_norm.specs())
                 .chain(l.intermediate.specs())
                 .chain(l.output.specs())
                 .chain(l.output_norm.specs())
                 .collect();
-            stages.push(StageSpec { id: format!("encoder.layer.{i}"), tensors });
+            stages.push(StageSpec {
+                id: format!("encoder.layer.{i}"),
+                tensors,
+            });
         }
         if let Some(pooler) = &pooler {
-            stages.push(StageSpec { id: "pooler".into(), tensors: pooler.specs() });
+            stages.push(StageSpec {
+                id: "pooler".into(),
+                tensors: pooler.specs(),
+            });
         }
-        Ok(Self { config, activation, embeddings, layers, pooler, stages })
+        Ok(Self {
+            config,
+            activation,
+            embeddings,
+            layers,
+            pooler,
+            stages,
+        })
     }
 
     fn embed(&self, w: &UnitWeights, state: &mut State) -> Result<Tensor> {
@@ -127,12 +178,23 @@ impl Bert {
         let (b, s) = (state.batch, state.seq);
         let d = self.config.hidden_size;
         if s > self.config.max_position_embeddings {
-            return Err(ModelError::input("input_ids", format!("{s} tokens exceed max_position_embeddings {}", self.config.max_position_embeddings)));
+            return Err(ModelError::input(
+                "input_ids",
+                format!(
+                    "{s} tokens exceed max_position_embeddings {}",
+                    self.config.max_position_embeddings
+                ),
+            ));
         }
         let words = kernels::embedding(self.embeddings.word.get(w)?, &ids.values)?;
         let types = match &state.inputs.token_type_ids {
             Some(t) if t.dims2("token_type_ids")? == (b, s) => t.values.clone(),
-            Some(t) => return Err(ModelError::input("token_type_ids", format!("shape {:?} differs from input_ids [{b}, {s}]", t.shape))),
+            Some(t) => {
+                return Err(ModelError::input(
+                    "token_type_ids",
+                    format!("shape {:?} differs from input_ids [{b}, {s}]", t.shape),
+                ))
+            }
             None => vec![0; b * s],
         };
         let types = kernels::embedding(self.embeddings.token_type.get(w)?, &types)?;
@@ -148,7 +210,10 @@ impl Bert {
         let x = l.attention_norm.forward(w, &kernels::add(&attended, &x)?)?;
         let mut inner = l.intermediate.forward(w, &x)?.into_values();
         self.activation.apply_in_place(&mut inner);
-        let inner = Tensor::from_vec(&[state.batch, state.seq, self.config.intermediate_size], inner)?;
+        let inner = Tensor::from_vec(
+            &[state.batch, state.seq, self.config.intermediate_size],
+            inner,
+        )?;
         let out = l.output.forward(w, &inner)?;
         l.output_norm.forward(w, &kernels::add(&out, &x)?)
     }
@@ -181,10 +246,16 @@ impl Model for Bert {
             }
             _ => {
                 let x = state.take_hidden("pooler")?;
-                let pooler = self.pooler.as_ref().expect("pooler stage exists only with a pooler");
+                let pooler = self
+                    .pooler
+                    .as_ref()
+                    .expect("pooler stage exists only with a pooler");
                 let mut pooled = pooler.forward(w, &first_token(&x)?)?.into_values();
                 Activation::Tanh.apply_in_place(&mut pooled);
-                state.output("pooler_output", Tensor::from_vec(&[state.batch, self.config.hidden_size], pooled)?);
+                state.output(
+                    "pooler_output",
+                    Tensor::from_vec(&[state.batch, self.config.hidden_size], pooled)?,
+                );
                 state.hidden = Some(x);
                 return Ok(());
             }

@@ -188,9 +188,7 @@ pub(crate) fn last_token(x: &Tensor) -> Result<Tensor> {
 pub(crate) fn self_attention(
     state: &mut State,
     layer: usize,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    [q, k, v]: [&Tensor; 3],
     layout: HeadLayout,
     causal: bool,
     scale: f32,
@@ -251,7 +249,11 @@ impl ConvBn {
         let c = self.shape[0];
         let mut specs = vec![spec(self.conv.clone(), self.shape.to_vec(), Layout::Plain)];
         for part in ["weight", "bias", "running_mean", "running_var"] {
-            specs.push(spec(format!("{}.{part}", self.norm), vec![c], Layout::Plain));
+            specs.push(spec(
+                format!("{}.{part}", self.norm),
+                vec![c],
+                Layout::Plain,
+            ));
         }
         specs
     }
@@ -290,12 +292,18 @@ impl QkvAttention {
             .collect()
     }
 
-    pub fn forward(&self, w: &UnitWeights, state: &mut State, layer: usize, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        w: &UnitWeights,
+        state: &mut State,
+        layer: usize,
+        x: &Tensor,
+    ) -> Result<Tensor> {
         let q = self.query.forward(w, x)?;
         let k = self.key.forward(w, x)?;
         let v = self.value.forward(w, x)?;
         let scale = 1.0 / (self.layout.head_dim as f32).sqrt();
-        let context = self_attention(state, layer, &q, &k, &v, self.layout, false, scale)?;
+        let context = self_attention(state, layer, [&q, &k, &v], self.layout, false, scale)?;
         self.output.forward(w, &context)
     }
 }
@@ -339,7 +347,9 @@ pub(crate) fn start_causal(
     if capacity > max_positions {
         return Err(crate::ModelError::input(
             "input_ids",
-            format!("{capacity} positions (prompt and new tokens) exceed the model's {max_positions}"),
+            format!(
+                "{capacity} positions (prompt and new tokens) exceed the model's {max_positions}"
+            ),
         ));
     }
     state.cache = Some(crate::KvCache::new(layers, state.batch, capacity, width));

@@ -79,7 +79,11 @@ fn parse<T: DeserializeOwned>(value: Value) -> Result<T> {
 }
 
 /// Returns `prefix` when the checkpoint's `probe` tensor carries it, else "".
-pub(crate) fn detect_prefix(prefix: &str, probe: &str, has_tensor: &dyn Fn(&str) -> bool) -> String {
+pub(crate) fn detect_prefix(
+    prefix: &str,
+    probe: &str,
+    has_tensor: &dyn Fn(&str) -> bool,
+) -> String {
     if has_tensor(&format!("{prefix}{probe}")) {
         prefix.to_string()
     } else {
@@ -98,7 +102,7 @@ pub(crate) fn positive(field: &'static str, value: usize) -> Result<usize> {
 /// Checks `hidden` splits evenly into `heads`, returning the head width.
 pub(crate) fn head_dim(hidden: usize, heads: usize) -> Result<usize> {
     positive("num_attention_heads", heads)?;
-    if hidden % heads != 0 {
+    if !hidden.is_multiple_of(heads) {
         return Err(ModelError::config(
             "num_attention_heads",
             format!("hidden size {hidden} is not divisible by {heads} heads"),

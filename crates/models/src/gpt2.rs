@@ -7,9 +7,15 @@ use serde::Deserialize;
 use edgerun_tensor::kernels::{self, Activation, HeadLayout};
 use edgerun_tensor::Tensor;
 
-use crate::common::{activate, join, last_token, project_onto_rows, self_attention, split_last, start_causal, LayerNorm, Linear, Param};
+use crate::common::{
+    activate, join, last_token, project_onto_rows, self_attention, split_last, start_causal,
+    LayerNorm, Linear, Param,
+};
 use crate::family::{detect_prefix, head_dim, positive};
-use crate::{CausalInfo, Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights};
+use crate::{
+    CausalInfo, Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State,
+    UnitWeights,
+};
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Gpt2Config {
@@ -69,11 +75,18 @@ pub struct Gpt2 {
 impl Gpt2 {
     pub fn new(config: Gpt2Config, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
         let c = &config;
-        let activation = Activation::from_hf(&c.activation_function)
-            .ok_or_else(|| ModelError::config("activation_function", format!("{:?} is not supported", c.activation_function)))?;
+        let activation = Activation::from_hf(&c.activation_function).ok_or_else(|| {
+            ModelError::config(
+                "activation_function",
+                format!("{:?} is not supported", c.activation_function),
+            )
+        })?;
         let d = positive("n_embd", c.n_embd)?;
         let inner = c.n_inner.unwrap_or(4 * d);
-        let layout = HeadLayout { heads: c.n_head, head_dim: head_dim(d, c.n_head)? };
+        let layout = HeadLayout {
+            heads: c.n_head,
+            head_dim: head_dim(d, c.n_head)?,
+        };
         let p = detect_prefix("transformer.", "wte.weight", has_tensor);
         let blocks: Vec<Block> = (0..c.n_layer)
             .map(|i| {
@@ -89,26 +102,43 @@ impl Gpt2 {
             })
             .collect();
         let wte = Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]);
-        let lm_head = has_tensor("lm_head.weight").then(|| Linear::new("lm_head", d, c.vocab_size, false));
+        let lm_head =
+            has_tensor("lm_head.weight").then(|| Linear::new("lm_head", d, c.vocab_size, false));
         let ln_f = LayerNorm::new(&join(&p, "ln_f"), d, c.layer_norm_epsilon);
         let mut stages = vec![StageSpec {
             id: "embeddings".into(),
-            tensors: vec![wte.spec(), Param::new(join(&p, "wpe.weight"), vec![c.n_positions, d]).spec()],
+            tensors: vec![
+                wte.spec(),
+                Param::new(join(&p, "wpe.weight"), vec![c.n_positions, d]).spec(),
+            ],
         }];
         for (i, b) in blocks.iter().enumerate() {
-            let tensors = [&b.ln_1.specs(), &b.c_attn.specs(), &b.attn_proj.specs(), &b.ln_2.specs(), &b.c_fc.specs(), &b.mlp_proj.specs()]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
-            stages.push(StageSpec { id: format!("h.{i}"), tensors });
+            let tensors = [
+                &b.ln_1.specs(),
+                &b.c_attn.specs(),
+                &b.attn_proj.specs(),
+                &b.ln_2.specs(),
+                &b.c_fc.specs(),
+                &b.mlp_proj.specs(),
+            ]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+            stages.push(StageSpec {
+                id: format!("h.{i}"),
+                tensors,
+            });
         }
         let mut head = ln_f.specs();
         match &lm_head {
             Some(l) => head.extend(l.specs()),
             None => head.push(wte.spec()),
         }
-        stages.push(StageSpec { id: "head".into(), tensors: head });
+        stages.push(StageSpec {
+            id: "head".into(),
+            tensors: head,
+        });
         Ok(Self {
             activation,
             layout,
@@ -127,18 +157,26 @@ impl Gpt2 {
         let tokens = kernels::embedding(self.wte.get(w)?, &ids.values)?;
         let positions: Vec<i64> = state.positions.iter().map(|&p| p as i64).collect();
         let positions = kernels::embedding(self.wpe.get(w)?, &positions)?;
-        Ok(kernels::add(&tokens, &positions)?.reshape(&[state.batch, state.seq, self.config.n_embd])?)
+        Ok(kernels::add(&tokens, &positions)?.reshape(&[
+            state.batch,
+            state.seq,
+            self.config.n_embd,
+        ])?)
     }
 
     fn block(&self, i: usize, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<Tensor> {
         let b = &self.blocks[i];
         let qkv = b.c_attn.forward(w, &b.ln_1.forward(w, &x)?)?;
         let [q, k, v]: [Tensor; 3] = split_last(&qkv, 3)?.try_into().expect("three parts");
-        let mut scale = if self.config.scale_attn_weights { 1.0 / (self.layout.head_dim as f32).sqrt() } else { 1.0 };
+        let mut scale = if self.config.scale_attn_weights {
+            1.0 / (self.layout.head_dim as f32).sqrt()
+        } else {
+            1.0
+        };
         if self.config.scale_attn_by_inverse_layer_idx {
             scale /= (i + 1) as f32;
         }
-        let context = self_attention(state, i, &q, &k, &v, self.layout, true, scale)?;
+        let context = self_attention(state, i, [&q, &k, &v], self.layout, true, scale)?;
         let x = kernels::add(&b.attn_proj.forward(w, &context)?, &x)?;
         let inner = activate(b.c_fc.forward(w, &b.ln_2.forward(w, &x)?)?, self.activation)?;
         Ok(kernels::add(&b.mlp_proj.forward(w, &inner)?, &x)?)
@@ -147,7 +185,11 @@ impl Gpt2 {
     fn head(&self, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<()> {
         let x = self.ln_f.forward(w, &x)?;
         state.record_hidden(&x);
-        let last = if state.options.last_logits_only { last_token(&x)? } else { x.clone() };
+        let last = if state.options.last_logits_only {
+            last_token(&x)?
+        } else {
+            x.clone()
+        };
         let logits = match &self.lm_head {
             Some(l) => l.forward(w, &last)?,
             None => project_onto_rows(&last, self.wte.get(w)?)?,

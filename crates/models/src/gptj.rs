@@ -7,9 +7,14 @@ use serde::Deserialize;
 use edgerun_tensor::kernels::{self, Activation, HeadLayout, RotaryTable};
 use edgerun_tensor::Tensor;
 
-use crate::common::{activate, join, last_token, self_attention, start_causal, LayerNorm, Linear, Param};
+use crate::common::{
+    activate, join, last_token, self_attention, start_causal, LayerNorm, Linear, Param,
+};
 use crate::family::{detect_prefix, head_dim, positive};
-use crate::{CausalInfo, Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights};
+use crate::{
+    CausalInfo, Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State,
+    UnitWeights,
+};
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct GptJConfig {
@@ -64,14 +69,27 @@ pub struct GptJ {
 impl GptJ {
     pub fn new(config: GptJConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
         let c = &config;
-        let activation = Activation::from_hf(&c.activation_function)
-            .ok_or_else(|| ModelError::config("activation_function", format!("{:?} is not supported", c.activation_function)))?;
+        let activation = Activation::from_hf(&c.activation_function).ok_or_else(|| {
+            ModelError::config(
+                "activation_function",
+                format!("{:?} is not supported", c.activation_function),
+            )
+        })?;
         let d = positive("n_embd", c.n_embd)?;
         let inner = c.n_inner.unwrap_or(4 * d);
-        let layout = HeadLayout { heads: c.n_head, head_dim: head_dim(d, c.n_head)? };
+        let layout = HeadLayout {
+            heads: c.n_head,
+            head_dim: head_dim(d, c.n_head)?,
+        };
         let rotary_dim = c.rotary_dim.unwrap_or(layout.head_dim);
-        if rotary_dim > layout.head_dim || rotary_dim % 2 != 0 {
-            return Err(ModelError::config("rotary_dim", format!("{rotary_dim} must be even and at most the head size {}", layout.head_dim)));
+        if rotary_dim > layout.head_dim || !rotary_dim.is_multiple_of(2) {
+            return Err(ModelError::config(
+                "rotary_dim",
+                format!(
+                    "{rotary_dim} must be even and at most the head size {}",
+                    layout.head_dim
+                ),
+            ));
         }
         let p = detect_prefix("transformer.", "wte.weight", has_tensor);
         let blocks: Vec<Block> = (0..c.n_layer)
@@ -91,14 +109,36 @@ impl GptJ {
         let wte = Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]);
         let ln_f = LayerNorm::new(&join(&p, "ln_f"), d, c.layer_norm_epsilon);
         let lm_head = Linear::new("lm_head", d, c.vocab_size, true);
-        let mut stages = vec![StageSpec { id: "embeddings".into(), tensors: vec![wte.spec()] }];
+        let mut stages = vec![StageSpec {
+            id: "embeddings".into(),
+            tensors: vec![wte.spec()],
+        }];
         for (i, b) in blocks.iter().enumerate() {
-            let tensors = [&b.ln_1, ].iter().flat_map(|n| n.specs())
-                .chain([&b.q_proj, &b.k_proj, &b.v_proj, &b.out_proj, &b.fc_in, &b.fc_out].iter().flat_map(|l| l.specs()))
+            let tensors = [&b.ln_1]
+                .iter()
+                .flat_map(|n| n.specs())
+                .chain(
+                    [
+                        &b.q_proj,
+                        &b.k_proj,
+                        &b.v_proj,
+                        &b.out_proj,
+                        &b.fc_in,
+                        &b.fc_out,
+                    ]
+                    .iter()
+                    .flat_map(|l| l.specs()),
+                )
                 .collect();
-            stages.push(StageSpec { id: format!("h.{i}"), tensors });
+            stages.push(StageSpec {
+                id: format!("h.{i}"),
+                tensors,
+            });
         }
-        stages.push(StageSpec { id: "head".into(), tensors: ln_f.specs().into_iter().chain(lm_head.specs()).collect() });
+        stages.push(StageSpec {
+            id: "head".into(),
+            tensors: ln_f.specs().into_iter().chain(lm_head.specs()).collect(),
+        });
         Ok(Self {
             activation,
             layout,
@@ -118,16 +158,24 @@ impl GptJ {
         let shape = [state.batch, state.seq, self.config.n_embd];
         let rotate = |t: Tensor| -> Result<Tensor> {
             let mut values = t.into_values();
-            kernels::rotary_interleaved(&mut values, &state.positions, self.layout.heads, self.layout.head_dim, &self.rotary);
+            kernels::rotary_interleaved(
+                &mut values,
+                &state.positions,
+                self.layout.heads,
+                self.layout.head_dim,
+                &self.rotary,
+            );
             Ok(Tensor::from_vec(&shape, values)?)
         };
         let q = rotate(b.q_proj.forward(w, &a)?)?;
         let k = rotate(b.k_proj.forward(w, &a)?)?;
         let v = b.v_proj.forward(w, &a)?;
         let scale = 1.0 / (self.layout.head_dim as f32).sqrt();
-        let context = self_attention(state, i, &q, &k, &v, self.layout, true, scale)?;
+        let context = self_attention(state, i, [&q, &k, &v], self.layout, true, scale)?;
         let attended = b.out_proj.forward(w, &context)?;
-        let fed = b.fc_out.forward(w, &activate(b.fc_in.forward(w, &a)?, self.activation)?)?;
+        let fed = b
+            .fc_out
+            .forward(w, &activate(b.fc_in.forward(w, &a)?, self.activation)?)?;
         Ok(kernels::add(&kernels::add(&attended, &fed)?, &x)?)
     }
 }
@@ -155,7 +203,11 @@ impl Model for GptJ {
         let x = match index {
             0 => {
                 let ids = state.inputs.ids()?;
-                kernels::embedding(self.wte.get(w)?, &ids.values)?.reshape(&[state.batch, state.seq, self.config.n_embd])?
+                kernels::embedding(self.wte.get(w)?, &ids.values)?.reshape(&[
+                    state.batch,
+                    state.seq,
+                    self.config.n_embd,
+                ])?
             }
             i if i <= layers => {
                 let x = state.take_hidden(&self.stages[i].id)?;
@@ -164,7 +216,11 @@ impl Model for GptJ {
             _ => {
                 let x = self.ln_f.forward(w, &state.take_hidden("head")?)?;
                 state.record_hidden(&x);
-                let last = if state.options.last_logits_only { last_token(&x)? } else { x.clone() };
+                let last = if state.options.last_logits_only {
+                    last_token(&x)?
+                } else {
+                    x.clone()
+                };
                 state.output("logits", self.lm_head.forward(w, &last)?);
                 state.hidden = Some(x);
                 return Ok(());

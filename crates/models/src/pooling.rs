@@ -47,20 +47,31 @@ impl Pooling {
         let mode = match pooling {
             None => PoolingMode::Mean,
             Some(json) => {
-                let c: PoolingConfig = serde_json::from_str(json).map_err(|e| ModelError::Config(format!("1_Pooling/config.json: {e}")))?;
-                match (c.pooling_mode_cls_token, c.pooling_mode_mean_tokens, c.pooling_mode_max_tokens, c.pooling_mode_mean_sqrt_len_tokens) {
+                let c: PoolingConfig = serde_json::from_str(json)
+                    .map_err(|e| ModelError::Config(format!("1_Pooling/config.json: {e}")))?;
+                match (
+                    c.pooling_mode_cls_token,
+                    c.pooling_mode_mean_tokens,
+                    c.pooling_mode_max_tokens,
+                    c.pooling_mode_mean_sqrt_len_tokens,
+                ) {
                     (true, false, false, false) => PoolingMode::Cls,
                     (false, true, false, false) => PoolingMode::Mean,
                     (false, false, true, false) => PoolingMode::Max,
                     (false, false, false, true) => PoolingMode::MeanSqrtLen,
-                    _ => return Err(ModelError::Config("1_Pooling/config.json: exactly one pooling mode must be set".into())),
+                    _ => {
+                        return Err(ModelError::Config(
+                            "1_Pooling/config.json: exactly one pooling mode must be set".into(),
+                        ))
+                    }
                 }
             }
         };
         let normalize = match modules {
             None => false,
             Some(json) => {
-                let modules: Vec<Module> = serde_json::from_str(json).map_err(|e| ModelError::Config(format!("modules.json: {e}")))?;
+                let modules: Vec<Module> = serde_json::from_str(json)
+                    .map_err(|e| ModelError::Config(format!("modules.json: {e}")))?;
                 modules.iter().any(|m| m.kind.ends_with("Normalize"))
             }
         };
@@ -70,7 +81,10 @@ impl Pooling {
     /// Pools `[batch, seq, dim]` token embeddings over the tokens `mask` keeps.
     pub fn apply(&self, tokens: &Tensor, mask: &IdTensor) -> Result<Tensor> {
         let [b, s, d] = *tokens.shape() else {
-            return Err(ModelError::input("last_hidden_state", format!("expected [batch, seq, dim], got {:?}", tokens.shape())));
+            return Err(ModelError::input(
+                "last_hidden_state",
+                format!("expected [batch, seq, dim], got {:?}", tokens.shape()),
+            ));
         };
         let tokens = tokens.contiguous();
         let mut out = Vec::with_capacity(b * d);
@@ -92,7 +106,11 @@ impl Pooling {
                     }
                     // sentence-transformers clamps the count at 1e-9.
                     let count = (keep.iter().filter(|&&k| k != 0).count() as f32).max(1e-9);
-                    let div = if self.mode == PoolingMode::Mean { count } else { count.sqrt() };
+                    let div = if self.mode == PoolingMode::Mean {
+                        count
+                    } else {
+                        count.sqrt()
+                    };
                     v.iter_mut().for_each(|a| *a /= div);
                 }
             }
@@ -118,7 +136,13 @@ mod tests {
             Some(r#"[{"type": "sentence_transformers.models.Transformer"}, {"type": "sentence_transformers.models.Normalize"}]"#),
         )
         .unwrap();
-        assert_eq!(p, Pooling { mode: PoolingMode::Mean, normalize: true });
+        assert_eq!(
+            p,
+            Pooling {
+                mode: PoolingMode::Mean,
+                normalize: true
+            }
+        );
         let t = Tensor::from_vec(&[1, 3, 2], vec![3., 0., 0., 4., 100., 100.]).unwrap();
         let mask = IdTensor::new(vec![1, 3], vec![1, 1, 0]).unwrap();
         let v = p.apply(&t, &mask).unwrap();
@@ -127,6 +151,10 @@ mod tests {
 
     #[test]
     fn ambiguous_modes_are_rejected() {
-        assert!(Pooling::from_json(Some(r#"{"pooling_mode_mean_tokens": true, "pooling_mode_cls_token": true}"#), None).is_err());
+        assert!(Pooling::from_json(
+            Some(r#"{"pooling_mode_mean_tokens": true, "pooling_mode_cls_token": true}"#),
+            None
+        )
+        .is_err());
     }
 }

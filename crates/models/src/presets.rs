@@ -14,11 +14,23 @@ pub struct Preset {
 }
 
 pub const NAMES: &[&str] = &[
-    "bert-base", "bert-large", "vit-base-16", "vit-large-16", "gpt2", "gpt2-medium", "gpt-j-6b", "resnet-50", "resnet-101",
+    "bert-base",
+    "bert-large",
+    "vit-base-16",
+    "vit-large-16",
+    "gpt2",
+    "gpt2-medium",
+    "gpt-j-6b",
+    "resnet-50",
+    "resnet-101",
 ];
 
 fn labels(n: usize) -> Value {
-    Value::Object((0..n).map(|i| (i.to_string(), Value::String(format!("LABEL_{i}")))).collect())
+    Value::Object(
+        (0..n)
+            .map(|i| (i.to_string(), Value::String(format!("LABEL_{i}"))))
+            .collect(),
+    )
 }
 
 fn bert(hidden: usize, layers: usize, heads: usize) -> Value {
@@ -63,7 +75,10 @@ fn resnet(depths: [usize; 4]) -> Value {
 const BERT: &[&str] = &["pooler.dense.weight"];
 const VIT: &[&str] = &["vit.embeddings.cls_token", "classifier.weight"];
 const GPT: &[&str] = &["transformer.wte.weight"];
-const RESNET: &[&str] = &["resnet.embedder.embedder.convolution.weight", "classifier.1.weight"];
+const RESNET: &[&str] = &[
+    "resnet.embedder.embedder.convolution.weight",
+    "classifier.1.weight",
+];
 
 /// The preset called `name`, if there is one.
 pub fn preset(name: &str) -> Option<Preset> {
@@ -88,7 +103,12 @@ pub fn preset(name: &str) -> Option<Preset> {
         "resnet-101" => ("microsoft/resnet-101", resnet([3, 4, 23, 3]), RESNET),
         _ => return None,
     };
-    Some(Preset { name: NAMES.iter().find(|n| **n == name).copied()?, source, config, present })
+    Some(Preset {
+        name: NAMES.iter().find(|n| **n == name).copied()?,
+        source,
+        config,
+        present,
+    })
 }
 
 #[cfg(test)]
@@ -99,7 +119,13 @@ mod tests {
         let p = preset(name).unwrap();
         let model = crate::build_model(&p.config.to_string(), &|n| p.present.contains(&n)).unwrap();
         let mut seen = std::collections::HashSet::new();
-        model.stages().iter().flat_map(|s| &s.tensors).filter(|t| seen.insert(t.name.clone())).map(|t| t.elements()).sum()
+        model
+            .stages()
+            .iter()
+            .flat_map(|s| &s.tensors)
+            .filter(|t| seen.insert(t.name.clone()))
+            .map(|t| t.elements())
+            .sum()
     }
 
     #[test]

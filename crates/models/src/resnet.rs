@@ -10,7 +10,10 @@ use edgerun_tensor::Tensor;
 use crate::common::{join, ConvBn, Linear};
 use crate::family::{detect_prefix, positive};
 use crate::vit::label_count;
-use crate::{Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec, UnitWeights};
+use crate::{
+    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
+    UnitWeights,
+};
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct ResNetConfig {
@@ -54,7 +57,11 @@ struct ResidualLayer {
 
 impl ResidualLayer {
     fn specs(&self) -> Vec<TensorSpec> {
-        self.shortcut.iter().chain(&self.convs).flat_map(ConvBn::specs).collect()
+        self.shortcut
+            .iter()
+            .chain(&self.convs)
+            .flat_map(ConvBn::specs)
+            .collect()
     }
 
     fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
@@ -80,71 +87,155 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    pub fn new(config: ResNetConfig, architecture: Option<&str>, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
+    pub fn new(
+        config: ResNetConfig,
+        architecture: Option<&str>,
+        has_tensor: &dyn Fn(&str) -> bool,
+    ) -> Result<Self> {
         let c = &config;
-        let act = Activation::from_hf(&c.hidden_act)
-            .ok_or_else(|| ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act)))?;
+        let act = Activation::from_hf(&c.hidden_act).ok_or_else(|| {
+            ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act))
+        })?;
         let bottleneck = match c.layer_type.as_str() {
             "bottleneck" => true,
             "basic" => false,
-            other => return Err(ModelError::config("layer_type", format!("{other:?} is neither basic nor bottleneck"))),
+            other => {
+                return Err(ModelError::config(
+                    "layer_type",
+                    format!("{other:?} is neither basic nor bottleneck"),
+                ))
+            }
         };
         if c.depths.len() != c.hidden_sizes.len() || c.depths.is_empty() {
-            return Err(ModelError::config("depths", format!("{} depths for {} hidden_sizes", c.depths.len(), c.hidden_sizes.len())));
+            return Err(ModelError::config(
+                "depths",
+                format!(
+                    "{} depths for {} hidden_sizes",
+                    c.depths.len(),
+                    c.hidden_sizes.len()
+                ),
+            ));
         }
         positive("embedding_size", c.embedding_size)?;
-        let p = detect_prefix("resnet.", "embedder.embedder.convolution.weight", has_tensor);
+        if c.depths.contains(&0) {
+            return Err(ModelError::config(
+                "depths",
+                "every stage needs at least one layer",
+            ));
+        }
+        let p = detect_prefix(
+            "resnet.",
+            "embedder.embedder.convolution.weight",
+            has_tensor,
+        );
         let stem_path = join(&p, "embedder.embedder.");
-        let stem = ConvBn::new(&join(&stem_path, "convolution"), &join(&stem_path, "normalization"), (c.num_channels, c.embedding_size, 7), 2, act);
+        let stem = ConvBn::new(
+            &join(&stem_path, "convolution"),
+            &join(&stem_path, "normalization"),
+            (c.num_channels, c.embedding_size, 7),
+            2,
+            act,
+        );
 
         let mut layers = Vec::new();
         let mut in_ch = c.embedding_size;
         for (s, (&out_ch, &depth)) in c.hidden_sizes.iter().zip(&c.depths).enumerate() {
             positive("hidden_sizes", out_ch)?;
-            let first_stride = if s == 0 && !c.downsample_in_first_stage { 1 } else { 2 };
+            let first_stride = if s == 0 && !c.downsample_in_first_stage {
+                1
+            } else {
+                2
+            };
             for l in 0..depth {
-                let (cin, stride) = if l == 0 { (in_ch, first_stride) } else { (out_ch, 1) };
-                let path = join(&p, &format!("encoder.stages.{s}.layers.{l}."));
-                let conv = |i: usize, shape: (usize, usize, usize), stride: usize, act: Activation| {
-                    let base = join(&path, &format!("layer.{i}."));
-                    ConvBn::new(&join(&base, "convolution"), &join(&base, "normalization"), shape, stride, act)
+                let (cin, stride) = if l == 0 {
+                    (in_ch, first_stride)
+                } else {
+                    (out_ch, 1)
                 };
+                let path = join(&p, &format!("encoder.stages.{s}.layers.{l}."));
+                let conv =
+                    |i: usize, shape: (usize, usize, usize), stride: usize, act: Activation| {
+                        let base = join(&path, &format!("layer.{i}."));
+                        ConvBn::new(
+                            &join(&base, "convolution"),
+                            &join(&base, "normalization"),
+                            shape,
+                            stride,
+                            act,
+                        )
+                    };
                 let convs = if bottleneck {
                     let reduced = out_ch / 4;
-                    let (s1, s3) = if c.downsample_in_bottleneck { (stride, 1) } else { (1, stride) };
+                    let (s1, s3) = if c.downsample_in_bottleneck {
+                        (stride, 1)
+                    } else {
+                        (1, stride)
+                    };
                     vec![
                         conv(0, (cin, reduced, 1), s1, act),
                         conv(1, (reduced, reduced, 3), s3, act),
                         conv(2, (reduced, out_ch, 1), 1, Activation::Identity),
                     ]
                 } else {
-                    vec![conv(0, (cin, out_ch, 3), stride, act), conv(1, (out_ch, out_ch, 3), 1, Activation::Identity)]
+                    vec![
+                        conv(0, (cin, out_ch, 3), stride, act),
+                        conv(1, (out_ch, out_ch, 3), 1, Activation::Identity),
+                    ]
                 };
                 let shortcut = (cin != out_ch || stride != 1).then(|| {
                     let base = join(&path, "shortcut.");
-                    ConvBn::new(&join(&base, "convolution"), &join(&base, "normalization"), (cin, out_ch, 1), stride, Activation::Identity)
+                    ConvBn::new(
+                        &join(&base, "convolution"),
+                        &join(&base, "normalization"),
+                        (cin, out_ch, 1),
+                        stride,
+                        Activation::Identity,
+                    )
                 });
-                layers.push(ResidualLayer { convs, shortcut, activation: act, ends_stage: l + 1 == depth });
+                layers.push(ResidualLayer {
+                    convs,
+                    shortcut,
+                    activation: act,
+                    ends_stage: l + 1 == depth,
+                });
             }
             in_ch = out_ch;
         }
-        if c.depths.iter().any(|&d| d == 0) {
-            return Err(ModelError::config("depths", "every stage needs at least one layer"));
-        }
         let wants_classifier = architecture != Some("ResNetModel");
-        let classifier = (wants_classifier && has_tensor("classifier.1.weight"))
-            .then(|| Linear::new("classifier.1", in_ch, label_count(&c.id2label, c.num_labels), true));
+        let classifier = (wants_classifier && has_tensor("classifier.1.weight")).then(|| {
+            Linear::new(
+                "classifier.1",
+                in_ch,
+                label_count(&c.id2label, c.num_labels),
+                true,
+            )
+        });
 
-        let mut stages = vec![StageSpec { id: "embedder".into(), tensors: stem.specs() }];
+        let mut stages = vec![StageSpec {
+            id: "embedder".into(),
+            tensors: stem.specs(),
+        }];
         let mut index = 0;
         for (s, &depth) in c.depths.iter().enumerate() {
             for l in 0..depth {
-                stages.push(StageSpec { id: format!("encoder.stages.{s}.layers.{l}"), tensors: layers[index].specs() });
+                stages.push(StageSpec {
+                    id: format!("encoder.stages.{s}.layers.{l}"),
+                    tensors: layers[index].specs(),
+                });
                 index += 1;
             }
         }
-        stages.push(StageSpec { id: "head".into(), tensors: classifier.iter().flat_map(Linear::specs).collect() });
-        Ok(Self { config, stem, layers, classifier, stages })
+        stages.push(StageSpec {
+            id: "head".into(),
+            tensors: classifier.iter().flat_map(Linear::specs).collect(),
+        });
+        Ok(Self {
+            config,
+            stem,
+            layers,
+            classifier,
+            stages,
+        })
     }
 }
 
@@ -168,7 +259,14 @@ impl Model for ResNet {
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
         let pixels = inputs.pixels()?;
         if pixels.rank() != 4 || pixels.shape()[1] != self.config.num_channels {
-            return Err(ModelError::input("pixel_values", format!("expected [batch, {}, height, width], got {:?}", self.config.num_channels, pixels.shape())));
+            return Err(ModelError::input(
+                "pixel_values",
+                format!(
+                    "expected [batch, {}, height, width], got {:?}",
+                    self.config.num_channels,
+                    pixels.shape()
+                ),
+            ));
         }
         State::for_pixels(inputs, options)
     }

@@ -179,7 +179,10 @@ impl State {
     /// Takes the activation the previous stage left.
     pub fn take_hidden(&mut self, stage: &str) -> Result<Tensor> {
         self.hidden.take().ok_or_else(|| {
-            ModelError::input("stages", format!("{stage} ran before the stage that feeds it"))
+            ModelError::input(
+                "stages",
+                format!("{stage} ran before the stage that feeds it"),
+            )
         })
     }
 
@@ -224,7 +227,10 @@ fn mask_rows(mask: &IdTensor, batch: usize, seq: usize) -> Result<Vec<Vec<bool>>
     if mask.dims2("attention_mask")? != (batch, seq) {
         return Err(ModelError::input(
             "attention_mask",
-            format!("shape {:?} differs from input_ids [{batch}, {seq}]", mask.shape),
+            format!(
+                "shape {:?} differs from input_ids [{batch}, {seq}]",
+                mask.shape
+            ),
         ));
     }
     Ok(mask

@@ -9,7 +9,10 @@ use edgerun_tensor::Tensor;
 
 use crate::common::{first_token, join, LayerNorm, Linear, Param, QkvAttention};
 use crate::family::{detect_prefix, head_dim, positive};
-use crate::{Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec, UnitWeights};
+use crate::{
+    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
+    UnitWeights,
+};
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct VitConfig {
@@ -47,8 +50,15 @@ fn default_true() -> bool {
 }
 
 /// Labels from `id2label` (or `num_labels`), as `PretrainedConfig` derives them.
-pub(crate) fn label_count(id2label: &Option<serde_json::Map<String, serde_json::Value>>, num_labels: Option<usize>) -> usize {
-    id2label.as_ref().map(|m| m.len()).or(num_labels).unwrap_or(2)
+pub(crate) fn label_count(
+    id2label: &Option<serde_json::Map<String, serde_json::Value>>,
+    num_labels: Option<usize>,
+) -> usize {
+    id2label
+        .as_ref()
+        .map(|m| m.len())
+        .or(num_labels)
+        .unwrap_or(2)
 }
 
 struct VitLayer {
@@ -82,15 +92,22 @@ pub struct Vit {
 impl Vit {
     pub fn new(config: VitConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
         let c = &config;
-        let activation = Activation::from_hf(&c.hidden_act)
-            .ok_or_else(|| ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act)))?;
+        let activation = Activation::from_hf(&c.hidden_act).ok_or_else(|| {
+            ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act))
+        })?;
         let d = positive("hidden_size", c.hidden_size)?;
         let patch = positive("patch_size", c.patch_size)?;
-        if c.image_size % patch != 0 {
-            return Err(ModelError::config("image_size", format!("{} is not a multiple of patch_size {patch}", c.image_size)));
+        if !c.image_size.is_multiple_of(patch) {
+            return Err(ModelError::config(
+                "image_size",
+                format!("{} is not a multiple of patch_size {patch}", c.image_size),
+            ));
         }
         let patches = (c.image_size / patch).pow(2);
-        let layout = HeadLayout { heads: c.num_attention_heads, head_dim: head_dim(d, c.num_attention_heads)? };
+        let layout = HeadLayout {
+            heads: c.num_attention_heads,
+            head_dim: head_dim(d, c.num_attention_heads)?,
+        };
         let p = detect_prefix("vit.", "embeddings.cls_token", has_tensor);
         let e = join(&p, "embeddings.");
         let layers = (0..c.num_hidden_layers)
@@ -99,29 +116,55 @@ impl Vit {
                 VitLayer {
                     norm_before: LayerNorm::new(&join(&l, "layernorm_before"), d, c.layer_norm_eps),
                     attention: QkvAttention {
-                        query: Linear::new(&join(&l, "attention.attention.query"), d, d, c.qkv_bias),
+                        query: Linear::new(
+                            &join(&l, "attention.attention.query"),
+                            d,
+                            d,
+                            c.qkv_bias,
+                        ),
                         key: Linear::new(&join(&l, "attention.attention.key"), d, d, c.qkv_bias),
-                        value: Linear::new(&join(&l, "attention.attention.value"), d, d, c.qkv_bias),
+                        value: Linear::new(
+                            &join(&l, "attention.attention.value"),
+                            d,
+                            d,
+                            c.qkv_bias,
+                        ),
                         output: Linear::new(&join(&l, "attention.output.dense"), d, d, true),
                         layout,
                     },
                     norm_after: LayerNorm::new(&join(&l, "layernorm_after"), d, c.layer_norm_eps),
-                    intermediate: Linear::new(&join(&l, "intermediate.dense"), d, c.intermediate_size, true),
+                    intermediate: Linear::new(
+                        &join(&l, "intermediate.dense"),
+                        d,
+                        c.intermediate_size,
+                        true,
+                    ),
                     output: Linear::new(&join(&l, "output.dense"), c.intermediate_size, d, true),
                 }
             })
             .collect::<Vec<_>>();
         let head = if has_tensor("classifier.weight") {
-            VitHead::Classifier(Linear::new("classifier", d, label_count(&c.id2label, c.num_labels), true))
+            VitHead::Classifier(Linear::new(
+                "classifier",
+                d,
+                label_count(&c.id2label, c.num_labels),
+                true,
+            ))
         } else {
             let path = join(&p, "pooler.dense");
-            VitHead::Base { pooler: has_tensor(&format!("{path}.weight")).then(|| Linear::new(&path, d, d, true)) }
+            VitHead::Base {
+                pooler: has_tensor(&format!("{path}.weight"))
+                    .then(|| Linear::new(&path, d, d, true)),
+            }
         };
         let mut vit = Self {
             activation,
             cls_token: Param::new(join(&e, "cls_token"), vec![1, 1, d]),
             position: Param::new(join(&e, "position_embeddings"), vec![1, patches + 1, d]),
-            patch: Param::new(join(&e, "patch_embeddings.projection.weight"), vec![d, c.num_channels, patch, patch]),
+            patch: Param::new(
+                join(&e, "patch_embeddings.projection.weight"),
+                vec![d, c.num_channels, patch, patch],
+            ),
             patch_bias: Param::new(join(&e, "patch_embeddings.projection.bias"), vec![d]),
             layers,
             final_norm: LayerNorm::new(&join(&p, "layernorm"), d, c.layer_norm_eps),
@@ -136,16 +179,27 @@ impl Vit {
     fn stage_specs(&self) -> Vec<StageSpec> {
         let mut stages = vec![StageSpec {
             id: "embeddings".into(),
-            tensors: vec![self.cls_token.spec(), self.position.spec(), self.patch.spec(), self.patch_bias.spec()],
+            tensors: vec![
+                self.cls_token.spec(),
+                self.position.spec(),
+                self.patch.spec(),
+                self.patch_bias.spec(),
+            ],
         }];
         for (i, l) in self.layers.iter().enumerate() {
-            let tensors = l.norm_before.specs().into_iter()
+            let tensors = l
+                .norm_before
+                .specs()
+                .into_iter()
                 .chain(l.attention.specs())
                 .chain(l.norm_after.specs())
                 .chain(l.intermediate.specs())
                 .chain(l.output.specs())
                 .collect();
-            stages.push(StageSpec { id: format!("encoder.layer.{i}"), tensors });
+            stages.push(StageSpec {
+                id: format!("encoder.layer.{i}"),
+                tensors,
+            });
         }
         let mut head: Vec<TensorSpec> = self.final_norm.specs();
         match &self.head {
@@ -153,7 +207,10 @@ impl Vit {
             VitHead::Base { pooler: Some(p) } => head.extend(p.specs()),
             VitHead::Base { pooler: None } => {}
         }
-        stages.push(StageSpec { id: "head".into(), tensors: head });
+        stages.push(StageSpec {
+            id: "head".into(),
+            tensors: head,
+        });
         stages
     }
 
@@ -162,10 +219,21 @@ impl Vit {
         let pixels = state.inputs.pixels()?;
         let expected = [state.batch, c.num_channels, c.image_size, c.image_size];
         if pixels.shape() != expected {
-            return Err(ModelError::input("pixel_values", format!("expected {expected:?}, got {:?}", pixels.shape())));
+            return Err(ModelError::input(
+                "pixel_values",
+                format!("expected {expected:?}, got {:?}", pixels.shape()),
+            ));
         }
-        let params = Conv2dParams { stride: c.patch_size, ..Conv2dParams::default() };
-        let grid = kernels::conv2d(pixels, self.patch.get(w)?, Some(self.patch_bias.get(w)?), params)?;
+        let params = Conv2dParams {
+            stride: c.patch_size,
+            ..Conv2dParams::default()
+        };
+        let grid = kernels::conv2d(
+            pixels,
+            self.patch.get(w)?,
+            Some(self.patch_bias.get(w)?),
+            params,
+        )?;
         let (b, d) = (state.batch, c.hidden_size);
         let n = grid.shape()[2] * grid.shape()[3];
         // [b, d, n] -> [b, n, d], with the CLS token in front.
@@ -178,14 +246,18 @@ impl Vit {
         }
         let position = self.position.get(w)?.contiguous();
         for row in out.chunks_exact_mut((n + 1) * d) {
-            row.iter_mut().zip(position.values()).for_each(|(x, p)| *x += p);
+            row.iter_mut()
+                .zip(position.values())
+                .for_each(|(x, p)| *x += p);
         }
         Ok(Tensor::from_vec(&[b, n + 1, d], out)?)
     }
 
     fn layer(&self, i: usize, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<Tensor> {
         let l = &self.layers[i];
-        let attended = l.attention.forward(w, state, i, &l.norm_before.forward(w, &x)?)?;
+        let attended = l
+            .attention
+            .forward(w, state, i, &l.norm_before.forward(w, &x)?)?;
         let x = kernels::add(&attended, &x)?;
         let mut inner = l.intermediate.forward(w, &l.norm_after.forward(w, &x)?)?;
         let shape = inner.shape().to_vec();
@@ -257,4 +329,3 @@ impl Model for Vit {
         Ok(())
     }
 }
-

@@ -15,7 +15,12 @@ pub struct Outputs {
 impl Outputs {
     pub fn from_state(state: &mut State) -> Self {
         let mut tensors = std::mem::take(&mut state.outputs);
-        tensors.extend(std::mem::take(&mut state.hidden_states).into_iter().enumerate().map(|(i, t)| (format!("hidden_states.{i}"), t)));
+        tensors.extend(
+            std::mem::take(&mut state.hidden_states)
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (format!("hidden_states.{i}"), t)),
+        );
         Self { tensors }
     }
 
@@ -33,7 +38,11 @@ impl FullExecutor {
     /// Builds the model from the folder and binds all its stages.
     pub fn load(folder: &HfFolder) -> Result<Self> {
         let model = folder.model()?;
-        let weights = model.stages().iter().map(|s| folder.bind(s)).collect::<edgerun_store::Result<Vec<_>>>()?;
+        let weights = model
+            .stages()
+            .iter()
+            .map(|s| folder.bind(s))
+            .collect::<edgerun_store::Result<Vec<_>>>()?;
         Ok(Self { model, weights })
     }
 

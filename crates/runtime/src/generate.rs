@@ -13,29 +13,55 @@ pub struct GenerateOptions {
 }
 
 /// Returns `[batch, prompt + generated]` token ids.
-pub fn generate(executor: &FullExecutor, inputs: Inputs, options: &GenerateOptions) -> Result<IdTensor> {
+pub fn generate(
+    executor: &FullExecutor,
+    inputs: Inputs,
+    options: &GenerateOptions,
+) -> Result<IdTensor> {
     let model = executor.model();
     let info = match (model.kind(), model.causal()) {
         (ModelKind::CausalLm, Some(info)) => info,
-        _ => return Err(RuntimeError::Unsupported(format!("{} is not a causal language model; generate needs GPT-2 or GPT-J", model.architecture()))),
+        _ => {
+            return Err(RuntimeError::Unsupported(format!(
+                "{} is not a causal language model; generate needs GPT-2 or GPT-J",
+                model.architecture()
+            )))
+        }
     };
     let prompt = inputs.ids()?.clone();
     let (batch, prompt_len) = prompt.dims2("input_ids")?;
     if prompt_len == 0 {
-        return Err(ModelError::Input { name: "input_ids", why: "the prompt is empty".into() }.into());
+        return Err(ModelError::Input {
+            name: "input_ids",
+            why: "the prompt is empty".into(),
+        }
+        .into());
     }
-    let options_run = RunOptions { hidden_states: false, extra_tokens: options.max_new_tokens, last_logits_only: true };
+    let options_run = RunOptions {
+        hidden_states: false,
+        extra_tokens: options.max_new_tokens,
+        last_logits_only: true,
+    };
     let has_mask = inputs.attention_mask.is_some();
     let mut state = model.start(inputs, options_run)?;
     if has_mask {
         state.positions_from_mask();
     }
-    let mut rows: Vec<Vec<i64>> = prompt.values.chunks(prompt_len).map(<[i64]>::to_vec).collect();
+    let mut rows: Vec<Vec<i64>> = prompt
+        .values
+        .chunks(prompt_len)
+        .map(<[i64]>::to_vec)
+        .collect();
     let mut finished = vec![false; batch];
     let pad = info.pad_token_id.or(info.eos_token_id).unwrap_or(0);
     for step in 0..options.max_new_tokens {
         executor.run_stages(&mut state)?;
-        let logits = state.outputs.iter().find(|(n, _)| n == "logits").map(|(_, t)| t.clone()).expect("causal models output logits");
+        let logits = state
+            .outputs
+            .iter()
+            .find(|(n, _)| n == "logits")
+            .map(|(_, t)| t.clone())
+            .expect("causal models output logits");
         let vocab = logits.last_dim();
         let next: Vec<i64> = logits
             .values()
@@ -47,13 +73,17 @@ pub fn generate(executor: &FullExecutor, inputs: Inputs, options: &GenerateOptio
             rows[b].push(token);
             finished[b] |= Some(token) == info.eos_token_id;
         }
-        if options.stop_at_eos && finished.iter().all(|&f| f) || step + 1 == options.max_new_tokens {
+        if options.stop_at_eos && finished.iter().all(|&f| f) || step + 1 == options.max_new_tokens
+        {
             break;
         }
         state.advance(next)?;
     }
     let len = rows[0].len();
-    Ok(IdTensor::new(vec![batch, len], rows.into_iter().flatten().collect())?)
+    Ok(IdTensor::new(
+        vec![batch, len],
+        rows.into_iter().flatten().collect(),
+    )?)
 }
 
 /// Index of the largest value; the first on ties, as torch.argmax.

@@ -14,18 +14,40 @@ use edgerun_tensor::Tensor;
 fn check_forward(name: &str) {
     let Some(root) = fixtures() else { return };
     let dir = root.join(name);
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let folder = HfFolder::open(&dir).unwrap();
     let executor = FullExecutor::load(&folder).unwrap();
     let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
-    let outputs = executor.forward(inputs, RunOptions { hidden_states: true, ..RunOptions::default() }).unwrap();
+    let outputs = executor
+        .forward(
+            inputs,
+            RunOptions {
+                hidden_states: true,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
     let mut compared = 0;
     for (key, expected) in read_all(&dir.join("expected.safetensors")) {
-        let Expected::F32 { shape, values } = expected else { continue };
-        let got = outputs.get(&key).unwrap_or_else(|| panic!("{name}: no output {key}"));
-        let diff = max_diff(&key, got.shape(), got.contiguous().values(), &shape, &values);
+        let Expected::F32 { shape, values } = expected else {
+            continue;
+        };
+        let got = outputs
+            .get(&key)
+            .unwrap_or_else(|| panic!("{name}: no output {key}"));
+        let diff = max_diff(
+            &key,
+            got.shape(),
+            got.contiguous().values(),
+            &shape,
+            &values,
+        );
         let tol = tolerance(&meta, &values);
-        assert!(diff <= tol, "{name} {key}: max |diff| {diff} > tolerance {tol}");
+        assert!(
+            diff <= tol,
+            "{name} {key}: max |diff| {diff} > tolerance {tol}"
+        );
         compared += 1;
     }
     assert!(compared >= 2, "{name}: compared only {compared} tensors");
@@ -60,7 +82,15 @@ fn greedy(dir: &Path, new_tokens: usize) -> IdTensor {
     let folder = HfFolder::open(dir).unwrap();
     let executor = FullExecutor::load(&folder).unwrap();
     let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
-    generate(&executor, inputs, &GenerateOptions { max_new_tokens: new_tokens, stop_at_eos: true }).unwrap()
+    generate(
+        &executor,
+        inputs,
+        &GenerateOptions {
+            max_new_tokens: new_tokens,
+            stop_at_eos: true,
+        },
+    )
+    .unwrap()
 }
 
 /// The fixture's `greedy_ids` were not produced by the weights saved beside them: their first
@@ -72,38 +102,74 @@ fn greedy(dir: &Path, new_tokens: usize) -> IdTensor {
 fn check_greedy(name: &str) {
     let Some(root) = fixtures() else { return };
     let dir = root.join(name);
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let new_tokens = meta["greedy_new_tokens"].as_u64().unwrap() as usize;
     let expected = read_all(&dir.join("expected.safetensors"));
-    let Some((_, Expected::I64 { shape, values })) = expected.iter().find(|(n, _)| n == "greedy_ids") else { panic!("{name}: no greedy_ids") };
-    let Some((_, Expected::F32 { shape: logits_shape, values: logits })) = expected.iter().find(|(n, _)| n == "logits") else { panic!("{name}: no logits") };
+    let Some((_, Expected::I64 { shape, values })) =
+        expected.iter().find(|(n, _)| n == "greedy_ids")
+    else {
+        panic!("{name}: no greedy_ids")
+    };
+    let Some((
+        _,
+        Expected::F32 {
+            shape: logits_shape,
+            values: logits,
+        },
+    )) = expected.iter().find(|(n, _)| n == "logits")
+    else {
+        panic!("{name}: no logits")
+    };
 
     let got = greedy(&dir, new_tokens);
     assert_eq!(&got.shape, shape, "{name}: greedy_ids shape");
     let (prompt, vocab) = (logits_shape[1], logits_shape[2]);
     let last = &logits[(prompt - 1) * vocab..prompt * vocab];
     let argmax = (0..vocab).fold(0, |best, i| if last[i] > last[best] { i } else { best });
-    assert_eq!(got.values[prompt], argmax as i64, "{name}: first new token vs fixture logits");
+    assert_eq!(
+        got.values[prompt], argmax as i64,
+        "{name}: first new token vs fixture logits"
+    );
 
     let folder = HfFolder::open(&dir).unwrap();
     let executor = FullExecutor::load(&folder).unwrap();
     for step in prompt..got.values.len() {
         let ids = IdTensor::new(vec![1, step], got.values[..step].to_vec()).unwrap();
-        let outputs = executor.forward(Inputs { input_ids: Some(ids), ..Inputs::default() }, RunOptions::default()).unwrap();
+        let outputs = executor
+            .forward(
+                Inputs {
+                    input_ids: Some(ids),
+                    ..Inputs::default()
+                },
+                RunOptions::default(),
+            )
+            .unwrap();
         let logits = outputs.get("logits").unwrap().contiguous();
         let row = &logits.values()[(step - 1) * vocab..step * vocab];
         let best = (0..vocab).fold(0, |best, i| if row[i] > row[best] { i } else { best });
-        assert_eq!(got.values[step], best as i64, "{name}: cached decoding differs from recomputation at {step}");
+        assert_eq!(
+            got.values[step], best as i64,
+            "{name}: cached decoding differs from recomputation at {step}"
+        );
     }
 
     let reset = reset_layer_norms(&dir);
-    assert_eq!(&greedy(&reset, new_tokens).values, values, "{name}: greedy_ids on the re-initialised model");
+    assert_eq!(
+        &greedy(&reset, new_tokens).values,
+        values,
+        "{name}: greedy_ids on the re-initialised model"
+    );
     std::fs::remove_dir_all(reset).unwrap();
 }
 
 /// A copy of the fixture with every bias at 0 and every LayerNorm weight at 1.
 fn reset_layer_norms(dir: &Path) -> PathBuf {
-    let out = std::env::temp_dir().join(format!("edgerun-reset-{}-{}", dir.file_name().unwrap().to_string_lossy(), std::process::id()));
+    let out = std::env::temp_dir().join(format!(
+        "edgerun-reset-{}-{}",
+        dir.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::create_dir_all(&out).unwrap();
     for file in ["config.json", "inputs.safetensors"] {
         std::fs::copy(dir.join(file), out.join(file)).unwrap();
@@ -111,13 +177,18 @@ fn reset_layer_norms(dir: &Path) -> PathBuf {
     let tensors = read_all(&dir.join("model.safetensors"))
         .into_iter()
         .map(|(name, t)| {
-            let Expected::F32 { shape, mut values } = t else { panic!("{name}: not f32") };
+            let Expected::F32 { shape, mut values } = t else {
+                panic!("{name}: not f32")
+            };
             if name.ends_with(".bias") {
                 values.fill(0.0);
             } else if shape.len() == 1 && name.ends_with(".weight") {
                 values.fill(1.0);
             }
-            (name, OutputTensor::F32(Tensor::from_vec(&shape, values).unwrap()))
+            (
+                name,
+                OutputTensor::F32(Tensor::from_vec(&shape, values).unwrap()),
+            )
         })
         .collect::<Vec<_>>();
     write_tensors(&out.join("model.safetensors"), &tensors).unwrap();

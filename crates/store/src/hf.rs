@@ -35,10 +35,14 @@ struct ShardIndex {
 impl HfFolder {
     pub fn open(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(StoreError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a model folder")));
+            return Err(StoreError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a model folder"),
+            ));
         }
         let config_path = dir.join("config.json");
-        let config_json = std::fs::read_to_string(&config_path).map_err(|e| StoreError::io(&config_path, e))?;
+        let config_json =
+            std::fs::read_to_string(&config_path).map_err(|e| StoreError::io(&config_path, e))?;
         let files = weight_files(dir)?;
         let mut shards = Vec::with_capacity(files.len());
         let mut locations = HashMap::new();
@@ -48,7 +52,12 @@ impl HfFolder {
             locations.extend(index.tensors.keys().map(|name| (name.clone(), i)));
             shards.push(Shard { map, index });
         }
-        Ok(Self { dir: dir.to_path_buf(), config_json, shards, locations })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config_json,
+            shards,
+            locations,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -65,9 +74,12 @@ impl HfFolder {
 
     /// The family config.json names, with prefixes and heads chosen by this checkpoint.
     pub fn model(&self) -> Result<Box<dyn Model>> {
-        let model = build_model(&self.config_json, &|name| self.has_tensor(name))
-            .map_err(|e| match e {
-                edgerun_models::ModelError::Config(why) => StoreError::Json { path: self.dir.join("config.json"), why },
+        let model =
+            build_model(&self.config_json, &|name| self.has_tensor(name)).map_err(|e| match e {
+                edgerun_models::ModelError::Config(why) => StoreError::Json {
+                    path: self.dir.join("config.json"),
+                    why,
+                },
                 other => other.into(),
             })?;
         // Check every tensor now so a config that disagrees with the weights fails before work.
@@ -81,7 +93,11 @@ impl HfFolder {
 
     /// Bytes of the tensors a stage reads, as stored.
     pub fn stage_bytes(&self, stage: &StageSpec) -> Result<usize> {
-        stage.tensors.iter().map(|t| self.entry(t).map(|(_, e)| e.end - e.start)).sum()
+        stage
+            .tensors
+            .iter()
+            .map(|t| self.entry(t).map(|(_, e)| e.end - e.start))
+            .sum()
     }
 
     /// The storage dtype of a tensor.
@@ -90,9 +106,17 @@ impl HfFolder {
     }
 
     fn entry(&self, spec: &TensorSpec) -> Result<(&Shard, &TensorEntry)> {
-        let shard = self.locations.get(&spec.name).map(|&i| &self.shards[i]).ok_or_else(|| {
-            edgerun_models::ModelError::MissingTensor(format!("{} (looked in {})", spec.name, self.dir.display()))
-        })?;
+        let shard = self
+            .locations
+            .get(&spec.name)
+            .map(|&i| &self.shards[i])
+            .ok_or_else(|| {
+                edgerun_models::ModelError::MissingTensor(format!(
+                    "{} (looked in {})",
+                    spec.name,
+                    self.dir.display()
+                ))
+            })?;
         let entry = &shard.index.tensors[&spec.name];
         if entry.shape != spec.shape {
             return Err(StoreError::ShapeMismatch {
@@ -124,7 +148,9 @@ impl HfFolder {
                     match Tensor::from_buffer(buffer, entry.start, &spec.shape) {
                         Ok(t) => t,
                         // A misaligned f32 tensor cannot be borrowed; copying it is still correct.
-                        Err(edgerun_tensor::TensorError::Misaligned { .. }) => widen(shard, entry, spec)?,
+                        Err(edgerun_tensor::TensorError::Misaligned { .. }) => {
+                            widen(shard, entry, spec)?
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -180,13 +206,23 @@ fn transpose(t: &Tensor) -> Result<Tensor> {
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index_path = dir.join("model.safetensors.index.json");
     if index_path.exists() {
-        let text = std::fs::read_to_string(&index_path).map_err(|e| StoreError::io(&index_path, e))?;
-        let index: ShardIndex = serde_json::from_str(&text).map_err(|e| StoreError::Json { path: index_path.clone(), why: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(&index_path).map_err(|e| StoreError::io(&index_path, e))?;
+        let index: ShardIndex = serde_json::from_str(&text).map_err(|e| StoreError::Json {
+            path: index_path.clone(),
+            why: e.to_string(),
+        })?;
         let mut files: Vec<String> = index.weight_map.into_values().collect();
         files.sort();
         files.dedup();
-        if let Some(bad) = files.iter().find(|f| Path::new(f).components().count() != 1) {
-            return Err(StoreError::Json { path: index_path, why: format!("shard {bad:?} is not a file name in this folder") });
+        if let Some(bad) = files
+            .iter()
+            .find(|f| Path::new(f).components().count() != 1)
+        {
+            return Err(StoreError::Json {
+                path: index_path,
+                why: format!("shard {bad:?} is not a file name in this folder"),
+            });
         }
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
     }
@@ -194,5 +230,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if single.exists() {
         return Ok(vec![single]);
     }
-    Err(StoreError::NoWeights { path: dir.to_path_buf() })
+    Err(StoreError::NoWeights {
+        path: dir.to_path_buf(),
+    })
 }

@@ -40,13 +40,22 @@ pub struct SafetensorsIndex {
 impl SafetensorsIndex {
     /// Validates `bytes` (the whole file) and indexes its tensors.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let invalid = |why: String| StoreError::Safetensors { path: path.to_path_buf(), why };
+        let invalid = |why: String| StoreError::Safetensors {
+            path: path.to_path_buf(),
+            why,
+        };
         if bytes.len() < 8 {
-            return Err(invalid(format!("{} bytes is shorter than the 8-byte header length", bytes.len())));
+            return Err(invalid(format!(
+                "{} bytes is shorter than the 8-byte header length",
+                bytes.len()
+            )));
         }
         let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
         if header_len > (bytes.len() as u64).saturating_sub(8) {
-            return Err(invalid(format!("header length {header_len} exceeds the file size {}", bytes.len())));
+            return Err(invalid(format!(
+                "header length {header_len} exceeds the file size {}",
+                bytes.len()
+            )));
         }
         let data_start = 8 + header_len as usize;
         let parsed = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
@@ -65,6 +74,9 @@ impl SafetensorsIndex {
                 (name, entry)
             })
             .collect();
-        Ok(Self { path: path.to_path_buf(), tensors })
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+        })
     }
 }

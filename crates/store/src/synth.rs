@@ -25,7 +25,11 @@ pub struct SynthOptions {
 
 impl Default for SynthOptions {
     fn default() -> Self {
-        Self { dtype: DType::F32, shard_bytes: 5_000_000_000, seed: 0 }
+        Self {
+            dtype: DType::F32,
+            shard_bytes: 5_000_000_000,
+            seed: 0,
+        }
     }
 }
 
@@ -37,14 +41,27 @@ pub struct SynthSummary {
 }
 
 /// Writes preset `name` into `out_dir`; `progress(done_bytes, total_bytes)` is called as it goes.
-pub fn synthesize(name: &str, out_dir: &Path, options: &SynthOptions, progress: &mut dyn FnMut(u64, u64)) -> Result<SynthSummary> {
-    let preset = preset(name).ok_or_else(|| ModelError::UnknownArchitecture(format!("{name} (synth knows {})", NAMES.join(", "))))?;
+pub fn synthesize(
+    name: &str,
+    out_dir: &Path,
+    options: &SynthOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SynthSummary> {
+    let preset = preset(name).ok_or_else(|| {
+        ModelError::UnknownArchitecture(format!("{name} (synth knows {})", NAMES.join(", ")))
+    })?;
     let mut config = preset.config.clone();
     config["dtype"] = serde_json::Value::String(torch_dtype(options.dtype).into());
-    config["_name_or_path"] = serde_json::Value::String(format!("edgerun synth {name} (shape of {})", preset.source));
+    config["_name_or_path"] =
+        serde_json::Value::String(format!("edgerun synth {name} (shape of {})", preset.source));
     let model = build_model(&config.to_string(), &|n| preset.present.contains(&n))?;
     let mut seen = HashSet::new();
-    let specs: Vec<&TensorSpec> = model.stages().iter().flat_map(|s| &s.tensors).filter(|t| seen.insert(t.name.clone())).collect();
+    let specs: Vec<&TensorSpec> = model
+        .stages()
+        .iter()
+        .flat_map(|s| &s.tensors)
+        .filter(|t| seen.insert(t.name.clone()))
+        .collect();
 
     let size = options.dtype.size_bytes() as u64;
     let mut shards: Vec<Vec<&TensorSpec>> = vec![Vec::new()];
@@ -62,14 +79,28 @@ pub fn synthesize(name: &str, out_dir: &Path, options: &SynthOptions, progress: 
     std::fs::create_dir_all(out_dir).map_err(|e| StoreError::io(out_dir, e))?;
     let total: u64 = specs.iter().map(|s| s.elements() as u64 * size).sum();
     let count = shards.len();
-    let file_name = |i: usize| if count == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{count:05}.safetensors", i + 1) };
+    let file_name = |i: usize| {
+        if count == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{count:05}.safetensors", i + 1)
+        }
+    };
     let mut done = 0u64;
     let mut weight_map = serde_json::Map::new();
     let mut values = Vec::new();
     let mut bytes = Vec::new();
     for (i, shard) in shards.iter().enumerate() {
-        let entries = shard.iter().map(|s| EntryHeader { name: s.name.clone(), dtype: dtype_tag(options.dtype), shape: s.shape.clone() }).collect();
-        let mut writer = SafetensorsWriter::create(&out_dir.join(file_name(i)), entries, &[("format", "pt")])?;
+        let entries = shard
+            .iter()
+            .map(|s| EntryHeader {
+                name: s.name.clone(),
+                dtype: dtype_tag(options.dtype),
+                shape: s.shape.clone(),
+            })
+            .collect();
+        let mut writer =
+            SafetensorsWriter::create(&out_dir.join(file_name(i)), entries, &[("format", "pt")])?;
         for spec in shard {
             fill(spec, options.seed, &mut values);
             bytes.clear();
@@ -82,11 +113,16 @@ pub fn synthesize(name: &str, out_dir: &Path, options: &SynthOptions, progress: 
         writer.finish()?;
     }
     if count > 1 {
-        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        let index =
+            serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
         write_json(&out_dir.join("model.safetensors.index.json"), &index)?;
     }
     write_json(&out_dir.join("config.json"), &config)?;
-    Ok(SynthSummary { parameters: specs.iter().map(|s| s.elements() as u64).sum(), bytes: total, shards: count })
+    Ok(SynthSummary {
+        parameters: specs.iter().map(|s| s.elements() as u64).sum(),
+        bytes: total,
+        shards: count,
+    })
 }
 
 fn torch_dtype(dtype: DType) -> &'static str {
@@ -127,7 +163,10 @@ fn fill(spec: &TensorSpec, seed: u64, out: &mut Vec<f32>) {
     };
     // Uniform on [-a, a] has standard deviation a / sqrt(3).
     let amplitude = std * 3f32.sqrt();
-    let mut state = seed ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mut state = seed
+        ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
     out.extend((0..n).map(|_| {
         // splitmix64
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);

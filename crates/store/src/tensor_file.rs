@@ -26,13 +26,25 @@ pub fn read_inputs(path: &Path) -> Result<Inputs> {
     let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
     let index = SafetensorsIndex::parse(path, &bytes)?;
     let ids = |name: &str| -> Result<Option<IdTensor>> {
-        let Some(e) = index.tensors.get(name) else { return Ok(None) };
+        let Some(e) = index.tensors.get(name) else {
+            return Ok(None);
+        };
         let data = &bytes[e.start..e.end];
         let values: Vec<i64> = match e.dtype {
-            Dtype::I64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
-            Dtype::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
+            Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+            Dtype::I32 => data
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64)
+                .collect(),
             other => {
-                return Err(StoreError::BadTensor { path: path.into(), name: name.into(), why: format!("dtype {other:?}, expected I64 or I32") })
+                return Err(StoreError::BadTensor {
+                    path: path.into(),
+                    name: name.into(),
+                    why: format!("dtype {other:?}, expected I64 or I32"),
+                })
             }
         };
         Ok(Some(IdTensor::new(e.shape.clone(), values)?))
@@ -45,7 +57,10 @@ pub fn read_inputs(path: &Path) -> Result<Inputs> {
                 name: "pixel_values".into(),
                 why: format!("dtype {:?}, expected a float type", e.dtype),
             })?;
-            Some(Tensor::from_vec(&e.shape, dtype.widen(&bytes[e.start..e.end])?)?)
+            Some(Tensor::from_vec(
+                &e.shape,
+                dtype.widen(&bytes[e.start..e.end])?,
+            )?)
         }
     };
     let inputs = Inputs {
@@ -103,10 +118,17 @@ pub struct SafetensorsWriter {
 }
 
 impl SafetensorsWriter {
-    pub fn create(path: &Path, entries: Vec<EntryHeader>, metadata: &[(&str, &str)]) -> Result<Self> {
+    pub fn create(
+        path: &Path,
+        entries: Vec<EntryHeader>,
+        metadata: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut header = serde_json::Map::new();
         if !metadata.is_empty() {
-            let meta = metadata.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string()))).collect();
+            let meta = metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                .collect();
             header.insert("__metadata__".into(), serde_json::Value::Object(meta));
         }
         let mut offset = 0usize;
@@ -124,23 +146,45 @@ impl SafetensorsWriter {
         let file = File::create(&temp_path).map_err(|e| StoreError::io(&temp_path, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let io = |e| StoreError::io(&temp_path, e);
-        out.write_all(&(json.len() as u64).to_le_bytes()).map_err(io)?;
+        out.write_all(&(json.len() as u64).to_le_bytes())
+            .map_err(io)?;
         out.write_all(&json).map_err(io)?;
-        Ok(Self { final_path: path.to_path_buf(), temp_path: temp_path.clone(), out, pending: entries.into_iter() })
+        Ok(Self {
+            final_path: path.to_path_buf(),
+            temp_path: temp_path.clone(),
+            out,
+            pending: entries.into_iter(),
+        })
     }
 
     /// Writes the next tensor's bytes; they must match its header entry in size.
     pub fn write_next(&mut self, bytes: &[u8]) -> Result<()> {
-        let entry = self.pending.next().expect("more tensors written than declared");
-        assert_eq!(bytes.len(), entry.bytes(), "tensor {} size differs from its header", entry.name);
-        self.out.write_all(bytes).map_err(|e| StoreError::io(&self.temp_path, e))
+        let entry = self
+            .pending
+            .next()
+            .expect("more tensors written than declared");
+        assert_eq!(
+            bytes.len(),
+            entry.bytes(),
+            "tensor {} size differs from its header",
+            entry.name
+        );
+        self.out
+            .write_all(bytes)
+            .map_err(|e| StoreError::io(&self.temp_path, e))
     }
 
     /// Flushes and moves the file into place.
     pub fn finish(mut self) -> Result<()> {
-        assert!(self.pending.next().is_none(), "fewer tensors written than declared");
-        self.out.flush().map_err(|e| StoreError::io(&self.temp_path, e))?;
-        std::fs::rename(&self.temp_path, &self.final_path).map_err(|e| StoreError::io(&self.final_path, e))
+        assert!(
+            self.pending.next().is_none(),
+            "fewer tensors written than declared"
+        );
+        self.out
+            .flush()
+            .map_err(|e| StoreError::io(&self.temp_path, e))?;
+        std::fs::rename(&self.temp_path, &self.final_path)
+            .map_err(|e| StoreError::io(&self.final_path, e))
     }
 }
 
@@ -156,14 +200,27 @@ pub fn write_tensors(path: &Path, tensors: &[(String, OutputTensor)]) -> Result<
     let entries = tensors
         .iter()
         .map(|(name, t)| match t {
-            OutputTensor::F32(t) => EntryHeader { name: name.clone(), dtype: "F32", shape: t.shape().to_vec() },
-            OutputTensor::I64(t) => EntryHeader { name: name.clone(), dtype: "I64", shape: t.shape.clone() },
+            OutputTensor::F32(t) => EntryHeader {
+                name: name.clone(),
+                dtype: "F32",
+                shape: t.shape().to_vec(),
+            },
+            OutputTensor::I64(t) => EntryHeader {
+                name: name.clone(),
+                dtype: "I64",
+                shape: t.shape.clone(),
+            },
         })
         .collect();
     let mut writer = SafetensorsWriter::create(path, entries, &[("format", "pt")])?;
     for (_, t) in tensors {
         let bytes: Vec<u8> = match t {
-            OutputTensor::F32(t) => t.contiguous().values().iter().flat_map(|v| v.to_le_bytes()).collect(),
+            OutputTensor::F32(t) => t
+                .contiguous()
+                .values()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
             OutputTensor::I64(t) => t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         };
         writer.write_next(&bytes)?;
@@ -182,7 +239,14 @@ mod tests {
         let path = dir.join("x.safetensors");
         let ids = IdTensor::new(vec![1, 3], vec![5, 6, 7]).unwrap();
         let pixels = Tensor::from_vec(&[1, 1, 1, 2], vec![0.5, -1.0]).unwrap();
-        write_tensors(&path, &[("input_ids".into(), OutputTensor::I64(ids.clone())), ("pixel_values".into(), OutputTensor::F32(pixels))]).unwrap();
+        write_tensors(
+            &path,
+            &[
+                ("input_ids".into(), OutputTensor::I64(ids.clone())),
+                ("pixel_values".into(), OutputTensor::F32(pixels)),
+            ],
+        )
+        .unwrap();
         let inputs = read_inputs(&path).unwrap();
         assert_eq!(inputs.input_ids.unwrap(), ids);
         assert_eq!(inputs.pixel_values.unwrap().values(), &[0.5, -1.0]);

@@ -39,7 +39,7 @@ impl DType {
 
     /// Decodes little-endian `bytes` of this dtype into f32 values.
     pub fn widen(self, bytes: &[u8]) -> Result<Vec<f32>> {
-        if bytes.len() % self.size_bytes() != 0 {
+        if !bytes.len().is_multiple_of(self.size_bytes()) {
             return Err(TensorError::RaggedBytes {
                 len: bytes.len(),
                 dtype: self.name(),

@@ -92,7 +92,10 @@ impl Tensor {
         let len: usize = shape.iter().product();
         let available = buffer.bytes().len();
         let needed = len * 4;
-        if byte_offset.checked_add(needed).is_none_or(|end| end > available) {
+        if byte_offset
+            .checked_add(needed)
+            .is_none_or(|end| end > available)
+        {
             return Err(TensorError::OutOfBounds {
                 shape: shape.to_vec(),
                 offset: byte_offset,
@@ -101,7 +104,7 @@ impl Tensor {
             });
         }
         let address = buffer.bytes().as_ptr() as usize + byte_offset;
-        if address % std::mem::align_of::<f32>() != 0 {
+        if !address.is_multiple_of(std::mem::align_of::<f32>()) {
             return Err(TensorError::Misaligned {
                 offset: byte_offset,
                 align: 4,
@@ -304,7 +307,10 @@ mod tests {
         let t = Tensor::from_buffer(buf.clone(), 16, &[2, 2]).unwrap();
         assert!(t.is_borrowed());
         assert_eq!(t.values()[0], 1.5);
-        assert_eq!(t.values().as_ptr() as usize, buf.bytes().as_ptr() as usize + 16);
+        assert_eq!(
+            t.values().as_ptr() as usize,
+            buf.bytes().as_ptr() as usize + 16
+        );
         assert!(Tensor::from_buffer(buf.clone(), 56, &[4]).is_err());
         assert!(Tensor::from_buffer(buf, 2, &[1]).is_err());
     }

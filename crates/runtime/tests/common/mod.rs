@@ -10,14 +10,22 @@ use edgerun_store::safetensors_index::SafetensorsIndex;
 pub fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("EDGERUN_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        });
     if dir.is_dir() {
         return Some(dir);
     }
     if std::env::var_os("EDGERUN_REQUIRE_FIXTURES").is_some() {
-        panic!("EDGERUN_REQUIRE_FIXTURES is set but {} does not exist", dir.display());
+        panic!(
+            "EDGERUN_REQUIRE_FIXTURES is set but {} does not exist",
+            dir.display()
+        );
     }
-    eprintln!("skipping: fixtures folder {} not found (set EDGERUN_FIXTURES)", dir.display());
+    eprintln!(
+        "skipping: fixtures folder {} not found (set EDGERUN_FIXTURES)",
+        dir.display()
+    );
     None
 }
 
@@ -38,9 +46,15 @@ pub fn read_all(path: &std::path::Path) -> Vec<(String, Expected)> {
             let t = match e.dtype {
                 safetensors::Dtype::I64 => Expected::I64 {
                     shape: e.shape.clone(),
-                    values: data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+                    values: data
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
                 },
-                _ => Expected::F32 { shape: e.shape.clone(), values: edgerun_tensor::DType::F32.widen(data).unwrap() },
+                _ => Expected::F32 {
+                    shape: e.shape.clone(),
+                    values: edgerun_tensor::DType::F32.widen(data).unwrap(),
+                },
             };
             (name.clone(), t)
         })
@@ -57,7 +71,16 @@ pub fn tolerance(meta: &serde_json::Value, expected: &[f32]) -> f32 {
 }
 
 /// Largest absolute difference; panics on shape mismatch.
-pub fn max_diff(name: &str, got_shape: &[usize], got: &[f32], shape: &[usize], expected: &[f32]) -> f32 {
+pub fn max_diff(
+    name: &str,
+    got_shape: &[usize],
+    got: &[f32],
+    shape: &[usize],
+    expected: &[f32],
+) -> f32 {
     assert_eq!(got_shape, shape, "{name}: shape");
-    got.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    got.iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }

@@ -78,7 +78,11 @@ pub fn conv2d(
     let ocg = oc / p.groups;
     let direct = kh == 1 && kw == 1 && p.stride == 1 && p.padding == 0;
     let mut out = vec![0.0f32; n * oc * plane];
-    let mut col = if direct { Vec::new() } else { vec![0.0f32; k * plane] };
+    let mut col = if direct {
+        Vec::new()
+    } else {
+        vec![0.0f32; k * plane]
+    };
     for img in 0..n {
         for g in 0..p.groups {
             let input = &xv[(img * c + g * cg) * h * w..][..cg * h * w];

@@ -56,8 +56,14 @@ pub fn matmul_strided(out: &mut [f32], out_rs: usize, a: MatRef, b: MatRef, accu
     if m == 0 || n == 0 {
         return;
     }
-    assert!(a.max_index() < a.data.len() || k == 0, "lhs view out of bounds");
-    assert!(b.max_index() < b.data.len() || k == 0, "rhs view out of bounds");
+    assert!(
+        a.max_index() < a.data.len() || k == 0,
+        "lhs view out of bounds"
+    );
+    assert!(
+        b.max_index() < b.data.len() || k == 0,
+        "rhs view out of bounds"
+    );
     assert!((m - 1) * out_rs + n <= out.len(), "dst view out of bounds");
     if k == 0 {
         if !accumulate {

@@ -30,27 +30,29 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
     let x = x.contiguous();
     let xv = x.values();
     let mut out = vec![0.0f32; n * c * oh * ow];
-    out.par_chunks_mut(oh * ow).enumerate().for_each(|(i, dst)| {
-        let src = &xv[i * h * w..][..h * w];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut best = f32::NEG_INFINITY;
-                for ky in 0..kernel {
-                    let iy = (oy * stride + ky) as isize - padding as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    for kx in 0..kernel {
-                        let ix = (ox * stride + kx) as isize - padding as isize;
-                        if ix >= 0 && ix < w as isize {
-                            best = best.max(src[iy as usize * w + ix as usize]);
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(i, dst)| {
+            let src = &xv[i * h * w..][..h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = f32::NEG_INFINITY;
+                    for ky in 0..kernel {
+                        let iy = (oy * stride + ky) as isize - padding as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..kernel {
+                            let ix = (ox * stride + kx) as isize - padding as isize;
+                            if ix >= 0 && ix < w as isize {
+                                best = best.max(src[iy as usize * w + ix as usize]);
+                            }
                         }
                     }
+                    dst[oy * ow + ox] = best;
                 }
-                dst[oy * ow + ox] = best;
             }
-        }
-    });
+        });
     Tensor::from_vec(&[n, c, oh, ow], out)
 }
 

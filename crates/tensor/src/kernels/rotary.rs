@@ -31,8 +31,15 @@ pub fn rotary_interleaved(
     table: &RotaryTable,
 ) {
     let width = heads * head_dim;
-    assert_eq!(x.len(), positions.len() * width, "rotary: rows and positions differ");
-    assert!(table.rotary_dim() <= head_dim, "rotary_dim exceeds head_dim");
+    assert_eq!(
+        x.len(),
+        positions.len() * width,
+        "rotary: rows and positions differ"
+    );
+    assert!(
+        table.rotary_dim() <= head_dim,
+        "rotary_dim exceeds head_dim"
+    );
     x.par_chunks_mut(width.max(1))
         .zip(positions)
         .for_each(|(row, &pos)| {

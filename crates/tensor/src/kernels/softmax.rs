@@ -28,7 +28,14 @@ mod tests {
 
     #[test]
     fn rows_sum_to_one_and_masked_rows_are_zero() {
-        let mut v = vec![1.0, 2.0, 3.0, f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY];
+        let mut v = vec![
+            1.0,
+            2.0,
+            3.0,
+            f32::NEG_INFINITY,
+            f32::NEG_INFINITY,
+            f32::NEG_INFINITY,
+        ];
         softmax_rows(&mut v, 3);
         assert!((v[..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(v[2] > v[1] && v[1] > v[0]);

@@ -1,0 +1,83 @@
+//! `edgerun generate`: greedy decoding from token ids or a text prompt.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use edgerun_models::tokenizer::Tokenizer;
+use edgerun_runtime::{generate, FullExecutor, GenerateOptions};
+use edgerun_store::{read_inputs, write_tensors, OutputTensor};
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// A causal language model folder (GPT-2, GPT-J).
+    pub model: PathBuf,
+    /// Prompt token ids (input_ids, optional attention_mask) in a safetensors file.
+    #[arg(long, conflicts_with = "prompt", required_unless_present = "prompt")]
+    pub input: Option<PathBuf>,
+    /// A text prompt, tokenized with the folder's tokenizer.json.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Tokens to generate after the prompt.
+    #[arg(long, default_value_t = 20)]
+    pub max_new_tokens: usize,
+    /// Write `sequences` (int64, prompt + new tokens) here.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: GenerateArgs) -> Result<()> {
+    let folder = super::open_model(&args.model)?;
+    let tokenizer = match &args.prompt {
+        Some(_) => {
+            let Some(json) = folder.read_optional("tokenizer.json")? else {
+                bail!(
+                    "{} has no tokenizer.json: pass token ids with --input instead of --prompt",
+                    args.model.display()
+                )
+            };
+            Some(Tokenizer::from_bytes(&json)?)
+        }
+        None => None,
+    };
+    let inputs = match (&args.input, &args.prompt, &tokenizer) {
+        (Some(path), _, _) => read_inputs(path).context("cannot read inputs")?,
+        (None, Some(prompt), Some(tok)) => {
+            let mut inputs = tok.encode_batch(std::slice::from_ref(prompt))?;
+            inputs.token_type_ids = None;
+            inputs
+        }
+        _ => bail!("give --input or --prompt"),
+    };
+    let executor = FullExecutor::load(&folder)?;
+    let started = Instant::now();
+    let sequences = generate(
+        &executor,
+        inputs,
+        &GenerateOptions {
+            max_new_tokens: args.max_new_tokens,
+            stop_at_eos: true,
+        },
+    )?;
+    let elapsed = started.elapsed();
+    if let Some(tok) = &tokenizer {
+        println!("{}", tok.decode(&sequences.values)?);
+    } else if args.output.is_none() {
+        println!("{:?}", sequences.values);
+    }
+    if let Some(path) = &args.output {
+        write_tensors(
+            path,
+            &[("sequences".into(), OutputTensor::I64(sequences.clone()))],
+        )
+        .context("cannot write outputs")?;
+    }
+    eprintln!(
+        "{}: {} tokens in {:.3} s",
+        executor.model().architecture(),
+        sequences.shape[1],
+        elapsed.as_secs_f64()
+    );
+    Ok(())
+}
