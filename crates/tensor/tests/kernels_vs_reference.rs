@@ -2,7 +2,8 @@
 //! shapes and values.
 
 use edgerun_tensor::kernels::{
-    adaptive_avg_pool2d, attention, conv2d, linear, max_pool2d, AttentionMask, Conv2dParams, HeadLayout, KvRef,
+    adaptive_avg_pool2d, attention, conv2d, linear, max_pool2d, AttentionMask, Conv2dParams,
+    HeadLayout, KvRef,
 };
 use edgerun_tensor::Tensor;
 use proptest::prelude::*;
@@ -14,14 +15,28 @@ fn values(n: usize) -> impl Strategy<Value = Vec<f32>> {
 fn close(got: &[f32], want: &[f64], tol: f64) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        prop_assert!((*g as f64 - w).abs() <= tol * (1.0 + w.abs()), "index {}: {} vs {}", i, g, w);
+        prop_assert!(
+            (*g as f64 - w).abs() <= tol * (1.0 + w.abs()),
+            "index {}: {} vs {}",
+            i,
+            g,
+            w
+        );
     }
     Ok(())
 }
 
 fn linear_case() -> impl Strategy<Value = (usize, usize, usize, Vec<f32>, Vec<f32>, Vec<f32>)> {
-    (1usize..40, 1usize..70, 1usize..50)
-        .prop_flat_map(|(m, k, n)| (Just(m), Just(k), Just(n), values(m * k), values(k * n), values(n)))
+    (1usize..40, 1usize..70, 1usize..50).prop_flat_map(|(m, k, n)| {
+        (
+            Just(m),
+            Just(k),
+            Just(n),
+            values(m * k),
+            values(k * n),
+            values(n),
+        )
+    })
 }
 
 proptest! {
