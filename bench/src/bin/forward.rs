@@ -1,0 +1,63 @@
+//! Warm forward latency of a model folder, weights in memory, batch 1: prints one JSON line.
+//!
+//! `forward --model DIR --task bert|vit|gpt2|resnet [--runs 20] [--threads 2] [--seq 128]`
+//! For gpt2 it also times decoding: `--decode 32` new tokens after the prompt, per token.
+
+use edgerun_bench::{arg, median, time_runs};
+use edgerun_models::{IdTensor, Inputs, RunOptions};
+use edgerun_runtime::FullExecutor;
+use edgerun_store::HfFolder;
+use edgerun_tensor::Tensor;
+
+fn main() {
+    let model: String = arg("--model", String::new());
+    let task: String = arg("--task", String::new());
+    let runs: usize = arg("--runs", 20);
+    let threads: usize = arg("--threads", 2);
+    let seq: usize = arg("--seq", 128);
+    let decode: usize = arg("--decode", 32);
+    edgerun_tensor::parallel::set_threads(threads);
+    let folder = HfFolder::open(std::path::Path::new(&model)).expect("model folder");
+    let executor = FullExecutor::load(&folder).expect("load");
+    let ids = |n: usize| IdTensor::new(vec![1, n], (0..n as i64).map(|i| 100 + (i * 7919) % 20000).collect()).unwrap();
+    let inputs = match task.as_str() {
+        "bert" | "gpt2" => Inputs { input_ids: Some(ids(seq)), ..Inputs::default() },
+        "vit" | "resnet" => {
+            let pixels: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
+            Inputs { pixel_values: Some(Tensor::from_vec(&[1, 3, 224, 224], pixels).unwrap()), ..Inputs::default() }
+        }
+        other => panic!("unknown --task {other:?}"),
+    };
+    let times = time_runs(3, runs, || {
+        executor.forward(inputs.clone(), RunOptions::default()).expect("forward");
+    });
+    let mut report = serde_json::json!({
+        "engine": "edgerun", "task": task, "threads": threads, "runs": runs,
+        "forward_ms": median(&times) * 1e3,
+    });
+    if task == "gpt2" {
+        // Per-token decode: a prompt of `seq` tokens in the cache, then one token per step.
+        let per_token = time_runs(1, runs.min(5), || {
+            let options = RunOptions { extra_tokens: decode, last_logits_only: true, ..RunOptions::default() };
+            let mut state = executor.model().start(inputs.clone(), options).unwrap();
+            executor.run_stages(&mut state).unwrap();
+            let t = std::time::Instant::now();
+            for step in 0..decode {
+                state.advance(vec![(500 + step) as i64]).unwrap();
+                executor.run_stages(&mut state).unwrap();
+            }
+            let per = t.elapsed().as_secs_f64() / decode as f64;
+            std::hint::black_box(per);
+            PER_TOKEN.with(|p| p.borrow_mut().push(per));
+        });
+        let _ = per_token;
+        let mut per = PER_TOKEN.with(|p| p.borrow().clone());
+        per.sort_by(f64::total_cmp);
+        report["decode_ms_per_token"] = serde_json::json!(median(&per) * 1e3);
+    }
+    println!("{report}");
+}
+
+thread_local! {
+    static PER_TOKEN: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
