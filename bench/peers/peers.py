@@ -79,8 +79,20 @@ def main():
     os.makedirs(a.onnx_dir, exist_ok=True)
     path = os.path.join(a.onnx_dir, f"{a.task}.onnx")
     names = list(inputs)
-    with torch.inference_mode():
-        torch.onnx.export(model, tuple(inputs.values()), path, input_names=names, dynamo=False, opset_version=17)
+
+    class ByName(torch.nn.Module):
+        """transformers' forward takes its inputs by keyword; the exporter passes them in order."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            out = self.inner(**dict(zip(names, args)))
+            return out[0]
+
+    with torch.no_grad():
+        torch.onnx.export(ByName(model), tuple(inputs.values()), path, input_names=names, dynamo=False, opset_version=17)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
     opts.inter_op_num_threads = 1

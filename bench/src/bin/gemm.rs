@@ -1,7 +1,7 @@
 //! GEMM throughput on the BERT-base and ViT-B/16 linear-layer shapes, one thread, against this
 //! core's measured FMA peak (a register-resident AVX-512 FMA loop).
 //!
-//! `cargo run --release --bin gemm -- [--runs 21]`
+//! `cargo run --release --bin gemm -- [--runs 21] [--threads 1]` (the peak is per core)
 
 use edgerun_bench::{arg, median, time_runs};
 use edgerun_tensor::kernels::{matmul_strided, MatRef};
@@ -44,7 +44,8 @@ fn fma_peak_gflops(runs: usize) -> f64 {
 
 fn main() {
     let runs: usize = arg("--runs", 21);
-    edgerun_tensor::parallel::set_threads(1);
+    let threads: usize = arg("--threads", 1);
+    edgerun_tensor::parallel::set_threads(threads);
     let peak = fma_peak_gflops(5);
     println!("FMA peak, one core: {peak:.1} GFLOP/s (median of 5)");
     println!("| shape (m x k x n) | where | GFLOP/s | % of peak |");

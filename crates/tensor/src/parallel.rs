@@ -1,7 +1,7 @@
 //! The one thread count every kernel honours (`--threads N`).
 //!
-//! rayon's global pool runs the data-parallel loops; gemm is told the same count so the two never
-//! oversubscribe the cores.
+//! rayon's global pool runs the data-parallel loops and splits large matrix products; nothing else
+//! spawns threads, so the count is never oversubscribed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,13 +26,13 @@ pub fn threads() -> usize {
     }
 }
 
-pub(crate) fn gemm_parallelism(work_flops: usize) -> gemm::Parallelism {
-    // Below this size splitting costs more than it gains.
-    const MIN_PARALLEL_FLOPS: usize = 1 << 18;
-    let n = threads();
-    if n <= 1 || work_flops < MIN_PARALLEL_FLOPS || rayon::current_thread_index().is_some() {
-        gemm::Parallelism::None
+/// Threads one matrix product may use: 1 for small products (splitting costs more than it
+/// gains) and inside a rayon job (the caller already spreads work over the pool).
+pub(crate) fn gemm_threads(work_flops: usize) -> usize {
+    const MIN_PARALLEL_FLOPS: usize = 1 << 20;
+    if work_flops < MIN_PARALLEL_FLOPS || rayon::current_thread_index().is_some() {
+        1
     } else {
-        gemm::Parallelism::Rayon(n)
+        threads()
     }
 }

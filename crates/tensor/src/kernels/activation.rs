@@ -16,6 +16,29 @@ pub enum Activation {
 
 const PAR_CHUNK: usize = 1 << 14;
 
+/// erf as a branch-free rational function of x (Eigen's and XLA's float approximation), so the
+/// activation loop vectorizes; libm's scalar erff cost ~5% of a BERT forward pass.
+/// Absolute error below 2e-6 on all of f32 (tested against libm below).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    // Beyond |x| = 4, erf is +-1 in f32.
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10f32;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906_3e-4;
+    p = p * x2 - 2.954_6e-3;
+    p = p * x2 - 1.609_603_3e-2;
+    let mut q = -1.456_607_2e-5f32;
+    q = q * x2 - 2.133_740_5e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_474e-2;
+    x * p / q
+}
+
 impl Activation {
     pub fn from_hf(name: &str) -> Option<Self> {
         match name {
@@ -30,7 +53,7 @@ impl Activation {
 
     pub fn apply(self, x: f32) -> f32 {
         match self {
-            Self::GeluErf => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Self::GeluErf => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
             Self::GeluTanh => {
                 const C: f32 = 0.797_884_6; // sqrt(2 / pi)
                 0.5 * x * (1.0 + (C * (x + 0.044715 * x * x * x)).tanh())
@@ -54,6 +77,17 @@ impl Activation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erf_matches_libm() {
+        let mut worst = 0.0f32;
+        for i in -80_000..=80_000 {
+            let x = i as f32 * 1e-4;
+            worst = worst.max((erf(x) - libm::erff(x)).abs());
+        }
+        assert!(worst < 2e-6, "max |erf - erff| = {worst}");
+        assert!((erf(100.0) - 1.0).abs() < 2e-6 && (erf(-100.0) + 1.0).abs() < 2e-6);
+    }
 
     #[test]
     fn known_values() {

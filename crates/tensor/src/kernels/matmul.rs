@@ -3,7 +3,9 @@
 //! Weights are stored [in, out] so `x @ W` reads both operands row-major; gemm packs panels
 //! itself. [`matmul_strided`] exposes strides so attention can multiply per-head views in place.
 
-use crate::parallel::gemm_parallelism;
+use rayon::prelude::*;
+
+use crate::parallel::gemm_threads;
 use crate::{Result, Tensor, TensorError};
 
 /// A read-only matrix view: `rows x cols` starting at `data[0]`, with element strides.
@@ -73,31 +75,101 @@ pub fn matmul_strided(out: &mut [f32], out_rs: usize, a: MatRef, b: MatRef, accu
         }
         return;
     }
-    // SAFETY: the asserts above keep every index gemm touches inside the three slices, and
-    // `out` is borrowed mutably so nothing aliases it.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            out_rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm_parallelism(m * n * k),
-        );
+    let threads = gemm_threads(m * n * k);
+    // Split the output columns across threads: each packs only its own slice of `b` (usually
+    // the weight), where gemm's own split repacks and scales poorly at m ~ 128.
+    let chunk = n.div_ceil(threads).next_multiple_of(16);
+    if threads <= 1 || chunk >= n {
+        // SAFETY: the asserts above keep every index gemm touches inside the three slices.
+        unsafe {
+            gemm_raw(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                out_rs,
+                a,
+                b.data.as_ptr(),
+                b,
+                accumulate,
+            )
+        };
+        return;
     }
+    let dst = SendPtr(out.as_mut_ptr());
+    let starts: Vec<usize> = (0..n).step_by(chunk).collect();
+    starts.into_par_iter().for_each(|j0| {
+        let cols = chunk.min(n - j0);
+        // SAFETY: column ranges [j0, j0 + cols) are disjoint across jobs, so no two jobs write
+        // the same element of `out`; all indices stay within the views asserted above.
+        unsafe {
+            let dst = dst.get().add(j0);
+            gemm_raw(
+                m,
+                cols,
+                k,
+                dst,
+                out_rs,
+                a,
+                b.data.as_ptr().add(j0 * b.col_stride),
+                b,
+                accumulate,
+            );
+        }
+    });
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint column ranges of one buffer to rayon jobs.
+unsafe impl Send for SendPtr {}
+// SAFETY: see above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One single-threaded gemm call: `dst[m x n] (row stride dst_rs) (+)= a @ b`, with `b_ptr`
+/// the first element of the `b` columns to use and `b` giving the strides.
+///
+/// # Safety
+/// Every element addressed through `dst`, `a` and `b_ptr` with these sizes and strides must be
+/// in bounds, and `dst` must not be aliased.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    a: MatRef,
+    b_ptr: *const f32,
+    b: MatRef,
+    accumulate: bool,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a.col_stride as isize,
+        a.row_stride as isize,
+        b_ptr,
+        b.col_stride as isize,
+        b.row_stride as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// `a [.., k] @ b [k, n] -> [.., n]`.
