@@ -91,8 +91,18 @@ def main():
             out = self.inner(**dict(zip(names, args)))
             return out[0]
 
-    with torch.no_grad():
-        torch.onnx.export(ByName(model), tuple(inputs.values()), path, input_names=names, dynamo=False, opset_version=17)
+    wrapped = ByName(model)
+    args = tuple(inputs.values())
+    try:
+        with torch.no_grad():
+            torch.onnx.export(wrapped, args, path, input_names=names, dynamo=False, opset_version=17)
+    except Exception as legacy_error:  # noqa: BLE001 - report and try the other exporter
+        try:
+            with torch.no_grad():
+                torch.onnx.export(wrapped, args, path, input_names=names, dynamo=True)
+        except Exception as dynamo_error:  # noqa: BLE001
+            print(json.dumps({"engine": "onnxruntime", "task": a.task, "error": f"export failed: {legacy_error!s:.200} / {dynamo_error!s:.200}"}), flush=True)
+            return
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
     opts.inter_op_num_threads = 1

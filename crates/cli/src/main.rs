@@ -34,6 +34,8 @@ enum Command {
     Embed(commands::embed::EmbedArgs),
     /// Architecture, parameters, and bytes and dtypes per stage.
     Inspect(commands::inspect::InspectArgs),
+    /// Pack an HF folder into a store of aligned, checksummed units.
+    Pack(commands::pack::PackArgs),
     /// Write a randomly initialised model with a real published config.
     Synth(commands::synth::SynthArgs),
     /// Synthesize BERT-base and run it: the quick start.
@@ -41,6 +43,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Freed unit buffers must leave the process: glibc serves allocations above this size with
+    // their own mappings and returns them on free, instead of keeping them in its heap.
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
         if threads == 0 {
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => commands::generate::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Pack(args) => commands::pack::run(args),
         Command::Synth(args) => commands::synth::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };

@@ -236,6 +236,17 @@ impl Model for Bert {
         State::for_tokens(inputs, options)
     }
 
+    fn activation_bytes(&self, state: &State) -> u64 {
+        let c = &self.config;
+        crate::common::transformer_activation_bytes(
+            state,
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_hidden_layers,
+            0,
+        )
+    }
+
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
         let layers = self.layers.len();
         let x = match index {

@@ -355,3 +355,32 @@ pub(crate) fn start_causal(
     state.cache = Some(crate::KvCache::new(layers, state.batch, capacity, width));
     Ok(state)
 }
+
+/// Activation estimate of a transformer pass (see `Model::activation_bytes`): the tensors live
+/// inside one layer, one attention score matrix per thread, logits, the KV cache and recorded
+/// hidden states, in f32.
+pub(crate) fn transformer_activation_bytes(
+    state: &State,
+    hidden: usize,
+    inner: usize,
+    layers: usize,
+    vocab: usize,
+) -> u64 {
+    let tokens = (state.batch * state.seq) as u64;
+    let kv = (state.past + state.seq) as u64;
+    let (d, inner) = (hidden as u64, inner as u64);
+    let threads = edgerun_tensor::parallel::threads() as u64;
+    let layer = 12 * tokens * d + 2 * tokens * inner + threads * state.seq as u64 * kv;
+    let logit_rows = if state.options.last_logits_only {
+        state.batch as u64
+    } else {
+        tokens
+    };
+    let recorded = if state.options.hidden_states {
+        (layers as u64 + 1) * tokens * d
+    } else {
+        0
+    };
+    4 * (layer + 2 * logit_rows * vocab as u64 + recorded)
+        + state.cache.as_ref().map_or(0, |c| c.bytes() as u64)
+}

@@ -39,6 +39,9 @@ pub trait Model: Send + Sync {
     fn causal(&self) -> Option<CausalInfo> {
         None
     }
+    /// An upper estimate of the activation bytes live at once during a pass on `state`
+    /// (KV cache and recorded hidden states included): the governor reserves it up front.
+    fn activation_bytes(&self, state: &State) -> u64;
     /// Parameters over all stages (a tensor shared by two stages counts twice).
     fn parameters(&self) -> usize {
         self.stages().iter().map(StageSpec::parameters).sum()

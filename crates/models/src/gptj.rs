@@ -198,6 +198,12 @@ impl Model for GptJ {
         start_causal(inputs, options, c.n_layer, c.n_embd, c.n_positions)
     }
 
+    fn activation_bytes(&self, state: &State) -> u64 {
+        let c = &self.config;
+        let inner = c.n_inner.unwrap_or(4 * c.n_embd);
+        crate::common::transformer_activation_bytes(state, c.n_embd, inner, c.n_layer, c.vocab_size)
+    }
+
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
         let layers = self.blocks.len();
         let x = match index {

@@ -271,6 +271,34 @@ impl Model for ResNet {
         State::for_pixels(inputs, options)
     }
 
+    /// The largest feature map times the tensors live in a residual layer, plus the im2col
+    /// buffer of the widest 3x3 convolution and recorded hidden states.
+    fn activation_bytes(&self, state: &State) -> u64 {
+        let Ok(pixels) = state.inputs.pixels() else {
+            return 0;
+        };
+        let (h, w) = (pixels.shape()[2] as u64, pixels.shape()[3] as u64);
+        let b = state.batch as u64;
+        let c = &self.config;
+        let mut largest = b * c.embedding_size as u64 * (h / 2 + 1) * (w / 2 + 1);
+        let mut columns = 0u64;
+        let (mut fh, mut fw) = (h / 4 + 1, w / 4 + 1);
+        for (s, &width) in c.hidden_sizes.iter().enumerate() {
+            if s > 0 || c.downsample_in_first_stage {
+                (fh, fw) = (fh / 2 + 1, fw / 2 + 1);
+            }
+            largest = largest.max(b * width as u64 * fh * fw);
+            columns = columns.max(9 * width as u64 * fh * fw);
+        }
+        columns = columns.max(49 * c.num_channels as u64 * (h / 2 + 1) * (w / 2 + 1));
+        let recorded = if state.options.hidden_states {
+            (c.hidden_sizes.len() as u64 + 1) * largest
+        } else {
+            0
+        };
+        4 * (6 * largest + columns + recorded) + b * c.num_channels as u64 * h * w * 4
+    }
+
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
         if index == 0 {
             let y = self.stem.forward(w, state.inputs.pixels()?)?;

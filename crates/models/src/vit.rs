@@ -312,6 +312,19 @@ impl Model for Vit {
         Ok(state)
     }
 
+    fn activation_bytes(&self, state: &State) -> u64 {
+        let c = &self.config;
+        let image = (state.batch * c.num_channels * c.image_size * c.image_size) as u64 * 4;
+        image
+            + crate::common::transformer_activation_bytes(
+                state,
+                c.hidden_size,
+                c.intermediate_size,
+                c.num_hidden_layers,
+                0,
+            )
+    }
+
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
         let x = match index {
             0 => self.embed(w, state)?,

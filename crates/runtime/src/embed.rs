@@ -4,10 +4,10 @@
 use edgerun_models::pooling::Pooling;
 use edgerun_models::tokenizer::Tokenizer;
 use edgerun_models::RunOptions;
-use edgerun_store::HfFolder;
+use edgerun_store::ModelSource;
 use edgerun_tensor::Tensor;
 
-use crate::{FullExecutor, Result, RuntimeError};
+use crate::{Executor, FullExecutor, Result, RuntimeError};
 
 pub struct Embedder {
     executor: FullExecutor,
@@ -16,7 +16,7 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    pub fn load(folder: &HfFolder) -> Result<Self> {
+    pub fn load(folder: &ModelSource) -> Result<Self> {
         let tokenizer_json = folder.read_optional("tokenizer.json")?.ok_or_else(|| {
             RuntimeError::Unsupported(format!(
                 "{} has no tokenizer.json; embed needs one",

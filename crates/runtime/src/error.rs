@@ -14,4 +14,6 @@ pub enum RuntimeError {
     Model(#[from] ModelError),
     #[error("{0}")]
     Unsupported(String),
+    #[error("budget: {0}")]
+    Budget(String),
 }

@@ -1,10 +1,20 @@
-//! The load-all executor: every stage bound before the first runs.
+//! Executors: how a pass gets each stage's weights.
+//!
+//! [`FullExecutor`] binds every stage before the first runs (the load-all baseline; with
+//! `IoMode::Mmap` it is the mmap strategy). [`StreamExecutor`] loads one unit, runs it, and
+//! frees it before the next, every byte leased from the [`Governor`]. Both run the same stage
+//! code, so their outputs are identical.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use edgerun_models::{Inputs, Model, RunOptions, State, UnitWeights};
-use edgerun_store::HfFolder;
+use edgerun_store::{ModelSource, ReadOptions};
 use edgerun_tensor::Tensor;
 
-use crate::Result;
+use crate::governor::Governor;
+use crate::memory::MemorySample;
+use crate::{Result, RuntimeError};
 
 /// Named outputs of a pass in transformers' order, then `hidden_states.N` if recorded.
 #[derive(Debug, Default)]
@@ -29,39 +39,220 @@ impl Outputs {
     }
 }
 
+/// Time and memory an executor spent, summed over passes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecStats {
+    pub load_s: f64,
+    pub compute_s: f64,
+    /// Time spent waiting for the budget.
+    pub wait_s: f64,
+    pub bytes_read: u64,
+    /// Largest memory figures sampled after each stage.
+    pub memory: MemorySample,
+}
+
+/// Something that runs a model's stages in order.
+pub trait Executor {
+    fn model(&self) -> &dyn Model;
+    /// Runs every stage over `state`.
+    fn run_stages(&self, state: &mut State) -> Result<()>;
+    fn stats(&self) -> ExecStats;
+    fn governor(&self) -> &Arc<Governor>;
+
+    /// One forward pass.
+    fn forward(&self, inputs: Inputs, options: RunOptions) -> Result<Outputs> {
+        let mut state = self.model().start(inputs, options)?;
+        self.run_stages(&mut state)?;
+        Ok(Outputs::from_state(&mut state))
+    }
+}
+
+/// Holds the activation reserve of a pass against the governor, sized from `state`.
+fn reserve_activations(
+    governor: &Arc<Governor>,
+    model: &dyn Model,
+    state: &State,
+) -> Result<crate::governor::Lease> {
+    governor.acquire(model.activation_bytes(state), "the activation reserve")
+}
+
 pub struct FullExecutor {
     model: Box<dyn Model>,
     weights: Vec<UnitWeights>,
+    governor: Arc<Governor>,
+    _leases: Vec<crate::governor::Lease>,
+    stats: Mutex<ExecStats>,
 }
 
 impl FullExecutor {
-    /// Builds the model from the folder and binds all its stages.
-    pub fn load(folder: &HfFolder) -> Result<Self> {
-        let model = folder.model()?;
-        let weights = model
-            .stages()
-            .iter()
-            .map(|s| folder.bind(s))
-            .collect::<edgerun_store::Result<Vec<_>>>()?;
-        Ok(Self { model, weights })
+    /// Builds the model and binds all its stages (unbounded budget).
+    pub fn load(source: &ModelSource) -> Result<Self> {
+        Self::load_with(source, ReadOptions::default(), Governor::new(u64::MAX))
     }
 
-    pub fn model(&self) -> &dyn Model {
+    pub fn load_with(
+        source: &ModelSource,
+        read: ReadOptions,
+        governor: Arc<Governor>,
+    ) -> Result<Self> {
+        let model = source.model()?;
+        let started = Instant::now();
+        let mut weights = Vec::with_capacity(model.stages().len());
+        let mut leases = Vec::with_capacity(model.stages().len());
+        let mut bytes_read = 0;
+        for (i, stage) in model.stages().iter().enumerate() {
+            let bytes = source.resident_bytes(i, stage, read);
+            leases.push(governor.try_acquire(bytes).ok_or_else(|| {
+                RuntimeError::Budget(format!("loading every stage needs more than the budget of {} bytes (stage {} does not fit); use --strategy stream", governor.cap(), stage.id))
+            })?);
+            weights.push(source.load_stage(i, stage, read)?);
+            bytes_read += source.read_bytes(i, stage, read);
+        }
+        let stats = ExecStats {
+            load_s: started.elapsed().as_secs_f64(),
+            bytes_read,
+            memory: MemorySample::now(),
+            ..ExecStats::default()
+        };
+        Ok(Self {
+            model,
+            weights,
+            governor,
+            _leases: leases,
+            stats: Mutex::new(stats),
+        })
+    }
+}
+
+impl Executor for FullExecutor {
+    fn model(&self) -> &dyn Model {
         self.model.as_ref()
     }
 
-    /// Runs every stage on `state`.
-    pub fn run_stages(&self, state: &mut State) -> Result<()> {
+    fn run_stages(&self, state: &mut State) -> Result<()> {
+        let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
+        let started = Instant::now();
+        let mut memory = MemorySample::default();
         for (i, w) in self.weights.iter().enumerate() {
             self.model.run_stage(i, w, state)?;
+            memory = memory.max(MemorySample::now());
         }
+        let mut stats = self.stats.lock().expect("stats lock");
+        stats.compute_s += started.elapsed().as_secs_f64();
+        stats.memory = stats.memory.max(memory);
         Ok(())
     }
 
-    /// One forward pass.
-    pub fn forward(&self, inputs: Inputs, options: RunOptions) -> Result<Outputs> {
-        let mut state = self.model.start(inputs, options)?;
-        self.run_stages(&mut state)?;
-        Ok(Outputs::from_state(&mut state))
+    fn stats(&self) -> ExecStats {
+        *self.stats.lock().expect("stats lock")
+    }
+
+    fn governor(&self) -> &Arc<Governor> {
+        &self.governor
+    }
+}
+
+/// One unit at a time: lease, load, bind, run, free. No overlap of loading and compute.
+pub struct StreamExecutor<'s> {
+    source: &'s ModelSource,
+    model: Box<dyn Model>,
+    read: ReadOptions,
+    governor: Arc<Governor>,
+    stats: Mutex<ExecStats>,
+}
+
+impl<'s> StreamExecutor<'s> {
+    pub fn new(
+        source: &'s ModelSource,
+        read: ReadOptions,
+        governor: Arc<Governor>,
+    ) -> Result<Self> {
+        Ok(Self {
+            model: source.model()?,
+            source,
+            read,
+            governor,
+            stats: Mutex::new(ExecStats::default()),
+        })
+    }
+
+    /// The smallest budget a pass on `state` can run in: the largest unit plus the reserve.
+    pub fn minimum_bytes(&self, state: &State) -> u64 {
+        let largest = self
+            .model
+            .stages()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.source.resident_bytes(i, s, self.read))
+            .max()
+            .unwrap_or(0);
+        largest + self.model.activation_bytes(state)
+    }
+}
+
+impl Executor for StreamExecutor<'_> {
+    fn model(&self) -> &dyn Model {
+        self.model.as_ref()
+    }
+
+    fn run_stages(&self, state: &mut State) -> Result<()> {
+        let minimum = self.minimum_bytes(state);
+        if minimum > self.governor.cap() {
+            return Err(RuntimeError::Budget(format!(
+                "a budget of {} bytes is below this model's minimum of {minimum} bytes ({}: the largest unit plus activations)",
+                self.governor.cap(),
+                human_bytes(minimum)
+            )));
+        }
+        let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
+        let mut stats = ExecStats::default();
+        for (i, stage) in self.model.stages().iter().enumerate() {
+            let waited = Instant::now();
+            let lease = self
+                .governor
+                .acquire(self.source.resident_bytes(i, stage, self.read), &stage.id)?;
+            let loading = Instant::now();
+            stats.wait_s += (loading - waited).as_secs_f64();
+            let weights = self.source.load_stage(i, stage, self.read)?;
+            stats.bytes_read += self.source.read_bytes(i, stage, self.read);
+            let computing = Instant::now();
+            stats.load_s += (computing - loading).as_secs_f64();
+            self.model.run_stage(i, &weights, state)?;
+            stats.compute_s += computing.elapsed().as_secs_f64();
+            stats.memory = stats.memory.max(MemorySample::now());
+            drop(weights);
+            drop(lease);
+        }
+        let mut total = self.stats.lock().expect("stats lock");
+        total.load_s += stats.load_s;
+        total.compute_s += stats.compute_s;
+        total.wait_s += stats.wait_s;
+        total.bytes_read += stats.bytes_read;
+        total.memory = total.memory.max(stats.memory);
+        Ok(())
+    }
+
+    fn stats(&self) -> ExecStats {
+        *self.stats.lock().expect("stats lock")
+    }
+
+    fn governor(&self) -> &Arc<Governor> {
+        &self.governor
+    }
+}
+
+/// `1.5 GiB`-style sizes for messages.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -3,7 +3,7 @@
 
 use edgerun_models::{IdTensor, Inputs, ModelError, ModelKind, RunOptions};
 
-use crate::{FullExecutor, Result, RuntimeError};
+use crate::{Executor, Result, RuntimeError};
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
@@ -14,7 +14,7 @@ pub struct GenerateOptions {
 
 /// Returns `[batch, prompt + generated]` token ids.
 pub fn generate(
-    executor: &FullExecutor,
+    executor: &dyn Executor,
     inputs: Inputs,
     options: &GenerateOptions,
 ) -> Result<IdTensor> {

@@ -1,14 +1,19 @@
 //! Executors: they bind a model's stages and run them in order over one state.
 //!
-//! [`FullExecutor`] binds every stage up front (the load-all baseline). On top of any executor,
+//! [`FullExecutor`] binds every stage up front (the load-all baseline); [`StreamExecutor`]
+//! loads, runs and frees one unit at a time under the [`Governor`]'s cap. On top of any executor,
 //! [`generate`] decodes greedily with the KV cache and [`embed`] pools sentence embeddings.
 
 pub mod embed;
 pub mod error;
 pub mod executor;
 pub mod generate;
+pub mod governor;
+pub mod memory;
 
 pub use embed::Embedder;
 pub use error::{Result, RuntimeError};
-pub use executor::{FullExecutor, Outputs};
+pub use executor::{human_bytes, ExecStats, Executor, FullExecutor, Outputs, StreamExecutor};
 pub use generate::{generate, GenerateOptions};
+pub use governor::{Governor, Lease};
+pub use memory::MemorySample;

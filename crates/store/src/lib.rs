@@ -3,17 +3,22 @@
 //! [`HfFolder`] opens a Hugging Face folder (config.json plus one or several safetensors files),
 //! validates every header, and binds a stage's tensors to memory: f32 tensors borrow the mapped
 //! file in place, Linear weights are transposed once to `[in, out]`, f16/bf16 are widened.
-//! [`tensor_file`] reads input tensors and writes outputs; [`synth`] writes random checkpoints
-//! with published configs.
+//! [`PackedStore`] holds the same tensors as units aligned for direct I/O (`edgerun pack`);
+//! [`ModelSource`] opens either. [`tensor_file`] reads input tensors and writes outputs;
+//! [`synth`] writes random checkpoints with published configs.
 
 pub mod error;
 pub mod hf;
 mod mapped;
+pub mod packed;
 pub mod safetensors_index;
+pub mod source;
 pub mod synth;
 pub mod tensor_file;
 
 pub use error::{Result, StoreError};
 pub use hf::HfFolder;
 pub use mapped::MappedFile;
+pub use packed::{IoMode, PackedStore};
+pub use source::{ModelSource, ReadOptions};
 pub use tensor_file::{read_inputs, write_tensors, OutputTensor};

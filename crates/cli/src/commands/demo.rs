@@ -6,9 +6,9 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use edgerun_models::{IdTensor, Inputs, RunOptions};
-use edgerun_runtime::FullExecutor;
+use edgerun_runtime::{Executor, FullExecutor};
 use edgerun_store::synth::{synthesize, SynthOptions};
-use edgerun_store::HfFolder;
+use edgerun_store::{HfFolder, ModelSource};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -35,7 +35,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     let started = Instant::now();
     let folder = HfFolder::open(&args.dir)?;
-    let executor = FullExecutor::load(&folder)?;
+    let weight_bytes = folder.weight_bytes();
+    let executor = FullExecutor::load(&ModelSource::Hf(folder))?;
     let load_s = started.elapsed().as_secs_f64();
     let ids: Vec<i64> = (0..args.seq as i64)
         .map(|i| 101 + (i * 7919) % 30000)
@@ -60,7 +61,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "{} ({} parameters, {:.0} MiB): loaded in {:.3} s; forward of 1x{} tokens: median {:.1} ms over {} runs (pooler checksum {checksum:.4})",
         executor.model().architecture(),
         executor.model().parameters(),
-        folder.weight_bytes() as f64 / (1 << 20) as f64,
+        weight_bytes as f64 / (1 << 20) as f64,
         load_s,
         args.seq,
         times[times.len() / 2] * 1e3,

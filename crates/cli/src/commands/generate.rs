@@ -6,8 +6,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use edgerun_models::tokenizer::Tokenizer;
-use edgerun_runtime::{generate, FullExecutor, GenerateOptions};
+use edgerun_runtime::{generate, GenerateOptions};
 use edgerun_store::{read_inputs, write_tensors, OutputTensor};
+
+use super::strategy::StrategyArgs;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -25,6 +27,8 @@ pub struct GenerateArgs {
     /// Write `sequences` (int64, prompt + new tokens) here.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
@@ -50,10 +54,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
         _ => bail!("give --input or --prompt"),
     };
-    let executor = FullExecutor::load(&folder)?;
     let started = Instant::now();
+    let executor = args.strategy.executor(&folder)?;
     let sequences = generate(
-        &executor,
+        executor.as_ref(),
         inputs,
         &GenerateOptions {
             max_new_tokens: args.max_new_tokens,

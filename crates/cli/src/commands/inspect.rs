@@ -21,17 +21,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let folder = super::open_model(&args.model)?;
     let model = folder.model()?;
     let mut rows = Vec::new();
-    for stage in model.stages() {
-        let dtypes: BTreeSet<String> = stage
-            .tensors
-            .iter()
-            .map(|t| folder.dtype(t))
-            .collect::<Result<_, _>>()?;
+    for (i, stage) in model.stages().iter().enumerate() {
+        let dtypes: BTreeSet<String> = folder.stage_dtypes(i, stage)?.into_iter().collect();
         rows.push((
             stage.id.clone(),
             stage.tensors.len(),
             stage.parameters(),
-            folder.stage_bytes(stage)?,
+            folder.read_bytes(i, stage, Default::default()),
             dtypes.into_iter().collect::<Vec<_>>().join(","),
         ));
     }

@@ -4,15 +4,17 @@ pub mod demo;
 pub mod embed;
 pub mod generate;
 pub mod inspect;
+pub mod pack;
 pub mod run;
+pub mod strategy;
 pub mod synth;
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use edgerun_store::HfFolder;
+use edgerun_store::ModelSource;
 
-/// Opens MODEL (a Hugging Face folder) with the path in the error.
-pub fn open_model(path: &Path) -> Result<HfFolder> {
-    HfFolder::open(path).with_context(|| format!("cannot open model {}", path.display()))
+/// Opens MODEL (a Hugging Face folder or a packed store) with the path in the error.
+pub fn open_model(path: &Path) -> Result<ModelSource> {
+    ModelSource::open(path).with_context(|| format!("cannot open model {}", path.display()))
 }

@@ -6,12 +6,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use edgerun_models::RunOptions;
-use edgerun_runtime::FullExecutor;
 use edgerun_store::{read_inputs, write_tensors, OutputTensor};
+
+use super::strategy::StrategyArgs;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// A Hugging Face model folder (config.json + safetensors).
+    /// A Hugging Face model folder (config.json + safetensors) or a packed store.
     pub model: PathBuf,
     /// Inputs as transformers names them: input_ids, attention_mask, token_type_ids or pixel_values.
     #[arg(long)]
@@ -22,14 +23,15 @@ pub struct RunArgs {
     /// Also write hidden_states.N, as output_hidden_states=True.
     #[arg(long)]
     pub hidden_states: bool,
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let folder = super::open_model(&args.model)?;
+    let source = super::open_model(&args.model)?;
     let inputs = read_inputs(&args.input).context("cannot read inputs")?;
     let started = Instant::now();
-    let executor = FullExecutor::load(&folder)?;
-    let loaded = started.elapsed();
+    let executor = args.strategy.executor(&source)?;
     let outputs = executor.forward(
         inputs,
         RunOptions {
@@ -37,21 +39,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             ..RunOptions::default()
         },
     )?;
-    let total = started.elapsed();
+    let wall = started.elapsed();
     let tensors: Vec<_> = outputs
         .tensors
         .into_iter()
         .map(|(n, t)| (n, OutputTensor::F32(t)))
         .collect();
     write_tensors(&args.output, &tensors).context("cannot write outputs")?;
-    let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
-    eprintln!(
-        "{}: load {:.3} s, forward {:.3} s; wrote {} to {}",
-        executor.model().architecture(),
-        loaded.as_secs_f64(),
-        (total - loaded).as_secs_f64(),
-        names.join(", "),
-        args.output.display()
-    );
-    Ok(())
+    args.strategy.finish(executor.as_ref(), &source, wall)
 }

@@ -1,0 +1,178 @@
+//! Flags shared by `run` and `generate`: how weights arrive (strategy, I/O, budget) and the
+//! report of what that cost. Parsed here into validated types before any file is opened.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use edgerun_runtime::{human_bytes, Executor, FullExecutor, Governor, StreamExecutor};
+use edgerun_store::{IoMode, ModelSource, ReadOptions};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Load every unit, then run (the baseline).
+    Full,
+    /// Map the weights and let the page cache work (llama.cpp's and candle's way).
+    Mmap,
+    /// One unit at a time: load, run, free; no overlap.
+    Stream,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Io {
+    /// pread through the page cache into aligned buffers.
+    Pread,
+    /// O_DIRECT reads around the page cache (falls back to pread where refused).
+    Direct,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct StrategyArgs {
+    /// How weights reach memory.
+    #[arg(long, value_enum, default_value = "full")]
+    pub strategy: Strategy,
+    /// How a packed store's units are read (full and stream strategies).
+    #[arg(long, value_enum, default_value = "pread")]
+    pub io: Io,
+    /// Cap on the bytes the runtime holds, e.g. 300MiB, 1.5GB, 123456 (packed stores only).
+    #[arg(long, value_parser = parse_size)]
+    pub budget: Option<u64>,
+    /// Skip the per-unit CRC-32C check (for benchmarks).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Write a JSON report of time and memory here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// Parses `300MiB`, `1.5GB`, `64k`, `123456` into bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 300MiB or 1.5GB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
+            ))
+        }
+    };
+    let bytes = value * scale;
+    if !(bytes.is_finite() && bytes >= 1.0) {
+        return Err(format!("{text:?} is not a positive size"));
+    }
+    Ok(bytes as u64)
+}
+
+impl StrategyArgs {
+    fn read_options(&self) -> ReadOptions {
+        let io = match (self.strategy, self.io) {
+            (Strategy::Mmap, _) => IoMode::Mmap,
+            (_, Io::Pread) => IoMode::Pread,
+            (_, Io::Direct) => IoMode::Direct,
+        };
+        ReadOptions {
+            io,
+            verify: !self.no_verify,
+        }
+    }
+
+    /// The executor these flags ask for, over `source`.
+    pub fn executor<'s>(&self, source: &'s ModelSource) -> Result<Box<dyn Executor + 's>> {
+        let governor = Governor::new(self.budget.unwrap_or(u64::MAX));
+        if self.budget.is_some() {
+            if matches!(source, ModelSource::Hf(_)) {
+                bail!("--budget needs a packed store (edgerun pack MODEL OUT): an HF folder is mapped, and mapped pages cannot be capped from inside");
+            }
+            if self.strategy == Strategy::Mmap {
+                bail!("--budget cannot cap --strategy mmap (the page cache is the kernel's); use --strategy stream or a cgroup memory limit");
+            }
+        }
+        let read = self.read_options();
+        Ok(match self.strategy {
+            Strategy::Full | Strategy::Mmap => {
+                Box::new(FullExecutor::load_with(source, read, governor)?)
+            }
+            Strategy::Stream => Box::new(StreamExecutor::new(source, read, Arc::clone(&governor))?),
+        })
+    }
+
+    /// Prints the one-line summary and writes `--report` if asked.
+    pub fn finish(
+        &self,
+        executor: &dyn Executor,
+        source: &ModelSource,
+        wall: Duration,
+    ) -> Result<()> {
+        if let Some(notice) = source.take_notice() {
+            eprintln!("note: {notice}");
+        }
+        let stats = executor.stats();
+        let governor = executor.governor();
+        let budget = self.budget;
+        eprintln!(
+            "{} {}: wall {:.3} s (load {:.3}, compute {:.3}, wait {:.3}); peak {} of budget {}; VmHWM {}, anon {}, file {}; read {}",
+            executor.model().architecture(),
+            format!("{:?}", self.strategy).to_lowercase(),
+            wall.as_secs_f64(),
+            stats.load_s,
+            stats.compute_s,
+            stats.wait_s,
+            human_bytes(governor.peak()),
+            budget.map_or("none".into(), human_bytes),
+            human_bytes(stats.memory.vm_hwm_bytes),
+            human_bytes(stats.memory.rss_anon_bytes),
+            human_bytes(stats.memory.rss_file_bytes),
+            human_bytes(stats.bytes_read),
+        );
+        if let Some(path) = &self.report {
+            let report = serde_json::json!({
+                "strategy": format!("{:?}", self.strategy).to_lowercase(),
+                "io": format!("{:?}", self.read_options().io).to_lowercase(),
+                "budget_bytes": budget,
+                "peak_bytes": governor.peak(),
+                "vm_hwm_bytes": stats.memory.vm_hwm_bytes,
+                "rss_anon_bytes": stats.memory.rss_anon_bytes,
+                "rss_file_bytes": stats.memory.rss_file_bytes,
+                "wall_s": wall.as_secs_f64(),
+                "load_s": stats.load_s,
+                "compute_s": stats.compute_s,
+                "wait_s": stats.wait_s,
+                "bytes_read": stats.bytes_read,
+            });
+            std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+                .with_context(|| format!("cannot write report {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("300MiB"), Ok(300 << 20));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("123456"), Ok(123_456));
+        assert_eq!(parse_size("64 KiB"), Ok(65_536));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("-5MB").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}

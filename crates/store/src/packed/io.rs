@@ -1,0 +1,68 @@
+//! Reading a unit's bytes into memory edgerun owns: buffered pread or O_DIRECT into a
+//! page-aligned buffer, or a view of one shared mapping.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use edgerun_tensor::AlignedBuf;
+
+use crate::{Result, StoreError};
+
+/// How unit bytes reach memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// pread(2) through the page cache into an aligned buffer.
+    Pread,
+    /// O_DIRECT reads that bypass the page cache (falls back to pread where refused).
+    Direct,
+    /// One shared read-only mapping; the kernel pages weights in on first touch.
+    Mmap,
+}
+
+impl IoMode {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "pread" | "buffered" => Some(Self::Pread),
+            "direct" | "o_direct" => Some(Self::Direct),
+            "mmap" => Some(Self::Mmap),
+            _ => None,
+        }
+    }
+}
+
+/// Opens `path` for O_DIRECT reads, or returns `None` when the filesystem refuses the flag
+/// (tmpfs on older kernels, some overlay filesystems).
+pub fn open_direct(path: &Path) -> Result<Option<File>> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+/// Reads `len` bytes at `offset` into a fresh aligned buffer. With O_DIRECT, `offset` and
+/// `len` must be multiples of 4096 (units are).
+pub fn read_aligned(file: &File, path: &Path, offset: u64, len: usize) -> Result<AlignedBuf> {
+    let mut buf = AlignedBuf::zeroed(len)?;
+    file.read_exact_at(buf.as_mut_slice(), offset)
+        .map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "range [{offset}, {}) runs past the end of the file",
+                        offset + len as u64
+                    ),
+                )
+            } else {
+                e
+            };
+            StoreError::io(path, why)
+        })?;
+    Ok(buf)
+}

@@ -1,0 +1,50 @@
+//! The packed store's manifest (manifest.json): format version, the model config, and the units
+//! in execution order with their byte ranges, checksums and tensor tables.
+
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT: &str = "edgerun-packed";
+pub const VERSION: u32 = 1;
+/// Every unit starts and ends on this boundary, so one aligned read (O_DIRECT) fetches it.
+pub const UNIT_ALIGN: u64 = 4096;
+/// Tensors start on this boundary inside their unit (a cache line, and f32/f16 alignment).
+pub const TENSOR_ALIGN: u64 = 64;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    /// config.json of the source model, verbatim.
+    pub config: serde_json::Value,
+    pub architecture: String,
+    pub data_file: String,
+    pub data_bytes: u64,
+    pub units: Vec<UnitEntry>,
+}
+
+/// One stage's tensors, stored contiguously at `offset .. offset + length` of the data file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UnitEntry {
+    pub id: String,
+    pub offset: u64,
+    pub length: u64,
+    /// CRC-32C of the unit's `length` bytes (padding included).
+    pub crc32c: u32,
+    /// Parameters of the stage (elements of its tensors).
+    pub parameters: u64,
+    pub tensors: Vec<TensorEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TensorEntry {
+    pub name: String,
+    /// `f32`, `f16` or `bf16`.
+    pub dtype: String,
+    /// The shape kernels read: Linear weights are already `[in, out]`.
+    pub shape: Vec<usize>,
+    /// True for Linear weights stored transposed from the checkpoint's `[out, in]`.
+    pub transposed: bool,
+    /// Offset inside the unit.
+    pub offset: u64,
+    pub length: u64,
+}

@@ -1,0 +1,313 @@
+//! The packed store: manifest.json plus one data file whose units (one per stage) start on
+//! 4096-byte boundaries, Linear weights pre-transposed, a CRC-32C per unit.
+//!
+//! A loaded unit is one buffer; binding points its f32 tensors into it without a copy
+//! (SwapNet's assembly by reference: the stage skeleton refers to the unit's bytes).
+
+pub mod io;
+pub mod manifest;
+pub mod writer;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use edgerun_models::{build_model, Model, StageSpec, UnitWeights};
+use edgerun_tensor::{ByteBuffer, DType, Tensor};
+
+pub use io::IoMode;
+pub use manifest::{Manifest, UnitEntry};
+pub use writer::{pack, PackSummary, MANIFEST_FILE};
+
+use crate::{MappedFile, Result, StoreError};
+
+/// A unit's bytes in memory: `len` bytes at `base` of `buffer`.
+#[derive(Clone)]
+pub struct UnitBuffer {
+    pub buffer: Arc<dyn ByteBuffer>,
+    pub base: usize,
+    pub len: usize,
+}
+
+impl UnitBuffer {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buffer.bytes()[self.base..self.base + self.len]
+    }
+}
+
+pub struct PackedStore {
+    dir: PathBuf,
+    data_path: PathBuf,
+    manifest: Manifest,
+    names: HashSet<String>,
+    map: OnceLock<Arc<MappedFile>>,
+    direct: OnceLock<Option<File>>,
+    buffered: File,
+    notice: Mutex<Option<String>>,
+}
+
+fn corrupt(path: &Path, why: String) -> StoreError {
+    StoreError::Json {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
+impl PackedStore {
+    /// Opens and validates a store: format and version, units aligned and inside the data file,
+    /// tensors inside their units. A truncated data file fails here, before any read.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| StoreError::io(&manifest_path, e))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| corrupt(&manifest_path, e.to_string()))?;
+        if manifest.format != manifest::FORMAT || manifest.version != manifest::VERSION {
+            return Err(corrupt(
+                &manifest_path,
+                format!(
+                    "format {} v{} is not {} v{}",
+                    manifest.format,
+                    manifest.version,
+                    manifest::FORMAT,
+                    manifest::VERSION
+                ),
+            ));
+        }
+        if Path::new(&manifest.data_file).components().count() != 1 {
+            return Err(corrupt(
+                &manifest_path,
+                format!(
+                    "data file {:?} is not a file name in the store",
+                    manifest.data_file
+                ),
+            ));
+        }
+        let data_path = dir.join(&manifest.data_file);
+        let buffered = File::open(&data_path).map_err(|e| StoreError::io(&data_path, e))?;
+        let size = buffered
+            .metadata()
+            .map_err(|e| StoreError::io(&data_path, e))?
+            .len();
+        if size < manifest.data_bytes {
+            return Err(StoreError::io(
+                &data_path,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{size} bytes, but the manifest describes {} (truncated?)",
+                        manifest.data_bytes
+                    ),
+                ),
+            ));
+        }
+        let mut names = HashSet::new();
+        for u in &manifest.units {
+            let end = u.offset.checked_add(u.length);
+            if u.offset % manifest::UNIT_ALIGN != 0
+                || u.length % manifest::UNIT_ALIGN != 0
+                || end.is_none_or(|e| e > manifest.data_bytes)
+            {
+                return Err(corrupt(
+                    &manifest_path,
+                    format!(
+                        "unit {} range [{}, +{}) is unaligned or exceeds the data size {}",
+                        u.id, u.offset, u.length, manifest.data_bytes
+                    ),
+                ));
+            }
+            for t in &u.tensors {
+                let elements: usize = t.shape.iter().product();
+                let dtype = DType::parse(&t.dtype).ok_or_else(|| {
+                    corrupt(
+                        &manifest_path,
+                        format!("tensor {}: unknown dtype {}", t.name, t.dtype),
+                    )
+                })?;
+                if t.offset.checked_add(t.length).is_none_or(|e| e > u.length)
+                    || t.length != (elements * dtype.size_bytes()) as u64
+                {
+                    return Err(corrupt(&manifest_path, format!("tensor {} range [{}, +{}) does not fit unit {} of {} bytes or its shape", t.name, t.offset, t.length, u.id, u.length)));
+                }
+                names.insert(t.name.clone());
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            data_path,
+            manifest,
+            names,
+            map: OnceLock::new(),
+            direct: OnceLock::new(),
+            buffered,
+            notice: Mutex::new(None),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The model, checked against the units: same stages in the same order, same tensors.
+    pub fn model(&self) -> Result<Box<dyn Model>> {
+        let model = build_model(&self.manifest.config.to_string(), &|n| {
+            self.names.contains(n)
+        })?;
+        let path = self.dir.join(MANIFEST_FILE);
+        if model.stages().len() != self.manifest.units.len() {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "{} units for a model of {} stages",
+                    self.manifest.units.len(),
+                    model.stages().len()
+                ),
+            ));
+        }
+        for (stage, unit) in model.stages().iter().zip(&self.manifest.units) {
+            if stage.id != unit.id || stage.tensors.len() != unit.tensors.len() {
+                return Err(corrupt(
+                    &path,
+                    format!("unit {} does not match stage {}", unit.id, stage.id),
+                ));
+            }
+            for (spec, t) in stage.tensors.iter().zip(&unit.tensors) {
+                if spec.name != t.name || spec.bound_shape() != t.shape {
+                    return Err(StoreError::ShapeMismatch {
+                        name: spec.name.clone(),
+                        path: path.clone(),
+                        expected: spec.bound_shape(),
+                        found: t.shape.clone(),
+                    });
+                }
+            }
+        }
+        Ok(model)
+    }
+
+    /// A message for the user about how reads were served (an O_DIRECT fallback), once.
+    pub fn take_notice(&self) -> Option<String> {
+        self.notice.lock().expect("notice lock").take()
+    }
+
+    fn mapping(&self) -> Result<Arc<MappedFile>> {
+        if let Some(map) = self.map.get() {
+            return Ok(map.clone());
+        }
+        let map = Arc::new(MappedFile::open(&self.data_path)?);
+        Ok(self.map.get_or_init(|| map).clone())
+    }
+
+    /// Reads unit `index` with `io`, verifying its checksum unless `verify` is false.
+    pub fn read_unit(&self, index: usize, io: IoMode, verify: bool) -> Result<UnitBuffer> {
+        let unit = &self.manifest.units[index];
+        let len = unit.length as usize;
+        let loaded = match io {
+            IoMode::Mmap => UnitBuffer {
+                buffer: self.mapping()?,
+                base: unit.offset as usize,
+                len,
+            },
+            IoMode::Pread => UnitBuffer {
+                buffer: Arc::new(io::read_aligned(
+                    &self.buffered,
+                    &self.data_path,
+                    unit.offset,
+                    len,
+                )?),
+                base: 0,
+                len,
+            },
+            IoMode::Direct => {
+                let direct = self
+                    .direct
+                    .get_or_init(|| io::open_direct(&self.data_path).ok().flatten());
+                let file = match direct {
+                    Some(f) => f,
+                    None => {
+                        let mut notice = self.notice.lock().expect("notice lock");
+                        notice.get_or_insert_with(|| format!("{}: the filesystem refuses O_DIRECT; reading through the page cache instead", self.data_path.display()));
+                        &self.buffered
+                    }
+                };
+                UnitBuffer {
+                    buffer: Arc::new(io::read_aligned(file, &self.data_path, unit.offset, len)?),
+                    base: 0,
+                    len,
+                }
+            }
+        };
+        if verify {
+            let crc = crc32c::crc32c(loaded.bytes());
+            if crc != unit.crc32c {
+                return Err(StoreError::BadTensor {
+                    path: self.data_path.clone(),
+                    name: format!("unit {}", unit.id),
+                    why: format!("checksum mismatch (CRC-32C {crc:08x}, manifest says {:08x}): the data file is corrupt", unit.crc32c),
+                });
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Points the stage's tensors into the loaded unit: f32 tensors borrow it, f16/bf16 are
+    /// widened into owned f32.
+    pub fn bind_unit(&self, index: usize, unit: &UnitBuffer) -> Result<UnitWeights> {
+        let entry = &self.manifest.units[index];
+        let mut weights = UnitWeights::default();
+        for t in &entry.tensors {
+            let start = unit.base + t.offset as usize;
+            let dtype = DType::parse(&t.dtype).expect("validated at open");
+            let tensor = if dtype == DType::F32 {
+                Tensor::from_buffer(unit.buffer.clone(), start, &t.shape)?
+            } else {
+                Tensor::from_vec(
+                    &t.shape,
+                    dtype.widen(&unit.buffer.bytes()[start..start + t.length as usize])?,
+                )?
+            };
+            weights.insert(t.name.clone(), tensor);
+        }
+        Ok(weights)
+    }
+
+    /// Bytes unit `index` holds once bound: its buffer plus f32 copies of narrower tensors.
+    pub fn resident_bytes(&self, index: usize) -> u64 {
+        let u = &self.manifest.units[index];
+        let widened: u64 = u
+            .tensors
+            .iter()
+            .filter(|t| t.dtype != "f32")
+            .map(|t| t.shape.iter().product::<usize>() as u64 * 4)
+            .sum();
+        u.length + widened
+    }
+
+    /// Loads and binds a stage in one call.
+    pub fn load_stage(
+        &self,
+        index: usize,
+        stage: &StageSpec,
+        io: IoMode,
+        verify: bool,
+    ) -> Result<UnitWeights> {
+        debug_assert_eq!(stage.id, self.manifest.units[index].id);
+        let unit = self.read_unit(index, io, verify)?;
+        self.bind_unit(index, &unit)
+    }
+
+    /// Reads a side file copied at pack time (tokenizer.json, pooling configs).
+    pub fn read_optional(&self, relative: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.dir.join(relative);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+}

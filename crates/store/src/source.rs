@@ -1,0 +1,125 @@
+//! A model on disk, whichever format it is in: a Hugging Face folder or a packed store.
+
+use std::path::Path;
+
+use edgerun_models::{Model, StageSpec, UnitWeights};
+
+use crate::packed::{IoMode, PackedStore, MANIFEST_FILE};
+use crate::{HfFolder, Result};
+
+/// How stages are read from a packed store (an HF folder is always mapped).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    pub io: IoMode,
+    /// Check each unit's CRC-32C after reading it.
+    pub verify: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            io: IoMode::Pread,
+            verify: true,
+        }
+    }
+}
+
+pub enum ModelSource {
+    Hf(HfFolder),
+    Packed(PackedStore),
+}
+
+impl ModelSource {
+    /// A folder with manifest.json is a packed store; anything else is read as an HF folder.
+    pub fn open(path: &Path) -> Result<Self> {
+        if path.join(MANIFEST_FILE).exists() {
+            Ok(Self::Packed(PackedStore::open(path)?))
+        } else {
+            Ok(Self::Hf(HfFolder::open(path)?))
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        match self {
+            Self::Hf(f) => f.dir(),
+            Self::Packed(p) => p.dir(),
+        }
+    }
+
+    pub fn model(&self) -> Result<Box<dyn Model>> {
+        match self {
+            Self::Hf(f) => f.model(),
+            Self::Packed(p) => p.model(),
+        }
+    }
+
+    /// Reads (if packed) and binds stage `index`.
+    pub fn load_stage(
+        &self,
+        index: usize,
+        stage: &StageSpec,
+        read: ReadOptions,
+    ) -> Result<UnitWeights> {
+        match self {
+            Self::Hf(f) => f.bind(stage),
+            Self::Packed(p) => p.load_stage(index, stage, read.io, read.verify),
+        }
+    }
+
+    /// Bytes stage `index` holds in process memory once bound with `read`: the unit buffer
+    /// (not for mmap, whose pages belong to the page cache) plus f32 copies of transposed or
+    /// narrower tensors.
+    pub fn resident_bytes(&self, index: usize, stage: &StageSpec, read: ReadOptions) -> u64 {
+        match self {
+            // Mapped: f32 tensors borrow file pages; transposed or widened ones are copies.
+            Self::Hf(_) => stage.tensors.iter().map(|t| t.elements() as u64 * 4).sum(),
+            Self::Packed(p) if read.io == IoMode::Mmap => {
+                p.resident_bytes(index) - p.manifest().units[index].length
+            }
+            Self::Packed(p) => p.resident_bytes(index),
+        }
+    }
+
+    /// Bytes of the file a stage's load reads (or touches, when mapped).
+    pub fn read_bytes(&self, index: usize, stage: &StageSpec, _read: ReadOptions) -> u64 {
+        match self {
+            Self::Hf(f) => f.stage_bytes(stage).unwrap_or(0) as u64,
+            Self::Packed(p) => p.manifest().units[index].length,
+        }
+    }
+
+    /// Storage dtypes of a stage's tensors, in order.
+    pub fn stage_dtypes(&self, index: usize, stage: &StageSpec) -> Result<Vec<String>> {
+        match self {
+            Self::Hf(f) => stage.tensors.iter().map(|t| f.dtype(t)).collect(),
+            Self::Packed(p) => Ok(p.manifest().units[index]
+                .tensors
+                .iter()
+                .map(|t| t.dtype.clone())
+                .collect()),
+        }
+    }
+
+    /// Total bytes of the weight files.
+    pub fn weight_bytes(&self) -> u64 {
+        match self {
+            Self::Hf(f) => f.weight_bytes() as u64,
+            Self::Packed(p) => p.manifest().data_bytes,
+        }
+    }
+
+    pub fn read_optional(&self, relative: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Self::Hf(f) => f.read_optional(relative),
+            Self::Packed(p) => p.read_optional(relative),
+        }
+    }
+
+    /// A message about how reads were served (an O_DIRECT fallback), once.
+    pub fn take_notice(&self) -> Option<String> {
+        match self {
+            Self::Hf(_) => None,
+            Self::Packed(p) => p.take_notice(),
+        }
+    }
+}
