@@ -19,6 +19,7 @@ out="$here/results/forward-$(date +%Y%m%d-%H%M%S).jsonl"
 for pair in bert-base:bert vit-base-16:vit gpt2:gpt2 resnet-50:resnet; do
   arch=${pair%%:*}; task=${pair##*:}
   "$here/target/release/forward" --model "$models/$arch" --task "$task" --runs "$runs" --threads "$threads" | tee -a "$out"
-  "$py" "$here/peers/peers.py" --model "$models/$arch" --task "$task" --runs "$runs" --threads "$threads" 2>/dev/null | tee -a "$out"
+  # torch.onnx prints graphs on stdout: keep only the JSON lines.
+  "$py" "$here/peers/peers.py" --model "$models/$arch" --task "$task" --runs "$runs" --threads "$threads" 2>/dev/null | grep "^{" | tee -a "$out"
 done
 echo "wrote $out"

@@ -67,13 +67,28 @@ pub trait Executor {
     }
 }
 
+/// Bytes a pass needs besides its weights: the model's activation estimate plus gemm's
+/// transient packing of one operand, bounded by the largest weight matrix (measured: a tied
+/// LM head packs its whole table). gemm also keeps a per-thread packing cache of about 4 MiB
+/// after its first call; that one-time cache is not counted here (see ARCHITECTURE.md).
+pub fn reserve_bytes(model: &dyn Model, state: &State) -> u64 {
+    let largest = model
+        .stages()
+        .iter()
+        .flat_map(|s| &s.tensors)
+        .map(|t| t.elements() as u64 * 4)
+        .max()
+        .unwrap_or(0);
+    model.activation_bytes(state) + largest
+}
+
 /// Holds the activation reserve of a pass against the governor, sized from `state`.
 fn reserve_activations(
     governor: &Arc<Governor>,
     model: &dyn Model,
     state: &State,
 ) -> Result<crate::governor::Lease> {
-    governor.acquire(model.activation_bytes(state), "the activation reserve")
+    governor.acquire(reserve_bytes(model, state), "the activation reserve")
 }
 
 pub struct FullExecutor {
@@ -186,7 +201,7 @@ impl<'s> StreamExecutor<'s> {
             .map(|(i, s)| self.source.resident_bytes(i, s, self.read))
             .max()
             .unwrap_or(0);
-        largest + self.model.activation_bytes(state)
+        largest + reserve_bytes(self.model.as_ref(), state)
     }
 }
 

@@ -7,8 +7,8 @@ use common::{fixtures, max_diff, read_all, tolerance, Expected};
 use std::path::{Path, PathBuf};
 
 use edgerun_models::{IdTensor, Inputs, RunOptions};
-use edgerun_runtime::{generate, FullExecutor, GenerateOptions};
-use edgerun_store::{read_inputs, write_tensors, HfFolder, OutputTensor};
+use edgerun_runtime::{generate, Executor, FullExecutor, GenerateOptions};
+use edgerun_store::{read_inputs, write_tensors, ModelSource, OutputTensor};
 use edgerun_tensor::Tensor;
 
 fn check_forward(name: &str) {
@@ -16,7 +16,7 @@ fn check_forward(name: &str) {
     let dir = root.join(name);
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    let folder = HfFolder::open(&dir).unwrap();
+    let folder = ModelSource::open(&dir).unwrap();
     let executor = FullExecutor::load(&folder).unwrap();
     let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
     let outputs = executor
@@ -79,7 +79,7 @@ fn resnet_tiny_matches_transformers() {
 }
 
 fn greedy(dir: &Path, new_tokens: usize) -> IdTensor {
-    let folder = HfFolder::open(dir).unwrap();
+    let folder = ModelSource::open(dir).unwrap();
     let executor = FullExecutor::load(&folder).unwrap();
     let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
     generate(
@@ -132,7 +132,7 @@ fn check_greedy(name: &str) {
         "{name}: first new token vs fixture logits"
     );
 
-    let folder = HfFolder::open(&dir).unwrap();
+    let folder = ModelSource::open(&dir).unwrap();
     let executor = FullExecutor::load(&folder).unwrap();
     for step in prompt..got.values.len() {
         let ids = IdTensor::new(vec![1, step], got.values[..step].to_vec()).unwrap();

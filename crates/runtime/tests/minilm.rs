@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use common::{fixtures, read_all, Expected};
 use edgerun_models::tokenizer::Tokenizer;
 use edgerun_runtime::Embedder;
-use edgerun_store::HfFolder;
+use edgerun_store::ModelSource;
 
 fn minilm() -> Option<PathBuf> {
     let dir = std::env::var_os("EDGERUN_MINILM")
@@ -73,7 +73,7 @@ fn sentence_embeddings_match_sentence_transformers() {
     let (Some(root), Some(model)) = (fixtures(), minilm()) else {
         return;
     };
-    let embedder = Embedder::load(&HfFolder::open(&model).unwrap()).unwrap();
+    let embedder = Embedder::load(&ModelSource::open(&model).unwrap()).unwrap();
     let got = embedder.embed(&sentences(&root)).unwrap();
     let expected = read_all(&root.join("minilm-real/expected.safetensors"));
     let Some((_, Expected::F32 { shape, values })) =
