@@ -38,6 +38,8 @@ enum Command {
     Pack(commands::pack::PackArgs),
     /// Write a randomly initialised model with a real published config.
     Synth(commands::synth::SynthArgs),
+    /// Cold sequential read throughput of a file, buffered and O_DIRECT.
+    BenchIo(commands::bench_io::BenchIoArgs),
     /// Synthesize BERT-base and run it: the quick start.
     Demo(commands::demo::DemoArgs),
 }
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Pack(args) => commands::pack::run(args),
         Command::Synth(args) => commands::synth::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::BenchIo(args) => commands::bench_io::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,6 +61,11 @@ fn tiny_bert(dir: &Path) {
 
 /// Runs `edgerun run` on `dir` and asserts a clean failure whose message contains `needle`.
 fn expect_failure(dir: &Path, input: &Path, needle: &str) {
+    expect_failure_with(dir, input, &[], needle);
+}
+
+/// As `expect_failure`, with extra flags.
+fn expect_failure_with(dir: &Path, input: &Path, extra: &[&str], needle: &str) {
     let out_file = dir.join("out.safetensors");
     let output = Command::new(env!("CARGO_BIN_EXE_edgerun"))
         .args([
@@ -71,6 +76,7 @@ fn expect_failure(dir: &Path, input: &Path, needle: &str) {
             "--output",
             out_file.to_str().unwrap(),
         ])
+        .args(extra)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -254,4 +260,61 @@ fn token_id_outside_the_vocabulary() {
 fn missing_model_folder() {
     let s = Scratch::new("nofolder");
     expect_failure(&s.0.join("nope"), &s.0.join("inputs.safetensors"), "nope");
+}
+
+/// Packs the tiny BERT from `dir` into `dir/packed`.
+fn packed_tiny_bert(dir: &Path) -> PathBuf {
+    tiny_bert(dir);
+    let packed = dir.join("packed");
+    let status = Command::new(env!("CARGO_BIN_EXE_edgerun"))
+        .args(["pack", dir.to_str().unwrap(), packed.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    packed
+}
+
+#[test]
+fn budget_below_the_minimum_names_the_minimum() {
+    let s = Scratch::new("budget");
+    let packed = packed_tiny_bert(&s.0);
+    expect_failure_with(
+        &packed,
+        &s.0.join("inputs.safetensors"),
+        &["--strategy", "stream", "--budget", "1KiB"],
+        "below this model's minimum of",
+    );
+}
+
+#[test]
+fn budget_on_an_hf_folder_is_refused() {
+    let s = Scratch::new("budgethf");
+    tiny_bert(&s.0);
+    expect_failure_with(
+        &s.0,
+        &s.0.join("inputs.safetensors"),
+        &["--strategy", "stream", "--budget", "1GiB"],
+        "needs a packed store",
+    );
+}
+
+#[test]
+fn corrupt_unit_fails_its_checksum() {
+    let s = Scratch::new("crc");
+    let packed = packed_tiny_bert(&s.0);
+    patch_file(&packed.join("weights.bin"), |b| b[10] ^= 1);
+    expect_failure_with(
+        &packed,
+        &s.0.join("inputs.safetensors"),
+        &["--strategy", "stream"],
+        "checksum mismatch",
+    );
+}
+
+#[test]
+fn truncated_packed_store_fails_at_open() {
+    let s = Scratch::new("trunc");
+    let packed = packed_tiny_bert(&s.0);
+    patch_file(&packed.join("weights.bin"), |b| b.truncate(b.len() / 2));
+    expect_failure(&packed, &s.0.join("inputs.safetensors"), "truncated");
 }

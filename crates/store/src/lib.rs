@@ -15,6 +15,7 @@ pub mod safetensors_index;
 pub mod source;
 pub mod synth;
 pub mod tensor_file;
+pub mod throughput;
 
 pub use error::{Result, StoreError};
 pub use hf::HfFolder;

@@ -1,5 +1,6 @@
 //! One module per subcommand, each with its clap arguments and a `run`.
 
+pub mod bench_io;
 pub mod demo;
 pub mod embed;
 pub mod generate;

@@ -66,3 +66,17 @@ pub fn read_aligned(file: &File, path: &Path, offset: u64, len: usize) -> Result
         })?;
     Ok(buf)
 }
+
+/// Reads up to `buf.len()` bytes at `offset` (a short read only at the end of the file).
+pub fn read_aligned_into(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::io(path, e)),
+        }
+    }
+    Ok(done)
+}
