@@ -21,7 +21,7 @@ pub struct BenchIoArgs {
 }
 
 pub fn run(args: BenchIoArgs) -> Result<()> {
-    if args.block % 4096 != 0 || args.block > 1 << 30 {
+    if !args.block.is_multiple_of(4096) || args.block > 1 << 30 {
         bail!(
             "--block must be a multiple of 4096 bytes and at most 1 GiB, got {}",
             args.block
