@@ -82,6 +82,23 @@ pub fn reserve_bytes(model: &dyn Model, state: &State) -> u64 {
     model.activation_bytes(state) + largest
 }
 
+/// The smallest budget a pass on `state` can run in: the largest unit plus the reserve.
+pub fn minimum_bytes(
+    source: &ModelSource,
+    model: &dyn Model,
+    read: ReadOptions,
+    state: &State,
+) -> u64 {
+    let largest = model
+        .stages()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| source.resident_bytes(i, s, read))
+        .max()
+        .unwrap_or(0);
+    largest + reserve_bytes(model, state)
+}
+
 /// Holds the activation reserve of a pass against the governor, sized from `state`.
 fn reserve_activations(
     governor: &Arc<Governor>,

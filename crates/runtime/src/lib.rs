@@ -1,7 +1,8 @@
 //! Executors: they bind a model's stages and run them in order over one state.
 //!
 //! [`FullExecutor`] binds every stage up front (the load-all baseline); [`StreamExecutor`]
-//! loads, runs and frees one unit at a time under the [`Governor`]'s cap. On top of any executor,
+//! loads, runs and frees one unit at a time under the [`Governor`]'s cap; [`PipeLoadExecutor`]
+//! overlaps loading (N agents) with in-order compute under the same cap. On top of any executor,
 //! [`generate`] decodes greedily with the KV cache and [`embed`] pools sentence embeddings.
 
 pub mod embed;
@@ -10,6 +11,7 @@ pub mod executor;
 pub mod generate;
 pub mod governor;
 pub mod memory;
+pub mod pipeload;
 
 pub use embed::Embedder;
 pub use error::{Result, RuntimeError};
@@ -17,3 +19,4 @@ pub use executor::{human_bytes, ExecStats, Executor, FullExecutor, Outputs, Stre
 pub use generate::{generate, GenerateOptions};
 pub use governor::{Governor, Lease};
 pub use memory::MemorySample;
+pub use pipeload::PipeLoadExecutor;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use edgerun_runtime::{human_bytes, Executor, FullExecutor, Governor, StreamExecutor};
+use edgerun_runtime::{
+    human_bytes, Executor, FullExecutor, Governor, PipeLoadExecutor, StreamExecutor,
+};
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -18,6 +20,8 @@ pub enum Strategy {
     Mmap,
     /// One unit at a time: load, run, free; no overlap.
     Stream,
+    /// Hermes PipeLoad: parallel loading agents ahead of in-order compute, freed after use.
+    Pipeload,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -39,6 +43,9 @@ pub struct StrategyArgs {
     /// Cap on the bytes the runtime holds, e.g. 300MiB, 1.5GB, 123456 (packed stores only).
     #[arg(long, value_parser = parse_size)]
     pub budget: Option<u64>,
+    /// Loading agents for --strategy pipeload.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub loaders: u64,
     /// Skip the per-unit CRC-32C check (for benchmarks).
     #[arg(long)]
     pub no_verify: bool,
@@ -108,6 +115,12 @@ impl StrategyArgs {
                 Box::new(FullExecutor::load_with(source, read, governor)?)
             }
             Strategy::Stream => Box::new(StreamExecutor::new(source, read, Arc::clone(&governor))?),
+            Strategy::Pipeload => Box::new(PipeLoadExecutor::new(
+                source,
+                read,
+                Arc::clone(&governor),
+                self.loaders as usize,
+            )?),
         })
     }
 
@@ -142,6 +155,7 @@ impl StrategyArgs {
         if let Some(path) = &self.report {
             let report = serde_json::json!({
                 "strategy": format!("{:?}", self.strategy).to_lowercase(),
+                "loaders": (self.strategy == Strategy::Pipeload).then_some(self.loaders),
                 "io": format!("{:?}", self.read_options().io).to_lowercase(),
                 "budget_bytes": budget,
                 "peak_bytes": governor.peak(),

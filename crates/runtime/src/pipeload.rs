@@ -1,0 +1,278 @@
+//! Hermes' PipeLoad execution engine: N loading agents read units in parallel into
+//! budget-leased buffers, one inference agent computes them strictly in order, and a daemon
+//! frees each unit right after use, which wakes loaders paused at the cap.
+//!
+//! The three talk through one channel-borne [`Event`] enum. Loaders are admitted to the budget
+//! in execution order (a turnstile), so a later unit can never hold bytes an earlier one needs:
+//! with the minimum budget checked up front, the pipeline cannot deadlock.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use edgerun_models::{Model, State, UnitWeights};
+use edgerun_store::{ModelSource, ReadOptions};
+
+use crate::executor::{minimum_bytes, reserve_bytes, ExecStats};
+use crate::governor::{Governor, Lease};
+use crate::memory::MemorySample;
+use crate::{Executor, Result, RuntimeError};
+
+/// Everything that crosses between agents.
+enum Event {
+    /// A loader finished unit `index`.
+    Loaded {
+        index: usize,
+        weights: UnitWeights,
+        lease: Lease,
+        load_s: f64,
+        wait_s: f64,
+        bytes: u64,
+    },
+    /// A loader failed on unit `index`.
+    Failed { error: RuntimeError },
+    /// The inference agent is done with a unit: the daemon frees it.
+    Used { weights: UnitWeights, lease: Lease },
+}
+
+/// In-order admission to the budget: the loader of unit `i` leases only after unit `i - 1` has.
+struct Turnstile {
+    admitted: Mutex<usize>,
+    turn: Condvar,
+}
+
+impl Turnstile {
+    /// Waits for `index`'s turn; false if the pass was aborted meanwhile.
+    fn wait(&self, index: usize, abort: &AtomicBool) -> bool {
+        let mut admitted = self.admitted.lock().expect("turnstile lock");
+        while *admitted != index {
+            if abort.load(Ordering::SeqCst) {
+                return false;
+            }
+            admitted = self.turn.wait(admitted).expect("turnstile lock");
+        }
+        !abort.load(Ordering::SeqCst)
+    }
+
+    fn pass(&self) {
+        *self.admitted.lock().expect("turnstile lock") += 1;
+        self.turn.notify_all();
+    }
+
+    fn abort(&self, abort: &AtomicBool) {
+        abort.store(true, Ordering::SeqCst);
+        let _guard = self.admitted.lock().expect("turnstile lock");
+        self.turn.notify_all();
+    }
+}
+
+pub struct PipeLoadExecutor<'s> {
+    source: &'s ModelSource,
+    model: Box<dyn Model>,
+    read: ReadOptions,
+    governor: Arc<Governor>,
+    loaders: usize,
+    stats: Mutex<ExecStats>,
+    /// Test hook: a delay or failure per unit index, applied by loaders after reading.
+    #[allow(clippy::type_complexity)]
+    fault: Option<Box<dyn Fn(usize) -> Option<String> + Send + Sync + 's>>,
+}
+
+impl<'s> PipeLoadExecutor<'s> {
+    pub fn new(
+        source: &'s ModelSource,
+        read: ReadOptions,
+        governor: Arc<Governor>,
+        loaders: usize,
+    ) -> Result<Self> {
+        if loaders == 0 {
+            return Err(RuntimeError::Unsupported(
+                "pipeload needs at least one loader".into(),
+            ));
+        }
+        Ok(Self {
+            model: source.model()?,
+            source,
+            read,
+            governor,
+            loaders,
+            stats: Mutex::new(ExecStats::default()),
+            fault: None,
+        })
+    }
+
+    /// Installs a hook every loader calls after reading unit `i`: it may sleep (to perturb the
+    /// schedule) and may return an error message to inject a read failure.
+    pub fn with_fault(
+        mut self,
+        fault: impl Fn(usize) -> Option<String> + Send + Sync + 's,
+    ) -> Self {
+        self.fault = Some(Box::new(fault));
+        self
+    }
+
+    pub fn minimum_bytes(&self, state: &State) -> u64 {
+        minimum_bytes(self.source, self.model.as_ref(), self.read, state)
+    }
+
+    fn load(&self, index: usize, turnstile: &Turnstile, abort: &AtomicBool) -> Option<Event> {
+        let stage = &self.model.stages()[index];
+        if !turnstile.wait(index, abort) {
+            return None;
+        }
+        let waited = Instant::now();
+        let lease = self.governor.acquire(
+            self.source.resident_bytes(index, stage, self.read),
+            &stage.id,
+        );
+        turnstile.pass();
+        let lease = match lease {
+            Ok(l) => l,
+            Err(error) => return Some(Event::Failed { error }),
+        };
+        let loading = Instant::now();
+        let loaded = self
+            .source
+            .load_stage(index, stage, self.read)
+            .map_err(RuntimeError::from);
+        let injected = self.fault.as_ref().and_then(|f| f(index));
+        let result = match (loaded, injected) {
+            (Ok(weights), None) => Event::Loaded {
+                index,
+                weights,
+                lease,
+                load_s: loading.elapsed().as_secs_f64(),
+                wait_s: (loading - waited).as_secs_f64(),
+                bytes: self.source.read_bytes(index, stage, self.read),
+            },
+            (Err(error), _) => Event::Failed { error },
+            (Ok(_), Some(why)) => Event::Failed {
+                error: RuntimeError::Unsupported(format!(
+                    "injected read error on unit {}: {why}",
+                    stage.id
+                )),
+            },
+        };
+        Some(result)
+    }
+}
+
+impl Executor for PipeLoadExecutor<'_> {
+    fn model(&self) -> &dyn Model {
+        self.model.as_ref()
+    }
+
+    fn run_stages(&self, state: &mut State) -> Result<()> {
+        let minimum = self.minimum_bytes(state);
+        if minimum > self.governor.cap() {
+            return Err(RuntimeError::Budget(format!("a budget of {} bytes is below this model's minimum of {minimum} bytes (the largest unit plus activations)", self.governor.cap())));
+        }
+        let _reserve = self.governor.acquire(
+            reserve_bytes(self.model.as_ref(), state),
+            "the activation reserve",
+        )?;
+        let units = self.model.stages().len();
+        let next = AtomicUsize::new(0);
+        let abort = AtomicBool::new(false);
+        let turnstile = Turnstile {
+            admitted: Mutex::new(0),
+            turn: Condvar::new(),
+        };
+        let mut stats = ExecStats::default();
+        let (to_inference, events) = mpsc::channel::<Event>();
+        let (to_daemon, used) = mpsc::channel::<Event>();
+
+        let outcome = std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..self.loaders.min(units.max(1)) {
+                let tx = to_inference.clone();
+                let (next, abort, turnstile) = (&next, &abort, &turnstile);
+                scope.spawn(move || loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    if index >= units || abort.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match self.load(index, turnstile, abort) {
+                        Some(event) => {
+                            if tx.send(event).is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    }
+                });
+            }
+            drop(to_inference);
+            scope.spawn(move || {
+                for event in used {
+                    // Dropping the weights and the lease frees the unit and wakes paused loaders.
+                    if let Event::Used { weights, lease } = event {
+                        drop(weights);
+                        drop(lease);
+                    }
+                }
+            });
+
+            let mut ready: BTreeMap<usize, (UnitWeights, Lease)> = BTreeMap::new();
+            let result = (|| -> Result<()> {
+                for index in 0..units {
+                    while !ready.contains_key(&index) {
+                        match events.recv() {
+                            Ok(Event::Loaded {
+                                index: i,
+                                weights,
+                                lease,
+                                load_s,
+                                wait_s,
+                                bytes,
+                            }) => {
+                                stats.load_s += load_s;
+                                stats.wait_s += wait_s;
+                                stats.bytes_read += bytes;
+                                ready.insert(i, (weights, lease));
+                            }
+                            Ok(Event::Failed { error, .. }) => return Err(error),
+                            Ok(Event::Used { .. }) => unreachable!("the daemon's event"),
+                            Err(_) => {
+                                return Err(RuntimeError::Unsupported(format!(
+                                    "loaders stopped before unit {index} arrived"
+                                )))
+                            }
+                        }
+                    }
+                    let (weights, lease) = ready.remove(&index).expect("present");
+                    let computing = Instant::now();
+                    self.model.run_stage(index, &weights, state)?;
+                    stats.compute_s += computing.elapsed().as_secs_f64();
+                    stats.memory = stats.memory.max(MemorySample::now());
+                    let _ = to_daemon.send(Event::Used { weights, lease });
+                }
+                Ok(())
+            })();
+            if result.is_err() {
+                turnstile.abort(&abort);
+                // Free what arrived early so loaders blocked at the cap can finish and exit.
+                ready.clear();
+                for _ in events.iter() {}
+            }
+            drop(to_daemon);
+            result
+        });
+        let mut total = self.stats.lock().expect("stats lock");
+        total.load_s += stats.load_s;
+        total.compute_s += stats.compute_s;
+        total.wait_s += stats.wait_s;
+        total.bytes_read += stats.bytes_read;
+        total.memory = total.memory.max(stats.memory);
+        outcome
+    }
+
+    fn stats(&self) -> ExecStats {
+        *self.stats.lock().expect("stats lock")
+    }
+
+    fn governor(&self) -> &Arc<Governor> {
+        &self.governor
+    }
+}

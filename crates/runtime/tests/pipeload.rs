@@ -1,0 +1,183 @@
+//! PipeLoad against sequential execution: bit-identical outputs for every fixture and loader
+//! count, the cap never passed, no deadlock under random per-unit delays, and an injected
+//! read error surfacing as an error with every lease returned.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fixtures;
+use edgerun_models::RunOptions;
+use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, PipeLoadExecutor};
+use edgerun_store::packed::pack;
+use edgerun_store::{read_inputs, HfFolder, ModelSource, ReadOptions};
+use proptest::prelude::*;
+
+const FIXTURES: &[&str] = &[
+    "bert-tiny",
+    "vit-tiny",
+    "gpt2-tiny",
+    "gptj-tiny",
+    "resnet-tiny",
+];
+
+/// Tests run in parallel and share one packed copy per fixture: pack under a lock.
+static PACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn packed(root: &Path, name: &str) -> (PathBuf, ModelSource) {
+    let _guard = PACKING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::env::temp_dir().join(format!("edgerun-pipeload-{name}-{}", std::process::id()));
+    if !out.join("manifest.json").exists() {
+        let _ = std::fs::remove_dir_all(&out);
+        pack(
+            &HfFolder::open(&root.join(name)).unwrap(),
+            &out,
+            None,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    }
+    let source = ModelSource::open(&out).unwrap();
+    (out, source)
+}
+
+fn run(executor: &dyn Executor, dir: &Path) -> edgerun_runtime::Result<Outputs> {
+    let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
+    executor.forward(
+        inputs,
+        RunOptions {
+            hidden_states: true,
+            ..RunOptions::default()
+        },
+    )
+}
+
+fn bits(o: &Outputs) -> Vec<(String, Vec<u32>)> {
+    o.tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.contiguous()
+                    .values()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn minimum(source: &ModelSource, dir: &Path) -> u64 {
+    let probe =
+        PipeLoadExecutor::new(source, ReadOptions::default(), Governor::new(u64::MAX), 1).unwrap();
+    let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
+    let state = probe
+        .model()
+        .start(
+            inputs,
+            RunOptions {
+                hidden_states: true,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    probe.minimum_bytes(&state)
+}
+
+#[test]
+fn bit_identical_to_full_for_every_fixture_and_loader_count() {
+    let Some(root) = fixtures() else { return };
+    for name in FIXTURES {
+        let dir = root.join(name);
+        let (_, source) = packed(&root, name);
+        let reference = bits(&run(&FullExecutor::load(&source).unwrap(), &dir).unwrap());
+        let min = minimum(&source, &dir);
+        for loaders in 1..=4 {
+            for cap in [u64::MAX, min] {
+                let governor = Governor::new(cap);
+                let executor = PipeLoadExecutor::new(
+                    &source,
+                    ReadOptions::default(),
+                    governor.clone(),
+                    loaders,
+                )
+                .unwrap();
+                assert_eq!(
+                    bits(&run(&executor, &dir).unwrap()),
+                    reference,
+                    "{name}, {loaders} loaders, cap {cap}"
+                );
+                assert!(
+                    governor.peak() <= cap,
+                    "{name}: peak {} > cap {cap}",
+                    governor.peak()
+                );
+                assert_eq!(governor.used(), 0, "{name}: leases leaked");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_injected_read_error_surfaces_and_returns_every_lease() {
+    let Some(root) = fixtures() else { return };
+    let dir = root.join("gpt2-tiny");
+    let (_, source) = packed(&root, "gpt2-tiny");
+    let min = minimum(&source, &dir);
+    let units = source.model().unwrap().stages().len();
+    for bad in 0..units {
+        for loaders in [1, 3] {
+            let governor = Governor::new(min);
+            let executor =
+                PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), loaders)
+                    .unwrap()
+                    .with_fault(move |i| (i == bad).then(|| "disk on fire".to_string()));
+            let err = run(&executor, &dir)
+                .err()
+                .expect("the injected error must surface");
+            assert!(err.to_string().contains("disk on fire"), "{err}");
+            assert_eq!(
+                governor.used(),
+                0,
+                "unit {bad}, {loaders} loaders: leases leaked"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random per-unit read delays, 1..8 loaders, caps from the minimum up: every pass ends
+    /// before a deadline, the peak stays under the cap, and outputs equal sequential execution
+    /// (any reordering of stages would change them).
+    #[test]
+    fn stress_never_deadlocks_passes_the_cap_or_reorders(
+        fixture in 0usize..5, loaders in 1usize..=8, slack in 0u64..3, delays in prop::collection::vec(0u64..3000, 64),
+    ) {
+        let Some(root) = fixtures() else { return Ok(()) };
+        let name = FIXTURES[fixture];
+        let dir = root.join(name);
+        let (_, source) = packed(&root, name);
+        let reference = bits(&run(&FullExecutor::load(&source).unwrap(), &dir).unwrap());
+        let min = minimum(&source, &dir);
+        let cap = min + slack * min / 2;
+        let governor = Governor::new(cap);
+        let delays = Arc::new(delays);
+        let executor = PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), loaders)
+            .unwrap()
+            .with_fault(move |i| {
+                std::thread::sleep(Duration::from_micros(delays[i % delays.len()]));
+                None
+            });
+        let started = Instant::now();
+        let out = bits(&run(&executor, &dir).unwrap());
+        prop_assert!(started.elapsed() < Duration::from_secs(20), "pass took {:?}", started.elapsed());
+        prop_assert_eq!(out, reference);
+        prop_assert!(governor.peak() <= cap);
+        prop_assert_eq!(governor.used(), 0);
+    }
+}
