@@ -135,9 +135,7 @@ fn an_injected_read_error_surfaces_and_returns_every_lease() {
                 PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), loaders)
                     .unwrap()
                     .with_fault(move |i| (i == bad).then(|| "disk on fire".to_string()));
-            let err = run(&executor, &dir)
-                .err()
-                .expect("the injected error must surface");
+            let err = run(&executor, &dir).expect_err("the injected error must surface");
             assert!(err.to_string().contains("disk on fire"), "{err}");
             assert_eq!(
                 governor.used(),
