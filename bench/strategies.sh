@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Cold-cache strategies table: full, mmap and stream (pread and O_DIRECT) on synthesized
-# BERT-large and GPT-2 medium (fp32), 128-token input, 2 threads. Before every run:
+# Cold-cache strategies table: full, mmap, stream and pipeload (pread and O_DIRECT) on synthesized
+# BERT-large and GPT-2 medium (fp32), 128-token input, 2 threads; pipeload also at a budget of
+# 25% of the packed weight bytes. Before every run:
 # sync; echo 3 > /proc/sys/vm/drop_caches (needs root). Usage: bench/strategies.sh [RUNS]
 set -euo pipefail
 runs=${1:-3}
@@ -15,12 +16,20 @@ for arch in bert-large gpt2-medium; do
   [ -f "$models/$arch/config.json" ] || "$edgerun" synth --arch "$arch" --out "$models/$arch"
   [ -f "$models/$arch-packed/manifest.json" ] || "$edgerun" pack "$models/$arch" "$models/$arch-packed"
   for run in $(seq "$runs"); do
-    for mode in "full --io pread" "full --io direct" "mmap" "stream --io pread" "stream --io direct"; do
+    quarter=$(( $(stat -c %s "$models/$arch-packed/weights.bin") / 4 ))
+    for mode in "full --io pread" "full --io direct" "mmap" "stream --io pread" "stream --io direct" \
+                "pipeload --loaders 2 --io direct" "pipeload --loaders 4 --io direct" \
+                "pipeload --loaders 2 --io direct --budget $quarter"; do
       sync; echo 3 > /proc/sys/vm/drop_caches
       report=$(mktemp)
       # shellcheck disable=SC2086
-      "$edgerun" --threads 2 run "$models/$arch-packed" --input "$models/ids-128.safetensors" \
-        --output /tmp/edgerun-strategies-out.safetensors --strategy $mode --report "$report" 2>/dev/null
+      if ! "$edgerun" --threads 2 run "$models/$arch-packed" --input "$models/ids-128.safetensors" \
+        --output /tmp/edgerun-strategies-out.safetensors --strategy $mode --report "$report" 2>"$report.err"; then
+        echo "{\"model\": \"$arch\", \"mode\": \"$mode\", \"error\": \"$(tr -d '"' < "$report.err")\"}" | tee -a "$out"
+        rm -f "$report" "$report.err"
+        continue
+      fi
+      rm -f "$report.err"
       python3 -c "import json,sys; r=json.load(open(sys.argv[1])); r.update(model=sys.argv[2], run=int(sys.argv[3])); print(json.dumps(r))" "$report" "$arch" "$run" | tee -a "$out"
       rm -f "$report"
     done
