@@ -5,8 +5,8 @@
 
 use edgerun_bench::{arg, median, time_runs};
 use edgerun_models::{IdTensor, Inputs, RunOptions};
-use edgerun_runtime::FullExecutor;
-use edgerun_store::HfFolder;
+use edgerun_runtime::{Executor, FullExecutor};
+use edgerun_store::ModelSource;
 use edgerun_tensor::Tensor;
 
 fn main() {
@@ -17,7 +17,7 @@ fn main() {
     let seq: usize = arg("--seq", 128);
     let decode: usize = arg("--decode", 32);
     edgerun_tensor::parallel::set_threads(threads);
-    let folder = HfFolder::open(std::path::Path::new(&model)).expect("model folder");
+    let folder = ModelSource::open(std::path::Path::new(&model)).expect("model folder");
     let executor = FullExecutor::load(&folder).expect("load");
     let ids = |n: usize| IdTensor::new(vec![1, n], (0..n as i64).map(|i| 100 + (i * 7919) % 20000).collect()).unwrap();
     let inputs = match task.as_str() {

@@ -149,11 +149,14 @@ pub(crate) fn project_onto_rows(x: &Tensor, table: &Tensor) -> Result<Tensor> {
     let table = table.contiguous();
     let m = x.len() / dim;
     let mut out = vec![0.0; m * rows];
-    kernels::matmul_strided(
+    // Computed transposed, `out^T [rows, m] = table @ x^T`, so the big table is the row-major
+    // left operand split across threads instead of a transposed right operand gemm would
+    // repack on every call.
+    kernels::matmul_into(
         &mut out,
-        rows,
-        MatRef::row_major(x.values(), m, dim),
-        MatRef::row_major(table.values(), rows, dim).t(),
+        (1, rows),
+        MatRef::row_major(table.values(), rows, dim),
+        MatRef::row_major(x.values(), m, dim).t(),
         false,
     );
     let mut shape = x.shape().to_vec();

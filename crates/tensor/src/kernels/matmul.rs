@@ -53,6 +53,18 @@ impl<'a> MatRef<'a> {
 /// Panics when the views disagree or run past their slices: callers derive them from checked
 /// tensor shapes, so a mismatch here is a bug.
 pub fn matmul_strided(out: &mut [f32], out_rs: usize, a: MatRef, b: MatRef, accumulate: bool) {
+    matmul_into(out, (out_rs, 1), a, b, accumulate);
+}
+
+/// `out = a @ b` (or `+=`) with the output's row and column strides both free, so a product
+/// can be written transposed (`out^T = b^T a^T`).
+pub fn matmul_into(
+    out: &mut [f32],
+    (out_rs, out_cs): (usize, usize),
+    a: MatRef,
+    b: MatRef,
+    accumulate: bool,
+) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
@@ -66,61 +78,80 @@ pub fn matmul_strided(out: &mut [f32], out_rs: usize, a: MatRef, b: MatRef, accu
         b.max_index() < b.data.len() || k == 0,
         "rhs view out of bounds"
     );
-    assert!((m - 1) * out_rs + n <= out.len(), "dst view out of bounds");
+    assert!(
+        (m - 1) * out_rs + (n - 1) * out_cs < out.len(),
+        "dst view out of bounds"
+    );
     if k == 0 {
         if !accumulate {
-            for row in 0..m {
-                out[row * out_rs..row * out_rs + n].fill(0.0);
+            for i in 0..m {
+                for j in 0..n {
+                    out[i * out_rs + j * out_cs] = 0.0;
+                }
             }
         }
         return;
     }
     let threads = gemm_threads(m * n * k);
-    // Split the output columns across threads: each packs only its own slice of `b` (usually
-    // the weight), where gemm's own split repacks and scales poorly at m ~ 128.
-    let chunk = n.div_ceil(threads).next_multiple_of(16);
-    if threads <= 1 || chunk >= n {
-        // SAFETY: the asserts above keep every index gemm touches inside the three slices.
-        unsafe {
-            gemm_raw(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                out_rs,
-                a,
-                b.data.as_ptr(),
-                b,
-                accumulate,
-            )
-        };
-        return;
-    }
+    // Split the larger output dimension across threads: each job packs only its own slice of
+    // the operand on that side (usually the weight), where gemm's own split repacks and
+    // scales poorly at m ~ 128.
+    let (along_rows, extent) = if m > n { (true, m) } else { (false, n) };
+    let chunk = extent.div_ceil(threads).next_multiple_of(16);
     let dst = SendPtr(out.as_mut_ptr());
-    let starts: Vec<usize> = (0..n).step_by(chunk).collect();
-    starts.into_par_iter().for_each(|j0| {
-        let cols = chunk.min(n - j0);
-        // SAFETY: column ranges [j0, j0 + cols) are disjoint across jobs, so no two jobs write
-        // the same element of `out`; all indices stay within the views asserted above.
+    let job = |start: usize, len: usize| {
+        let (rows, cols) = if along_rows { (len, n) } else { (m, len) };
+        // SAFETY: the asserts above keep every index inside the three slices; jobs cover
+        // disjoint row (or column) ranges, so no two write the same element of `out`.
         unsafe {
-            let dst = dst.get().add(j0);
-            gemm_raw(
-                m,
+            let (dst, a_ptr, b_ptr) = if along_rows {
+                (
+                    dst.get().add(start * out_rs),
+                    a.data.as_ptr().add(start * a.row_stride),
+                    b.data.as_ptr(),
+                )
+            } else {
+                (
+                    dst.get().add(start * out_cs),
+                    a.data.as_ptr(),
+                    b.data.as_ptr().add(start * b.col_stride),
+                )
+            };
+            gemm::gemm(
+                rows,
                 cols,
                 k,
                 dst,
-                out_rs,
-                a,
-                b.data.as_ptr().add(j0 * b.col_stride),
-                b,
+                out_cs as isize,
+                out_rs as isize,
                 accumulate,
+                a_ptr,
+                a.col_stride as isize,
+                a.row_stride as isize,
+                b_ptr,
+                b.col_stride as isize,
+                b.row_stride as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
             );
         }
-    });
+    };
+    if threads <= 1 || chunk >= extent {
+        job(0, extent);
+        return;
+    }
+    let starts: Vec<usize> = (0..extent).step_by(chunk).collect();
+    starts
+        .into_par_iter()
+        .for_each(|start| job(start, chunk.min(extent - start)));
 }
 
 struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint column ranges of one buffer to rayon jobs.
+// SAFETY: used only to hand disjoint ranges of one buffer to rayon jobs.
 unsafe impl Send for SendPtr {}
 // SAFETY: see above.
 unsafe impl Sync for SendPtr {}
@@ -129,47 +160,6 @@ impl SendPtr {
     fn get(&self) -> *mut f32 {
         self.0
     }
-}
-
-/// One single-threaded gemm call: `dst[m x n] (row stride dst_rs) (+)= a @ b`, with `b_ptr`
-/// the first element of the `b` columns to use and `b` giving the strides.
-///
-/// # Safety
-/// Every element addressed through `dst`, `a` and `b_ptr` with these sizes and strides must be
-/// in bounds, and `dst` must not be aliased.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    a: MatRef,
-    b_ptr: *const f32,
-    b: MatRef,
-    accumulate: bool,
-) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        accumulate,
-        a.data.as_ptr(),
-        a.col_stride as isize,
-        a.row_stride as isize,
-        b_ptr,
-        b.col_stride as isize,
-        b.row_stride as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    );
 }
 
 /// `a [.., k] @ b [k, n] -> [.., n]`.

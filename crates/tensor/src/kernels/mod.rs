@@ -17,7 +17,7 @@ pub use attention::{attention, AttentionMask, HeadLayout, KvRef};
 pub use conv::{conv2d, Conv2dParams};
 pub use elementwise::add;
 pub use embedding::embedding;
-pub use matmul::{linear, matmul, matmul_strided, MatRef};
+pub use matmul::{linear, matmul, matmul_into, matmul_strided, MatRef};
 pub use norm::{batch_norm, layer_norm};
 pub use pool::{adaptive_avg_pool2d, max_pool2d};
 pub use rotary::{rotary_interleaved, RotaryTable};
