@@ -51,6 +51,29 @@ pub struct ExecStats {
     pub memory: MemorySample,
 }
 
+impl ExecStats {
+    /// Adds one pass's figures (memory: the larger of each).
+    pub fn add(&mut self, pass: &ExecStats) {
+        self.load_s += pass.load_s;
+        self.compute_s += pass.compute_s;
+        self.wait_s += pass.wait_s;
+        self.bytes_read += pass.bytes_read;
+        self.memory = self.memory.max(pass.memory);
+    }
+}
+
+/// Fails at once when `governor`'s cap is below `minimum`, naming the minimum.
+pub(crate) fn check_minimum(governor: &Governor, minimum: u64) -> Result<()> {
+    if minimum > governor.cap() {
+        return Err(RuntimeError::Budget(format!(
+            "a budget of {} bytes is below this model's minimum of {minimum} bytes ({}: the largest unit plus activations)",
+            governor.cap(),
+            human_bytes(minimum)
+        )));
+    }
+    Ok(())
+}
+
 /// Something that runs a model's stages in order.
 pub trait Executor {
     fn model(&self) -> &dyn Model;
@@ -228,14 +251,7 @@ impl Executor for StreamExecutor<'_> {
     }
 
     fn run_stages(&self, state: &mut State) -> Result<()> {
-        let minimum = self.minimum_bytes(state);
-        if minimum > self.governor.cap() {
-            return Err(RuntimeError::Budget(format!(
-                "a budget of {} bytes is below this model's minimum of {minimum} bytes ({}: the largest unit plus activations)",
-                self.governor.cap(),
-                human_bytes(minimum)
-            )));
-        }
+        check_minimum(&self.governor, self.minimum_bytes(state))?;
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
         let mut stats = ExecStats::default();
         for (i, stage) in self.model.stages().iter().enumerate() {
@@ -255,12 +271,7 @@ impl Executor for StreamExecutor<'_> {
             drop(weights);
             drop(lease);
         }
-        let mut total = self.stats.lock().expect("stats lock");
-        total.load_s += stats.load_s;
-        total.compute_s += stats.compute_s;
-        total.wait_s += stats.wait_s;
-        total.bytes_read += stats.bytes_read;
-        total.memory = total.memory.max(stats.memory);
+        self.stats.lock().expect("stats lock").add(&stats);
         Ok(())
     }
 

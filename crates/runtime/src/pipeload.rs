@@ -15,7 +15,7 @@ use std::time::Instant;
 use edgerun_models::{Model, State, UnitWeights};
 use edgerun_store::{ModelSource, ReadOptions};
 
-use crate::executor::{minimum_bytes, reserve_bytes, ExecStats};
+use crate::executor::{check_minimum, minimum_bytes, reserve_bytes, ExecStats};
 use crate::governor::{Governor, Lease};
 use crate::memory::MemorySample;
 use crate::{Executor, Result, RuntimeError};
@@ -165,10 +165,7 @@ impl Executor for PipeLoadExecutor<'_> {
     }
 
     fn run_stages(&self, state: &mut State) -> Result<()> {
-        let minimum = self.minimum_bytes(state);
-        if minimum > self.governor.cap() {
-            return Err(RuntimeError::Budget(format!("a budget of {} bytes is below this model's minimum of {minimum} bytes (the largest unit plus activations)", self.governor.cap())));
-        }
+        check_minimum(&self.governor, self.minimum_bytes(state))?;
         let _reserve = self.governor.acquire(
             reserve_bytes(self.model.as_ref(), state),
             "the activation reserve",
@@ -259,12 +256,7 @@ impl Executor for PipeLoadExecutor<'_> {
             drop(to_daemon);
             result
         });
-        let mut total = self.stats.lock().expect("stats lock");
-        total.load_s += stats.load_s;
-        total.compute_s += stats.compute_s;
-        total.wait_s += stats.wait_s;
-        total.bytes_read += stats.bytes_read;
-        total.memory = total.memory.max(stats.memory);
+        self.stats.lock().expect("stats lock").add(&stats);
         outcome
     }
 

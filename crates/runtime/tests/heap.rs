@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::fixtures;
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, Governor, MemorySample, StreamExecutor};
-use edgerun_store::packed::pack;
-use edgerun_store::{read_inputs, HfFolder, ModelSource, ReadOptions};
+use edgerun_store::{read_inputs, ModelSource, ReadOptions};
 
 struct Counting;
 
@@ -60,10 +59,7 @@ fn streamed_heap_stays_within_the_minimum_budget() {
         "resnet-tiny",
     ] {
         let dir = root.join(name);
-        let store =
-            std::env::temp_dir().join(format!("edgerun-heap-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&store);
-        pack(&HfFolder::open(&dir).unwrap(), &store, None, &mut |_, _| {}).unwrap();
+        let store = common::pack_fixture(&dir, &format!("heap-{name}"));
         let source = ModelSource::open(&store).unwrap();
         let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
         let options = RunOptions {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::fixtures;
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, RuntimeError, StreamExecutor};
-use edgerun_store::packed::{pack, PackedStore};
+use edgerun_store::packed::PackedStore;
 use edgerun_store::{read_inputs, HfFolder, IoMode, ModelSource, ReadOptions, StoreError};
 
 const FIXTURES: &[&str] = &[
@@ -21,16 +21,7 @@ const FIXTURES: &[&str] = &[
 ];
 
 fn packed_copy(fixture: &Path, tag: &str) -> PathBuf {
-    let out = std::env::temp_dir().join(format!("edgerun-packed-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    pack(
-        &HfFolder::open(fixture).unwrap(),
-        &out,
-        None,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    out
+    common::pack_fixture(fixture, &format!("packed-{tag}"))
 }
 
 fn outputs(executor: &dyn Executor, fixture: &Path) -> Outputs {

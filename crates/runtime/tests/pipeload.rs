@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use common::fixtures;
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, PipeLoadExecutor};
-use edgerun_store::packed::pack;
-use edgerun_store::{read_inputs, HfFolder, ModelSource, ReadOptions};
+use edgerun_store::{read_inputs, ModelSource, ReadOptions};
 use proptest::prelude::*;
 
 const FIXTURES: &[&str] = &[
@@ -23,22 +22,8 @@ const FIXTURES: &[&str] = &[
     "resnet-tiny",
 ];
 
-/// Tests run in parallel and share one packed copy per fixture: pack under a lock.
-static PACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn packed(root: &Path, name: &str) -> (PathBuf, ModelSource) {
-    let _guard = PACKING.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::env::temp_dir().join(format!("edgerun-pipeload-{name}-{}", std::process::id()));
-    if !out.join("manifest.json").exists() {
-        let _ = std::fs::remove_dir_all(&out);
-        pack(
-            &HfFolder::open(&root.join(name)).unwrap(),
-            &out,
-            None,
-            &mut |_, _| {},
-        )
-        .unwrap();
-    }
+    let out = common::pack_fixture(&root.join(name), &format!("pipeload-{name}"));
     let source = ModelSource::open(&out).unwrap();
     (out, source)
 }

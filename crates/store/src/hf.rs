@@ -164,12 +164,7 @@ impl HfFolder {
 
     /// Reads a small optional file of the folder (tokenizer.json, pooling configs).
     pub fn read_optional(&self, relative: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.dir.join(relative);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(path, e)),
-        }
+        crate::read_optional(&self.dir, relative)
     }
 
     /// Total bytes of all weight files.

@@ -18,6 +18,17 @@ pub mod tensor_file;
 pub mod throughput;
 
 pub use error::{Result, StoreError};
+
+/// Reads `relative` under `dir` if it exists: the small side files of a model (tokenizer.json,
+/// pooling configs).
+pub(crate) fn read_optional(dir: &std::path::Path, relative: &str) -> Result<Option<Vec<u8>>> {
+    let path = dir.join(relative);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
 pub use hf::HfFolder;
 pub use mapped::MappedFile;
 pub use packed::{IoMode, PackedStore};

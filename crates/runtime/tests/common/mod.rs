@@ -84,3 +84,19 @@ pub fn max_diff(
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max)
 }
+
+/// Tests in one binary run in parallel: packing happens under this lock.
+static PACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A packed copy of the fixture folder `fixture` under a temporary directory named by `tag`,
+/// packed on first use and shared by later calls with the same tag.
+pub fn pack_fixture(fixture: &std::path::Path, tag: &str) -> PathBuf {
+    let _guard = PACKING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::env::temp_dir().join(format!("edgerun-{tag}-{}", std::process::id()));
+    if !out.join("manifest.json").exists() {
+        let _ = std::fs::remove_dir_all(&out);
+        let folder = edgerun_store::HfFolder::open(fixture).unwrap();
+        edgerun_store::packed::pack(&folder, &out, None, &mut |_, _| {}).unwrap();
+    }
+    out
+}

@@ -303,11 +303,6 @@ impl PackedStore {
 
     /// Reads a side file copied at pack time (tokenizer.json, pooling configs).
     pub fn read_optional(&self, relative: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.dir.join(relative);
-        match std::fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(path, e)),
-        }
+        crate::read_optional(&self.dir, relative)
     }
 }
