@@ -4,6 +4,7 @@
 //! printed as one `error:` line (with their causes) and exit status 1.
 
 mod commands;
+mod timeline;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -38,6 +39,10 @@ enum Command {
     Pack(commands::pack::PackArgs),
     /// Write a randomly initialised model with a real published config.
     Synth(commands::synth::SynthArgs),
+    /// Layer Profiler: per-unit bytes, cold load and compute times, read throughput.
+    Profile(commands::profile::ProfileArgs),
+    /// Pipeline Planner: loading agents for a budget, with predicted latency and peak.
+    Plan(commands::plan::PlanArgs),
     /// Cold sequential read throughput of a file, buffered and O_DIRECT.
     BenchIo(commands::bench_io::BenchIoArgs),
     /// Synthesize BERT-base and run it: the quick start.
@@ -68,6 +73,8 @@ fn main() -> ExitCode {
         Command::Synth(args) => commands::synth::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::BenchIo(args) => commands::bench_io::run(args),
+        Command::Profile(args) => commands::profile::run(args),
+        Command::Plan(args) => commands::plan::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,9 @@ pub mod generate;
 pub mod governor;
 pub mod memory;
 pub mod pipeload;
+pub mod planner;
+pub mod profile;
+pub mod trace;
 
 pub use embed::Embedder;
 pub use error::{Result, RuntimeError};
@@ -20,3 +23,4 @@ pub use generate::{generate, GenerateOptions};
 pub use governor::{Governor, Lease};
 pub use memory::MemorySample;
 pub use pipeload::PipeLoadExecutor;
+pub use trace::{Span, SpanKind, Trace, Track};

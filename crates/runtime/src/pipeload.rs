@@ -18,6 +18,7 @@ use edgerun_store::{ModelSource, ReadOptions};
 use crate::executor::{check_minimum, minimum_bytes, reserve_bytes, ExecStats};
 use crate::governor::{Governor, Lease};
 use crate::memory::MemorySample;
+use crate::trace::{SpanKind, Trace, Track};
 use crate::{Executor, Result, RuntimeError};
 
 /// Everything that crosses between agents.
@@ -33,8 +34,12 @@ enum Event {
     },
     /// A loader failed on unit `index`.
     Failed { error: RuntimeError },
-    /// The inference agent is done with a unit: the daemon frees it.
-    Used { weights: UnitWeights, lease: Lease },
+    /// The inference agent is done with unit `index`: the daemon frees it.
+    Used {
+        index: usize,
+        weights: UnitWeights,
+        lease: Lease,
+    },
 }
 
 /// In-order admission to the budget: the loader of unit `i` leases only after unit `i - 1` has.
@@ -75,6 +80,7 @@ pub struct PipeLoadExecutor<'s> {
     governor: Arc<Governor>,
     loaders: usize,
     stats: Mutex<ExecStats>,
+    trace: Option<Arc<Trace>>,
     /// Test hook: a delay or failure per unit index, applied by loaders after reading.
     #[allow(clippy::type_complexity)]
     fault: Option<Box<dyn Fn(usize) -> Option<String> + Send + Sync + 's>>,
@@ -99,6 +105,7 @@ impl<'s> PipeLoadExecutor<'s> {
             governor,
             loaders,
             stats: Mutex::new(ExecStats::default()),
+            trace: None,
             fault: None,
         })
     }
@@ -113,21 +120,47 @@ impl<'s> PipeLoadExecutor<'s> {
         self
     }
 
+    /// Records every agent's spans and the governed bytes into `trace`.
+    pub fn with_trace(mut self, trace: Arc<Trace>) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    fn record(&self, track: Track, kind: SpanKind, unit: usize, start: Instant) {
+        if let Some(trace) = &self.trace {
+            trace.span(track, kind, unit, start, Instant::now());
+        }
+    }
+
+    fn record_bytes(&self) {
+        if let Some(trace) = &self.trace {
+            trace.bytes(self.governor.used());
+        }
+    }
+
     pub fn minimum_bytes(&self, state: &State) -> u64 {
         minimum_bytes(self.source, self.model.as_ref(), self.read, state)
     }
 
-    fn load(&self, index: usize, turnstile: &Turnstile, abort: &AtomicBool) -> Option<Event> {
+    fn load(
+        &self,
+        loader: usize,
+        index: usize,
+        turnstile: &Turnstile,
+        abort: &AtomicBool,
+    ) -> Option<Event> {
         let stage = &self.model.stages()[index];
+        let waited = Instant::now();
         if !turnstile.wait(index, abort) {
             return None;
         }
-        let waited = Instant::now();
         let lease = self.governor.acquire(
             self.source.resident_bytes(index, stage, self.read),
             &stage.id,
         );
         turnstile.pass();
+        self.record(Track::Loader(loader), SpanKind::WaitBudget, index, waited);
+        self.record_bytes();
         let lease = match lease {
             Ok(l) => l,
             Err(error) => return Some(Event::Failed { error }),
@@ -138,6 +171,7 @@ impl<'s> PipeLoadExecutor<'s> {
             .load_stage(index, stage, self.read)
             .map_err(RuntimeError::from);
         let injected = self.fault.as_ref().and_then(|f| f(index));
+        self.record(Track::Loader(loader), SpanKind::Load, index, loading);
         let result = match (loaded, injected) {
             (Ok(weights), None) => Event::Loaded {
                 index,
@@ -182,7 +216,7 @@ impl Executor for PipeLoadExecutor<'_> {
         let (to_daemon, used) = mpsc::channel::<Event>();
 
         let outcome = std::thread::scope(|scope| -> Result<()> {
-            for _ in 0..self.loaders.min(units.max(1)) {
+            for loader in 0..self.loaders.min(units.max(1)) {
                 let tx = to_inference.clone();
                 let (next, abort, turnstile) = (&next, &abort, &turnstile);
                 scope.spawn(move || loop {
@@ -190,7 +224,7 @@ impl Executor for PipeLoadExecutor<'_> {
                     if index >= units || abort.load(Ordering::SeqCst) {
                         break;
                     }
-                    match self.load(index, turnstile, abort) {
+                    match self.load(loader, index, turnstile, abort) {
                         Some(event) => {
                             if tx.send(event).is_err() {
                                 break;
@@ -204,9 +238,17 @@ impl Executor for PipeLoadExecutor<'_> {
             scope.spawn(move || {
                 for event in used {
                     // Dropping the weights and the lease frees the unit and wakes paused loaders.
-                    if let Event::Used { weights, lease } = event {
+                    if let Event::Used {
+                        index,
+                        weights,
+                        lease,
+                    } = event
+                    {
+                        let freeing = Instant::now();
                         drop(weights);
                         drop(lease);
+                        self.record(Track::Daemon, SpanKind::Free, index, freeing);
+                        self.record_bytes();
                     }
                 }
             });
@@ -214,6 +256,7 @@ impl Executor for PipeLoadExecutor<'_> {
             let mut ready: BTreeMap<usize, (UnitWeights, Lease)> = BTreeMap::new();
             let result = (|| -> Result<()> {
                 for index in 0..units {
+                    let waiting = Instant::now();
                     while !ready.contains_key(&index) {
                         match events.recv() {
                             Ok(Event::Loaded {
@@ -239,11 +282,17 @@ impl Executor for PipeLoadExecutor<'_> {
                         }
                     }
                     let (weights, lease) = ready.remove(&index).expect("present");
+                    self.record(Track::Inference, SpanKind::WaitUnit, index, waiting);
                     let computing = Instant::now();
                     self.model.run_stage(index, &weights, state)?;
+                    self.record(Track::Inference, SpanKind::Compute, index, computing);
                     stats.compute_s += computing.elapsed().as_secs_f64();
                     stats.memory = stats.memory.max(MemorySample::now());
-                    let _ = to_daemon.send(Event::Used { weights, lease });
+                    let _ = to_daemon.send(Event::Used {
+                        index,
+                        weights,
+                        lease,
+                    });
                 }
                 Ok(())
             })();

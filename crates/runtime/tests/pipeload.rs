@@ -164,3 +164,69 @@ proptest! {
         prop_assert_eq!(governor.used(), 0);
     }
 }
+
+#[test]
+fn the_trace_shows_a_correct_pipeline() {
+    use edgerun_runtime::{SpanKind, Trace, Track};
+    let Some(root) = fixtures() else { return };
+    for name in FIXTURES {
+        let dir = root.join(name);
+        let (_, source) = packed(&root, name);
+        let trace = Arc::new(Trace::new());
+        let min = minimum(&source, &dir);
+        let executor =
+            PipeLoadExecutor::new(&source, ReadOptions::default(), Governor::new(min), 3)
+                .unwrap()
+                .with_trace(trace.clone());
+        run(&executor, &dir).unwrap();
+        let units = executor.model().stages().len();
+        let spans = trace.spans();
+        let of = |kind: SpanKind| spans.iter().filter(move |s| s.kind == kind);
+        for unit in 0..units {
+            let loads: Vec<_> = of(SpanKind::Load).filter(|s| s.unit == unit).collect();
+            assert_eq!(
+                loads.len(),
+                1,
+                "{name}: unit {unit} loaded {} times",
+                loads.len()
+            );
+            assert!(
+                matches!(loads[0].track, Track::Loader(_)),
+                "{name}: unit {unit} loaded off a loader track"
+            );
+            let compute = of(SpanKind::Compute)
+                .find(|s| s.unit == unit)
+                .expect("computed");
+            assert!(
+                loads[0].end_s <= compute.start_s,
+                "{name}: unit {unit} computed before its load ended"
+            );
+            let free = of(SpanKind::Free).find(|s| s.unit == unit).expect("freed");
+            assert_eq!(free.track, Track::Daemon);
+            assert!(
+                compute.end_s <= free.start_s,
+                "{name}: unit {unit} freed before its compute ended"
+            );
+        }
+        let computes: Vec<_> = of(SpanKind::Compute).collect();
+        assert_eq!(computes.len(), units);
+        for pair in computes.windows(2) {
+            assert!(
+                pair[0].unit < pair[1].unit && pair[0].end_s <= pair[1].start_s,
+                "{name}: compute out of order or overlapping"
+            );
+        }
+        assert!(
+            trace.counter().iter().all(|&(_, bytes)| bytes <= min),
+            "{name}: governed bytes over the cap in the trace"
+        );
+        let names: Vec<String> = executor
+            .model()
+            .stages()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        let json = trace.to_chrome_json(&names);
+        assert!(json["traceEvents"].as_array().unwrap().len() > 3 * units);
+    }
+}

@@ -6,6 +6,8 @@ pub mod embed;
 pub mod generate;
 pub mod inspect;
 pub mod pack;
+pub mod plan;
+pub mod profile;
 pub mod run;
 pub mod strategy;
 pub mod synth;

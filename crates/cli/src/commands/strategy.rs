@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use edgerun_runtime::{
-    human_bytes, Executor, FullExecutor, Governor, PipeLoadExecutor, StreamExecutor,
+    human_bytes, Executor, FullExecutor, Governor, PipeLoadExecutor, StreamExecutor, Trace,
 };
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 
@@ -43,15 +43,30 @@ pub struct StrategyArgs {
     /// Cap on the bytes the runtime holds, e.g. 300MiB, 1.5GB, 123456 (packed stores only).
     #[arg(long, value_parser = parse_size)]
     pub budget: Option<u64>,
-    /// Loading agents for --strategy pipeload.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub loaders: u64,
+    /// Loading agents for --strategy pipeload (default: the planner's choice with --profile,
+    /// else 2).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub loaders: Option<u64>,
+    /// A profile from `edgerun profile`: pipeload then runs the planner's loader count.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
     /// Skip the per-unit CRC-32C check (for benchmarks).
     #[arg(long)]
     pub no_verify: bool,
     /// Write a JSON report of time and memory here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write a Chrome/Perfetto trace of the pipeline here (--strategy pipeload).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Draw the pipeline and the memory curve as an SVG here (--strategy pipeload).
+    #[arg(long)]
+    pub timeline: Option<PathBuf>,
+    #[arg(skip)]
+    pub recorder: Arc<Trace>,
+    /// The loader count once decided (the planner runs at most once).
+    #[arg(skip)]
+    chosen_loaders: std::sync::OnceLock<usize>,
 }
 
 /// Parses `300MiB`, `1.5GB`, `64k`, `123456` into bytes.
@@ -109,19 +124,58 @@ impl StrategyArgs {
                 bail!("--budget cannot cap --strategy mmap (the page cache is the kernel's); use --strategy stream or a cgroup memory limit");
             }
         }
+        if (self.trace.is_some() || self.timeline.is_some()) && self.strategy != Strategy::Pipeload
+        {
+            bail!("--trace and --timeline record the pipeline of --strategy pipeload");
+        }
         let read = self.read_options();
         Ok(match self.strategy {
             Strategy::Full | Strategy::Mmap => {
                 Box::new(FullExecutor::load_with(source, read, governor)?)
             }
             Strategy::Stream => Box::new(StreamExecutor::new(source, read, Arc::clone(&governor))?),
-            Strategy::Pipeload => Box::new(PipeLoadExecutor::new(
-                source,
-                read,
-                Arc::clone(&governor),
-                self.loaders as usize,
-            )?),
+            Strategy::Pipeload => Box::new(
+                PipeLoadExecutor::new(source, read, Arc::clone(&governor), self.loader_count()?)?
+                    .with_trace(Arc::clone(&self.recorder)),
+            ),
         })
+    }
+
+    /// Loading agents: `--loaders`, else the planner's choice on `--profile`, else 2.
+    fn loader_count(&self) -> Result<usize> {
+        if let Some(&n) = self.chosen_loaders.get() {
+            return Ok(n);
+        }
+        let n = self.plan_loaders()?;
+        Ok(*self.chosen_loaders.get_or_init(|| n))
+    }
+
+    fn plan_loaders(&self) -> Result<usize> {
+        if let Some(n) = self.loaders {
+            return Ok(n as usize);
+        }
+        let Some(path) = &self.profile else {
+            return Ok(2);
+        };
+        let profile = super::profile::load_profile(path)?;
+        let budget = self.budget.unwrap_or(u64::MAX);
+        let plan = edgerun_runtime::planner::plan(
+            &profile.unit_costs(),
+            profile.reserve_bytes,
+            budget,
+            8,
+            &profile.throughput,
+        )
+        .ok_or_else(|| {
+            anyhow::anyhow!("the profile's units do not fit a budget of {budget} bytes")
+        })?;
+        eprintln!(
+            "plan: {} loaders, predicted {:.3} s, peak {}",
+            plan.loaders,
+            plan.predicted_latency_s,
+            human_bytes(plan.predicted_peak_bytes)
+        );
+        Ok(plan.loaders)
     }
 
     /// Prints the one-line summary and writes `--report` if asked.
@@ -152,10 +206,34 @@ impl StrategyArgs {
             human_bytes(stats.memory.rss_file_bytes),
             human_bytes(stats.bytes_read),
         );
+        let names: Vec<String> = executor
+            .model()
+            .stages()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        if let Some(path) = &self.trace {
+            let json = self.recorder.to_chrome_json(&names);
+            std::fs::write(path, serde_json::to_string(&json)?)
+                .with_context(|| format!("cannot write trace {}", path.display()))?;
+        }
+        if let Some(path) = &self.timeline {
+            let title = format!(
+                "{} pipeload, {} loaders, budget {}",
+                executor.model().architecture(),
+                self.loader_count()?,
+                budget.map_or("none".into(), human_bytes)
+            );
+            std::fs::write(
+                path,
+                crate::timeline::render(&self.recorder, &names, &title),
+            )
+            .with_context(|| format!("cannot write timeline {}", path.display()))?;
+        }
         if let Some(path) = &self.report {
             let report = serde_json::json!({
                 "strategy": format!("{:?}", self.strategy).to_lowercase(),
-                "loaders": (self.strategy == Strategy::Pipeload).then_some(self.loaders),
+                "loaders": (self.strategy == Strategy::Pipeload).then(|| self.loader_count().ok()).flatten(),
                 "io": format!("{:?}", self.read_options().io).to_lowercase(),
                 "budget_bytes": budget,
                 "peak_bytes": governor.peak(),

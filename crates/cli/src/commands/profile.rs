@@ -1,0 +1,78 @@
+//! `edgerun profile`: Hermes' Layer Profiler, written as JSON for `plan` and `run`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use edgerun_models::{IdTensor, Inputs, ModelKind};
+use edgerun_runtime::profile::{profile, Profile};
+use edgerun_store::{read_inputs, ModelSource};
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// A packed store (edgerun pack).
+    pub model: PathBuf,
+    /// Inputs to profile with (default for text models: 128 token ids; required for images).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Streamed passes; compute times are their median.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Where to write the profile.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// The inputs a profile or plan runs on: the file given, or 128 token ids for text models.
+pub fn profiling_inputs(source: &ModelSource, input: Option<&Path>) -> Result<Inputs> {
+    if let Some(path) = input {
+        return read_inputs(path).context("cannot read inputs");
+    }
+    match source.model()?.kind() {
+        ModelKind::TextEncoder | ModelKind::CausalLm => {
+            let ids = (0..128).map(|i| 100 + (i * 37) % 500).collect();
+            Ok(Inputs {
+                input_ids: Some(IdTensor::new(vec![1, 128], ids)?),
+                ..Inputs::default()
+            })
+        }
+        ModelKind::Vision => bail!("an image model needs --input with pixel_values"),
+    }
+}
+
+pub fn run(args: ProfileArgs) -> Result<()> {
+    let source = super::open_model(&args.model)?;
+    let inputs = profiling_inputs(&source, args.input.as_deref())?;
+    let profile = profile(&source, inputs, args.runs)?;
+    std::fs::write(&args.output, serde_json::to_string_pretty(&profile)? + "\n")
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let read: u64 = profile.units.iter().map(|u| u.read_bytes).sum();
+    let load: f64 = profile.units.iter().map(|u| u.load_s).sum();
+    let compute: f64 = profile.units.iter().map(|u| u.compute_s).sum();
+    eprintln!(
+        "{}: {} units, {} bytes; cold load {load:.3} s, compute {compute:.3} s; read {}; wrote {}",
+        profile.architecture,
+        profile.units.len(),
+        read,
+        throughput_line(&profile),
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn throughput_line(profile: &Profile) -> String {
+    profile
+        .throughput
+        .iter()
+        .map(|t| format!("{} loader(s) {:.2} GB/s", t.loaders, t.bytes_per_s / 1e9))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a profile written by `edgerun profile`.
+pub fn load_profile(path: &Path) -> Result<Profile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read profile {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an edgerun profile", path.display()))
+}

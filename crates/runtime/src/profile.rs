@@ -1,0 +1,142 @@
+//! Hermes' Layer Profiler: per unit its bytes, cold load time (O_DIRECT), compute time and the
+//! pass's activation reserve; per machine the aggregate read throughput with 1, 2 and 4
+//! concurrent loaders. The planner predicts from this.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use edgerun_models::{Inputs, RunOptions};
+use edgerun_store::{IoMode, ModelSource, ReadOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::executor::reserve_bytes;
+use crate::planner::{Throughput, UnitCost};
+use crate::{Result, RuntimeError};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UnitProfile {
+    pub id: String,
+    pub resident_bytes: u64,
+    pub read_bytes: u64,
+    /// Cold read and bind, O_DIRECT, one loader alone.
+    pub load_s: f64,
+    /// Median over the profiling passes.
+    pub compute_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    pub architecture: String,
+    pub threads: usize,
+    /// Activation reserve of the profiled input (see `Model::activation_bytes`).
+    pub reserve_bytes: u64,
+    pub units: Vec<UnitProfile>,
+    /// Aggregate read throughput by number of concurrent loaders.
+    pub throughput: Vec<Throughput>,
+}
+
+impl Profile {
+    pub fn unit_costs(&self) -> Vec<UnitCost> {
+        self.units
+            .iter()
+            .map(|u| UnitCost {
+                id: u.id.clone(),
+                resident_bytes: u.resident_bytes,
+                read_bytes: u.read_bytes,
+                compute_s: u.compute_s,
+            })
+            .collect()
+    }
+}
+
+const DIRECT: ReadOptions = ReadOptions {
+    io: IoMode::Direct,
+    verify: false,
+};
+
+/// Profiles `source` on `inputs` with `runs` streamed passes.
+pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Profile> {
+    if !matches!(source, ModelSource::Packed(_)) {
+        return Err(RuntimeError::Unsupported("profiling needs a packed store (edgerun pack MODEL OUT): load times are measured per unit with O_DIRECT".into()));
+    }
+    let model = source.model()?;
+    let stages = model.stages();
+    let mut load_s = vec![f64::INFINITY; stages.len()];
+    let mut compute: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
+    let mut reserve = 0;
+    for _ in 0..runs.max(1) {
+        let mut state = model.start(inputs.clone(), RunOptions::default())?;
+        reserve = reserve_bytes(model.as_ref(), &state);
+        for (i, stage) in stages.iter().enumerate() {
+            let t = Instant::now();
+            let weights = source.load_stage(i, stage, DIRECT)?;
+            load_s[i] = load_s[i].min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            model.run_stage(i, &weights, &mut state)?;
+            compute[i].push(t.elapsed().as_secs_f64());
+        }
+    }
+    let units = stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let mut c = compute[i].clone();
+            c.sort_by(f64::total_cmp);
+            UnitProfile {
+                id: stage.id.clone(),
+                resident_bytes: source.resident_bytes(i, stage, DIRECT),
+                read_bytes: source.read_bytes(i, stage, DIRECT),
+                load_s: load_s[i],
+                compute_s: c[c.len() / 2],
+            }
+        })
+        .collect();
+    let throughput = [1, 2, 4]
+        .iter()
+        .map(|&k| aggregate_throughput(source, k))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Profile {
+        architecture: model.architecture().into(),
+        threads: edgerun_tensor::parallel::threads(),
+        reserve_bytes: reserve,
+        units,
+        throughput,
+    })
+}
+
+/// Reads every unit once with `loaders` threads (O_DIRECT) and returns bytes per second.
+fn aggregate_throughput(source: &ModelSource, loaders: usize) -> Result<Throughput> {
+    let model = source.model()?;
+    let stages = model.stages();
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    let results: Vec<Result<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..loaders)
+            .map(|_| {
+                scope.spawn(|| -> Result<u64> {
+                    let mut bytes = 0;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(stage) = stages.get(i) else {
+                            return Ok(bytes);
+                        };
+                        drop(source.load_stage(i, stage, DIRECT)?);
+                        bytes += source.read_bytes(i, stage, DIRECT);
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("profiler thread"))
+            .collect()
+    });
+    let mut total = 0;
+    for r in results {
+        total += r?;
+    }
+    Ok(Throughput {
+        loaders,
+        bytes_per_s: total as f64 / started.elapsed().as_secs_f64().max(1e-9),
+    })
+}
