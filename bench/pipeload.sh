@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# PipeLoad vs the planner: for each model, profile the packed store, plan at a budget, then run
+# pipeload with 1..4 loaders (cold: drop_caches before each run) and record predicted and
+# measured latency, plus full and stream for reference. With THROTTLE_BPS set (e.g. 100000000)
+# everything runs inside a cgroup v1 blkio group whose read_bps_device caps the model's disk:
+# an SD-card-class device. Needs root. Usage: bench/pipeload.sh [RUNS]
+#   MODELS=/tmp/bench-models BUDGETS="bert-large=320MiB gpt2-medium=500MiB" THROTTLE_BPS=...
+set -euo pipefail
+runs=${1:-3}
+here=$(cd "$(dirname "$0")" && pwd)
+models=${MODELS:-/tmp/bench-models}
+budgets=${BUDGETS:-"bert-large=320MiB gpt2-medium=500MiB"}
+edgerun="$here/../target/release/edgerun"
+(cd "$here/.." && cargo build --release -q -p edgerun-cli)
+python3 "$here/make_ids.py" "$models/ids-128.safetensors" 128
+mkdir -p "$here/results"
+tag=${THROTTLE_BPS:+throttled-$THROTTLE_BPS}
+out="$here/results/pipeload-${tag:-unthrottled}-$(date +%Y%m%d-%H%M%S).jsonl"
+
+if [ -n "${THROTTLE_BPS:-}" ]; then
+  group=/sys/fs/cgroup/blkio/edgerun-bench-$$
+  mkdir -p "$group"
+  dev=$(lsblk -no MAJ:MIN "$(df --output=source "$models" | tail -n 1)" | head -n 1 | tr -d ' ')
+  echo "$dev $THROTTLE_BPS" > "$group/blkio.throttle.read_bps_device"
+  echo $$ > "$group/cgroup.procs"
+  trap 'echo $$ > /sys/fs/cgroup/blkio/cgroup.procs; rmdir "$group"' EXIT
+fi
+
+cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+record() { # model label predicted report
+  python3 -c "import json,sys; r=json.load(open(sys.argv[4])); r.update(model=sys.argv[1], label=sys.argv[2], predicted_s=float(sys.argv[3]) if sys.argv[3] else None, throttle_bps='${THROTTLE_BPS:-}' or None); print(json.dumps(r))" "$@" | tee -a "$out"
+}
+for pair in $budgets; do
+  arch=${pair%%=*}; budget=${pair##*=}
+  store="$models/$arch-packed"
+  [ -f "$store/manifest.json" ] || { [ -f "$models/$arch/config.json" ] || "$edgerun" synth --arch "$arch" --out "$models/$arch"; "$edgerun" pack "$models/$arch" "$store"; }
+  "$edgerun" --threads 2 profile "$store" --input "$models/ids-128.safetensors" --runs 3 --output "$store.profile.json"
+  plan=$("$edgerun" plan "$store" --budget "$budget" --profile "$store.profile.json" --json)
+  for run in $(seq "$runs"); do
+    for loaders in 1 2 3 4; do
+      predicted=$(echo "$plan" | python3 -c "import json,sys; p=json.load(sys.stdin); print(next(c['predicted_latency_s'] for c in p['candidates'] if c['loaders']==$loaders))")
+      cold
+      "$edgerun" --threads 2 run "$store" --input "$models/ids-128.safetensors" --output /tmp/edgerun-pl.safetensors \
+        --strategy pipeload --io direct --loaders "$loaders" --budget "$budget" --report /tmp/edgerun-pl.json 2>/dev/null
+      record "$arch" "pipeload x$loaders" "$predicted" /tmp/edgerun-pl.json
+    done
+    for mode in "full" "stream"; do
+      cold
+      "$edgerun" --threads 2 run "$store" --input "$models/ids-128.safetensors" --output /tmp/edgerun-pl.safetensors \
+        --strategy $mode --io direct --report /tmp/edgerun-pl.json 2>/dev/null
+      record "$arch" "$mode" "" /tmp/edgerun-pl.json
+    done
+  done
+  echo "$plan" > "$out.$arch.plan.json"
+done
+echo "wrote $out"
