@@ -2,10 +2,12 @@
 //! panic, and no output file left behind. The model is a tiny BERT the test writes itself, so
 //! these run without ../shared.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgerun_models::{build_model, IdTensor};
+use edgerun_models::IdTensor;
 use edgerun_store::{write_tensors, OutputTensor};
 use edgerun_tensor::Tensor;
 
@@ -32,25 +34,7 @@ impl Drop for Scratch {
 
 /// Writes the tiny BERT and an input file into `dir`.
 fn tiny_bert(dir: &Path) {
-    std::fs::write(dir.join("config.json"), CONFIG).unwrap();
-    let model = build_model(CONFIG, &|n| n == "pooler.dense.weight").unwrap();
-    let mut seen = std::collections::HashSet::new();
-    let tensors: Vec<_> = model
-        .stages()
-        .iter()
-        .flat_map(|s| &s.tensors)
-        .filter(|t| seen.insert(t.name.clone()))
-        .map(|t| {
-            let values = (0..t.elements())
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0)
-                .collect();
-            (
-                t.name.clone(),
-                OutputTensor::F32(Tensor::from_vec(&t.shape, values).unwrap()),
-            )
-        })
-        .collect();
-    write_tensors(&dir.join("model.safetensors"), &tensors).unwrap();
+    common::write_model(dir, CONFIG, &|n| n == "pooler.dense.weight");
     let ids = IdTensor::new(vec![1, 4], vec![1, 2, 3, 4]).unwrap();
     write_tensors(
         &dir.join("inputs.safetensors"),

@@ -2,12 +2,13 @@
 //! plan (JSON keys, peak within budget), then `run --strategy pipeload --profile` with a trace,
 //! a timeline and a report, whose output equals `--strategy full` byte for byte.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-use edgerun_models::{build_model, IdTensor};
+use edgerun_models::IdTensor;
 use edgerun_store::{write_tensors, OutputTensor};
-use edgerun_tensor::Tensor;
 
 const CONFIG: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 300,
   "n_embd": 32, "n_layer": 3, "n_head": 4, "n_positions": 64, "eos_token_id": 299}"#;
@@ -27,25 +28,7 @@ fn edgerun(args: &[&str]) -> std::process::Output {
 
 fn tiny_gpt2(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("config.json"), CONFIG).unwrap();
-    let model = build_model(CONFIG, &|n| n.starts_with("transformer.")).unwrap();
-    let mut seen = std::collections::HashSet::new();
-    let tensors: Vec<_> = model
-        .stages()
-        .iter()
-        .flat_map(|s| &s.tensors)
-        .filter(|t| seen.insert(t.name.clone()))
-        .map(|t| {
-            let values = (0..t.elements())
-                .map(|i| ((i * 31 % 97) as f32 - 48.0) / 400.0)
-                .collect();
-            (
-                t.name.clone(),
-                OutputTensor::F32(Tensor::from_vec(&t.shape, values).unwrap()),
-            )
-        })
-        .collect();
-    write_tensors(&dir.join("model.safetensors"), &tensors).unwrap();
+    common::write_model(dir, CONFIG, &|n| n.starts_with("transformer."));
     let ids = IdTensor::new(vec![1, 8], (1..=8).collect()).unwrap();
     write_tensors(
         &dir.join("ids.safetensors"),
