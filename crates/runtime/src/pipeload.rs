@@ -6,10 +6,10 @@
 //! in execution order (a turnstile), so a later unit can never hold bytes an earlier one needs:
 //! with the minimum budget checked up front, the pipeline cannot deadlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use edgerun_models::{Model, State, UnitWeights};
@@ -81,6 +81,11 @@ pub struct PipeLoadExecutor<'s> {
     loaders: usize,
     stats: Mutex<ExecStats>,
     trace: Option<Arc<Trace>>,
+    /// Keep units resident across passes where the budget allows (decoding: every token needs
+    /// every unit). Decided on the first pass by `planner::residency`.
+    residency: bool,
+    pin_plan: OnceLock<Vec<bool>>,
+    pinned: Mutex<HashMap<usize, (UnitWeights, Lease)>>,
     /// Test hook: a delay or failure per unit index, applied by loaders after reading.
     #[allow(clippy::type_complexity)]
     fault: Option<Box<dyn Fn(usize) -> Option<String> + Send + Sync + 's>>,
@@ -106,6 +111,9 @@ impl<'s> PipeLoadExecutor<'s> {
             loaders,
             stats: Mutex::new(ExecStats::default()),
             trace: None,
+            residency: false,
+            pin_plan: OnceLock::new(),
+            pinned: Mutex::new(HashMap::new()),
             fault: None,
         })
     }
@@ -118,6 +126,17 @@ impl<'s> PipeLoadExecutor<'s> {
     ) -> Self {
         self.fault = Some(Box::new(fault));
         self
+    }
+
+    /// Keeps as many units resident across passes as the budget allows (for `generate`).
+    pub fn with_residency(mut self) -> Self {
+        self.residency = true;
+        self
+    }
+
+    /// How many units are currently kept resident between passes.
+    pub fn pinned_units(&self) -> usize {
+        self.pinned.lock().expect("pinned lock").len()
     }
 
     /// Records every agent's spans and the governed bytes into `trace`.
@@ -145,13 +164,14 @@ impl<'s> PipeLoadExecutor<'s> {
     fn load(
         &self,
         loader: usize,
+        position: usize,
         index: usize,
         turnstile: &Turnstile,
         abort: &AtomicBool,
     ) -> Option<Event> {
         let stage = &self.model.stages()[index];
         let waited = Instant::now();
-        if !turnstile.wait(index, abort) {
+        if !turnstile.wait(position, abort) {
             return None;
         }
         let lease = self.governor.acquire(
@@ -205,6 +225,26 @@ impl Executor for PipeLoadExecutor<'_> {
             "the activation reserve",
         )?;
         let units = self.model.stages().len();
+        let pin_plan = self.pin_plan.get_or_init(|| {
+            let sizes: Vec<u64> = self
+                .model
+                .stages()
+                .iter()
+                .enumerate()
+                .map(|(i, s)| self.source.resident_bytes(i, s, self.read))
+                .collect();
+            let reserve = reserve_bytes(self.model.as_ref(), state);
+            if self.residency {
+                crate::planner::residency(&sizes, reserve, self.governor.cap())
+            } else {
+                vec![false; units]
+            }
+        });
+        // Units already resident from an earlier pass are not read again.
+        let to_load: Vec<usize> = {
+            let pinned = self.pinned.lock().expect("pinned lock");
+            (0..units).filter(|i| !pinned.contains_key(i)).collect()
+        };
         let next = AtomicUsize::new(0);
         let abort = AtomicBool::new(false);
         let turnstile = Turnstile {
@@ -216,15 +256,15 @@ impl Executor for PipeLoadExecutor<'_> {
         let (to_daemon, used) = mpsc::channel::<Event>();
 
         let outcome = std::thread::scope(|scope| -> Result<()> {
-            for loader in 0..self.loaders.min(units.max(1)) {
+            for loader in 0..self.loaders.min(to_load.len().max(1)) {
                 let tx = to_inference.clone();
-                let (next, abort, turnstile) = (&next, &abort, &turnstile);
+                let (next, abort, turnstile, to_load) = (&next, &abort, &turnstile, &to_load);
                 scope.spawn(move || loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    if index >= units || abort.load(Ordering::SeqCst) {
+                    let position = next.fetch_add(1, Ordering::SeqCst);
+                    if position >= to_load.len() || abort.load(Ordering::SeqCst) {
                         break;
                     }
-                    match self.load(loader, index, turnstile, abort) {
+                    match self.load(loader, position, to_load[position], turnstile, abort) {
                         Some(event) => {
                             if tx.send(event).is_err() {
                                 break;
@@ -256,6 +296,19 @@ impl Executor for PipeLoadExecutor<'_> {
             let mut ready: BTreeMap<usize, (UnitWeights, Lease)> = BTreeMap::new();
             let result = (|| -> Result<()> {
                 for index in 0..units {
+                    let resident = self
+                        .pinned
+                        .lock()
+                        .expect("pinned lock")
+                        .get(&index)
+                        .map(|(w, _)| w.clone());
+                    if let Some(weights) = resident {
+                        let computing = Instant::now();
+                        self.model.run_stage(index, &weights, state)?;
+                        self.record(Track::Inference, SpanKind::Compute, index, computing);
+                        stats.compute_s += computing.elapsed().as_secs_f64();
+                        continue;
+                    }
                     let waiting = Instant::now();
                     while !ready.contains_key(&index) {
                         match events.recv() {
@@ -288,6 +341,13 @@ impl Executor for PipeLoadExecutor<'_> {
                     self.record(Track::Inference, SpanKind::Compute, index, computing);
                     stats.compute_s += computing.elapsed().as_secs_f64();
                     stats.memory = stats.memory.max(MemorySample::now());
+                    if pin_plan[index] {
+                        self.pinned
+                            .lock()
+                            .expect("pinned lock")
+                            .insert(index, (weights, lease));
+                        continue;
+                    }
                     let _ = to_daemon.send(Event::Used {
                         index,
                         weights,

@@ -146,6 +146,26 @@ pub fn plan(
     })
 }
 
+/// Which units to keep resident across passes (tokens of `generate`), greedily in execution
+/// order, so that the pinned bytes plus the reserve plus the largest unit still streamed fit
+/// the budget: every token then reads only the unpinned units.
+pub fn residency(resident_bytes: &[u64], reserve_bytes: u64, budget_bytes: u64) -> Vec<bool> {
+    let mut pinned = vec![false; resident_bytes.len()];
+    let mut pinned_sum = 0u64;
+    for i in 0..resident_bytes.len() {
+        let largest_streamed = (0..resident_bytes.len())
+            .filter(|&j| j != i && !pinned[j])
+            .map(|j| resident_bytes[j])
+            .max()
+            .unwrap_or(0);
+        if pinned_sum + resident_bytes[i] + reserve_bytes + largest_streamed <= budget_bytes {
+            pinned[i] = true;
+            pinned_sum += resident_bytes[i];
+        }
+    }
+    pinned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,7 +245,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn residency_keeps_room_for_the_largest_streamed_unit() {
+        assert_eq!(residency(&[10, 10, 10], 0, 100), vec![true, true, true]);
+        assert_eq!(residency(&[10, 10, 10], 0, 30), vec![true, true, true]);
+        assert_eq!(residency(&[10, 10, 10], 5, 30), vec![true, false, false]);
+        assert_eq!(residency(&[50, 10, 10], 0, 60), vec![true, false, false]);
+        assert_eq!(residency(&[10, 10], 0, 15), vec![false, false]);
+    }
+
     proptest! {
+        #[test]
+        fn residency_fits(sizes in prop::collection::vec(1u64..100, 1..20), reserve in 0u64..50, slack in 0u64..500) {
+            let budget = reserve + sizes.iter().max().unwrap() + slack;
+            let pinned = residency(&sizes, reserve, budget);
+            let pinned_sum: u64 = sizes.iter().zip(&pinned).filter(|(_, &p)| p).map(|(s, _)| s).sum();
+            let streamed = sizes.iter().zip(&pinned).filter(|(_, &p)| !p).map(|(s, _)| *s).max().unwrap_or(0);
+            prop_assert!(pinned_sum + reserve + streamed <= budget);
+        }
+
         #[test]
         fn predictions_respect_the_budget_and_both_floors(
             sizes in prop::collection::vec((1u64..1000, 0.0f64..0.01), 1..30), reserve in 0u64..500, slack in 0u64..3000, loaders in 1usize..8, rate in 1e3f64..1e6,

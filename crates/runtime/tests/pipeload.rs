@@ -230,3 +230,67 @@ fn the_trace_shows_a_correct_pipeline() {
         assert!(json["traceEvents"].as_array().unwrap().len() > 3 * units);
     }
 }
+
+#[test]
+fn generation_keeps_units_resident_across_tokens_and_matches_full() {
+    use edgerun_runtime::{generate, GenerateOptions};
+    let Some(root) = fixtures() else { return };
+    for name in ["gpt2-tiny", "gptj-tiny"] {
+        let dir = root.join(name);
+        let (_, source) = packed(&root, name);
+        let options = GenerateOptions {
+            max_new_tokens: 6,
+            stop_at_eos: false,
+        };
+        let inputs = || read_inputs(&dir.join("inputs.safetensors")).unwrap();
+        let reference =
+            generate(&FullExecutor::load(&source).unwrap(), inputs(), &options).unwrap();
+        let probe =
+            PipeLoadExecutor::new(&source, ReadOptions::default(), Governor::new(u64::MAX), 1)
+                .unwrap();
+        let state = probe
+            .model()
+            .start(
+                inputs(),
+                RunOptions {
+                    extra_tokens: 6,
+                    last_logits_only: true,
+                    ..RunOptions::default()
+                },
+            )
+            .unwrap();
+        let min = probe.minimum_bytes(&state);
+        let total: u64 = probe
+            .model()
+            .stages()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| source.resident_bytes(i, s, ReadOptions::default()))
+            .sum();
+        // Room for about half the weights beyond the minimum: some units pin, some stream.
+        let cap = min + total / 2;
+        let governor = Governor::new(cap);
+        let executor = PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), 2)
+            .unwrap()
+            .with_residency();
+        let got = generate(&executor, inputs(), &options).unwrap();
+        assert_eq!(got, reference, "{name}: sequences differ from full");
+        let pinned = executor.pinned_units();
+        let units = executor.model().stages().len();
+        assert!(
+            pinned > 0 && pinned < units,
+            "{name}: {pinned} of {units} units pinned"
+        );
+        assert!(governor.peak() <= cap);
+        let passes = 6;
+        let read = executor.stats().bytes_read;
+        let every_unit_every_pass: u64 = (0..units)
+            .map(|i| source.read_bytes(i, &executor.model().stages()[i], ReadOptions::default()))
+            .sum::<u64>()
+            * passes;
+        assert!(
+            read < every_unit_every_pass,
+            "{name}: pinned units were read again ({read} of {every_unit_every_pass} bytes)"
+        );
+    }
+}

@@ -55,7 +55,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         _ => bail!("give --input or --prompt"),
     };
     let started = Instant::now();
-    let executor = args.strategy.executor(&folder)?;
+    let executor = args.strategy.executor(&folder, true)?;
     let sequences = generate(
         executor.as_ref(),
         inputs,

@@ -31,7 +31,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let source = super::open_model(&args.model)?;
     let inputs = read_inputs(&args.input).context("cannot read inputs")?;
     let started = Instant::now();
-    let executor = args.strategy.executor(&source)?;
+    let executor = args.strategy.executor(&source, false)?;
     let outputs = executor.forward(
         inputs,
         RunOptions {

@@ -114,7 +114,13 @@ impl StrategyArgs {
     }
 
     /// The executor these flags ask for, over `source`.
-    pub fn executor<'s>(&self, source: &'s ModelSource) -> Result<Box<dyn Executor + 's>> {
+    /// `decoding`: the executor will run once per generated token (pipeload then keeps what
+    /// the budget allows resident across tokens).
+    pub fn executor<'s>(
+        &self,
+        source: &'s ModelSource,
+        decoding: bool,
+    ) -> Result<Box<dyn Executor + 's>> {
         let governor = Governor::new(self.budget.unwrap_or(u64::MAX));
         if self.budget.is_some() {
             if matches!(source, ModelSource::Hf(_)) {
@@ -134,10 +140,20 @@ impl StrategyArgs {
                 Box::new(FullExecutor::load_with(source, read, governor)?)
             }
             Strategy::Stream => Box::new(StreamExecutor::new(source, read, Arc::clone(&governor))?),
-            Strategy::Pipeload => Box::new(
-                PipeLoadExecutor::new(source, read, Arc::clone(&governor), self.loader_count()?)?
-                    .with_trace(Arc::clone(&self.recorder)),
-            ),
+            Strategy::Pipeload => {
+                let pipeload = PipeLoadExecutor::new(
+                    source,
+                    read,
+                    Arc::clone(&governor),
+                    self.loader_count()?,
+                )?
+                .with_trace(Arc::clone(&self.recorder));
+                Box::new(if decoding {
+                    pipeload.with_residency()
+                } else {
+                    pipeload
+                })
+            }
         })
     }
 
