@@ -295,7 +295,7 @@ impl Executor for PipeLoadExecutor<'_> {
 
             let mut ready: BTreeMap<usize, (UnitWeights, Lease)> = BTreeMap::new();
             let result = (|| -> Result<()> {
-                for index in 0..units {
+                for (index, &pin) in pin_plan.iter().enumerate() {
                     let resident = self
                         .pinned
                         .lock()
@@ -341,7 +341,7 @@ impl Executor for PipeLoadExecutor<'_> {
                     self.record(Track::Inference, SpanKind::Compute, index, computing);
                     stats.compute_s += computing.elapsed().as_secs_f64();
                     stats.memory = stats.memory.max(MemorySample::now());
-                    if pin_plan[index] {
+                    if pin {
                         self.pinned
                             .lock()
                             .expect("pinned lock")

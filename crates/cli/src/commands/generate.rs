@@ -54,6 +54,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
         _ => bail!("give --input or --prompt"),
     };
+    let prompt_len = inputs.ids()?.dims2("input_ids")?.1;
     let started = Instant::now();
     let executor = args.strategy.executor(&folder, true)?;
     let sequences = generate(
@@ -78,10 +79,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         .context("cannot write outputs")?;
     }
     eprintln!(
-        "{}: {} tokens in {:.3} s",
-        executor.model().architecture(),
+        "{} tokens ({} new)",
         sequences.shape[1],
-        elapsed.as_secs_f64()
+        sequences.shape[1] - prompt_len
     );
-    Ok(())
+    args.strategy.finish(executor.as_ref(), &folder, elapsed)
 }
