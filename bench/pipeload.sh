@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PipeLoad vs the planner: for each model, profile the packed store, plan at a budget, then run
+# PipeLoad vs the planner (128 token ids, or a 224x224 image for vit/resnet): for each model, profile the packed store, plan at a budget, then run
 # pipeload with 1..4 loaders (cold: drop_caches before each run) and record predicted and
 # measured latency, plus full and stream for reference. With THROTTLE_BPS set (e.g. 100000000)
 # everything runs inside a cgroup v1 blkio group whose read_bps_device caps the model's disk:
@@ -13,6 +13,8 @@ budgets=${BUDGETS:-"bert-large=320MiB gpt2-medium=500MiB"}
 edgerun="$here/../target/release/edgerun"
 (cd "$here/.." && cargo build --release -q -p edgerun-cli)
 python3 "$here/make_ids.py" "$models/ids-128.safetensors" 128
+python3 "$here/make_pixels.py" "$models/pixels-224.safetensors" 224
+input_for() { case "$1" in vit*|resnet*) echo "$models/pixels-224.safetensors" ;; *) echo "$models/ids-128.safetensors" ;; esac; }
 mkdir -p "$here/results"
 tag=${THROTTLE_BPS:+throttled-$THROTTLE_BPS}
 out="$here/results/pipeload-${tag:-unthrottled}-$(date +%Y%m%d-%H%M%S).jsonl"
@@ -33,20 +35,21 @@ record() { # model label predicted report
 for pair in $budgets; do
   arch=${pair%%=*}; budget=${pair##*=}
   store="$models/$arch-packed"
+  input=$(input_for "$arch")
   [ -f "$store/manifest.json" ] || { [ -f "$models/$arch/config.json" ] || "$edgerun" synth --arch "$arch" --out "$models/$arch"; "$edgerun" pack "$models/$arch" "$store"; }
-  "$edgerun" --threads 2 profile "$store" --input "$models/ids-128.safetensors" --runs 3 --output "$store.profile.json"
+  "$edgerun" --threads 2 profile "$store" --input "$input" --runs 3 --output "$store.profile.json"
   plan=$("$edgerun" plan "$store" --budget "$budget" --profile "$store.profile.json" --json)
   for run in $(seq "$runs"); do
     for loaders in 1 2 3 4; do
       predicted=$(echo "$plan" | python3 -c "import json,sys; p=json.load(sys.stdin); print(next(c['predicted_latency_s'] for c in p['candidates'] if c['loaders']==$loaders))")
       cold
-      "$edgerun" --threads 2 run "$store" --input "$models/ids-128.safetensors" --output /tmp/edgerun-pl.safetensors \
+      "$edgerun" --threads 2 run "$store" --input "$input" --output /tmp/edgerun-pl.safetensors \
         --strategy pipeload --io direct --loaders "$loaders" --budget "$budget" --report /tmp/edgerun-pl.json 2>/dev/null
       record "$arch" "pipeload x$loaders" "$predicted" /tmp/edgerun-pl.json
     done
     for mode in "full" "stream"; do
       cold
-      "$edgerun" --threads 2 run "$store" --input "$models/ids-128.safetensors" --output /tmp/edgerun-pl.safetensors \
+      "$edgerun" --threads 2 run "$store" --input "$input" --output /tmp/edgerun-pl.safetensors \
         --strategy $mode --io direct --report /tmp/edgerun-pl.json 2>/dev/null
       record "$arch" "$mode" "" /tmp/edgerun-pl.json
     done
