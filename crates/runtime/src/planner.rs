@@ -5,7 +5,8 @@
 //! loader, once the bytes of units not yet freed plus its own fit under the cap; a unit reads
 //! at its share of the profiled aggregate throughput for the reads in flight when it starts;
 //! compute runs in order once a unit is loaded and its predecessor is done; a unit is freed when
-//! its compute ends. Loaders slowing compute on shared cores is not modelled.
+//! its compute ends; with a profile's slowdowns, compute stretches by the factor measured for
+//! the reads in flight when it starts (loaders and compute share the cores).
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,18 @@ pub struct Plan {
     pub candidates: Vec<Candidate>,
 }
 
+/// Compute slowdown while `k` loaders read: the measured point at or below `k` nearest to it.
+fn slowdown(slowdowns: &[(usize, f64)], k: usize) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    slowdowns
+        .iter()
+        .filter(|s| s.0 <= k)
+        .max_by_key(|s| s.0)
+        .map_or(1.0, |s| s.1)
+}
+
 /// Aggregate throughput for `k` loaders: the measured point at or below `k` nearest to it
 /// (more loaders than measured are assumed to gain nothing).
 fn aggregate(throughputs: &[Throughput], k: usize) -> f64 {
@@ -61,6 +74,25 @@ pub fn simulate(
     budget_bytes: u64,
     loaders: usize,
     throughputs: &[Throughput],
+) -> Option<Candidate> {
+    simulate_with(
+        units,
+        reserve_bytes,
+        budget_bytes,
+        loaders,
+        throughputs,
+        &[],
+    )
+}
+
+/// As [`simulate`], with compute slowed by `slowdowns[(k, factor)]` while k reads are in flight.
+pub fn simulate_with(
+    units: &[UnitCost],
+    reserve_bytes: u64,
+    budget_bytes: u64,
+    loaders: usize,
+    throughputs: &[Throughput],
+    slowdowns: &[(usize, f64)],
 ) -> Option<Candidate> {
     let loaders = loaders.max(1);
     let mut loaded_at = vec![0.0f64; units.len()];
@@ -106,7 +138,11 @@ pub fn simulate(
             start + unit.read_bytes as f64 * active as f64 / aggregate(throughputs, active);
         loaded_at[i] = loaded;
         loader_free[slot] = loaded;
-        let done = loaded.max(previous_done) + unit.compute_s;
+        let compute_start = loaded.max(previous_done);
+        let reading = (0..=i)
+            .filter(|&j| admitted_at[j] <= compute_start && loaded_at[j] > compute_start)
+            .count();
+        let done = compute_start + unit.compute_s * slowdown(slowdowns, reading);
         freed_at[i] = done;
         previous_done = done;
     }
@@ -126,8 +162,36 @@ pub fn plan(
     max_loaders: usize,
     throughputs: &[Throughput],
 ) -> Option<Plan> {
+    plan_with(
+        units,
+        reserve_bytes,
+        budget_bytes,
+        max_loaders,
+        throughputs,
+        &[],
+    )
+}
+
+/// As [`plan`], with measured compute slowdowns under concurrent reads.
+pub fn plan_with(
+    units: &[UnitCost],
+    reserve_bytes: u64,
+    budget_bytes: u64,
+    max_loaders: usize,
+    throughputs: &[Throughput],
+    slowdowns: &[(usize, f64)],
+) -> Option<Plan> {
     let candidates: Vec<Candidate> = (1..=max_loaders.max(1))
-        .filter_map(|k| simulate(units, reserve_bytes, budget_bytes, k, throughputs))
+        .filter_map(|k| {
+            simulate_with(
+                units,
+                reserve_bytes,
+                budget_bytes,
+                k,
+                throughputs,
+                slowdowns,
+            )
+        })
         .collect();
     let best_latency = candidates
         .iter()

@@ -33,9 +33,27 @@ pub struct Profile {
     pub units: Vec<UnitProfile>,
     /// Aggregate read throughput by number of concurrent loaders.
     pub throughput: Vec<Throughput>,
+    /// How much slower compute runs while that many loaders read (1.0 = not at all): loaders
+    /// and compute share the cores (checksums, page faults, copies).
+    #[serde(default)]
+    pub compute_slowdown: Vec<Slowdown>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Slowdown {
+    pub loaders: usize,
+    pub factor: f64,
 }
 
 impl Profile {
+    /// `(loaders, factor)` pairs for the planner.
+    pub fn slowdowns(&self) -> Vec<(usize, f64)> {
+        self.compute_slowdown
+            .iter()
+            .map(|s| (s.loaders, s.factor))
+            .collect()
+    }
+
     pub fn unit_costs(&self) -> Vec<UnitCost> {
         self.units
             .iter()
@@ -55,6 +73,45 @@ const DIRECT: ReadOptions = ReadOptions {
 };
 
 /// Profiles `source` on `inputs` with `runs` streamed passes.
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One streamed pass whose compute is timed while `loaders` threads keep reading units.
+fn compute_under_load(source: &ModelSource, inputs: &Inputs, loaders: usize) -> Result<f64> {
+    let model = source.model()?;
+    let stages = model.stages();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut state = model.start(inputs.clone(), RunOptions::default())?;
+    std::thread::scope(|scope| -> Result<f64> {
+        for k in 0..loaders {
+            let stop = &stop;
+            scope.spawn(move || {
+                let mut i = k;
+                while !stop.load(Ordering::Relaxed) {
+                    let index = i % stages.len();
+                    let _ = source.load_stage(index, &stages[index], DIRECT);
+                    i += loaders;
+                }
+            });
+        }
+        let mut busy = 0.0;
+        let result = (|| -> Result<()> {
+            for (i, stage) in stages.iter().enumerate() {
+                let weights = source.load_stage(i, stage, DIRECT)?;
+                let t = Instant::now();
+                model.run_stage(i, &weights, &mut state)?;
+                busy += t.elapsed().as_secs_f64();
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        result.map(|()| busy)
+    })
+}
+
 pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Profile> {
     if !matches!(source, ModelSource::Packed(_)) {
         return Err(RuntimeError::Unsupported("profiling needs a packed store (edgerun pack MODEL OUT): load times are measured per unit with O_DIRECT".into()));
@@ -79,28 +136,34 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
     let units = stages
         .iter()
         .enumerate()
-        .map(|(i, stage)| {
-            let mut c = compute[i].clone();
-            c.sort_by(f64::total_cmp);
-            UnitProfile {
-                id: stage.id.clone(),
-                resident_bytes: source.resident_bytes(i, stage, DIRECT),
-                read_bytes: source.read_bytes(i, stage, DIRECT),
-                load_s: load_s[i],
-                compute_s: c[c.len() / 2],
-            }
+        .map(|(i, stage)| UnitProfile {
+            id: stage.id.clone(),
+            resident_bytes: source.resident_bytes(i, stage, DIRECT),
+            read_bytes: source.read_bytes(i, stage, DIRECT),
+            load_s: load_s[i],
+            compute_s: median(&compute[i]),
         })
         .collect();
     let throughput = [1, 2, 4]
         .iter()
         .map(|&k| aggregate_throughput(source, k))
         .collect::<Result<Vec<_>>>()?;
+    let alone: f64 = compute.iter().map(|c| median(c)).sum();
+    let mut compute_slowdown = Vec::new();
+    for k in [1, 2, 4] {
+        let busy = compute_under_load(source, &inputs, k)?;
+        compute_slowdown.push(Slowdown {
+            loaders: k,
+            factor: (busy / alone.max(1e-9)).max(1.0),
+        });
+    }
     Ok(Profile {
         architecture: model.architecture().into(),
         threads: edgerun_tensor::parallel::threads(),
         reserve_bytes: reserve,
         units,
         throughput,
+        compute_slowdown,
     })
 }
 

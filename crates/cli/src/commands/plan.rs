@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Result};
 use clap::Args;
 use edgerun_runtime::human_bytes;
-use edgerun_runtime::planner::plan;
+use edgerun_runtime::planner::plan_with;
 use edgerun_runtime::profile::profile;
 
 use super::profile::{load_profile, profiling_inputs};
@@ -45,7 +45,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     };
     let units = profile.unit_costs();
     let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
-    let plan = plan(&units, profile.reserve_bytes, args.budget, args.max_loaders, &profile.throughput).ok_or_else(|| {
+    let plan = plan_with(&units, profile.reserve_bytes, args.budget, args.max_loaders, &profile.throughput, &profile.slowdowns()).ok_or_else(|| {
         anyhow!("a budget of {} bytes is below this model's minimum of {} bytes (largest unit plus activations)", args.budget, largest + profile.reserve_bytes)
     })?;
     let mut out = std::io::stdout().lock();

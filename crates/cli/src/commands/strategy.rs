@@ -175,12 +175,13 @@ impl StrategyArgs {
         };
         let profile = super::profile::load_profile(path)?;
         let budget = self.budget.unwrap_or(u64::MAX);
-        let plan = edgerun_runtime::planner::plan(
+        let plan = edgerun_runtime::planner::plan_with(
             &profile.unit_costs(),
             profile.reserve_bytes,
             budget,
             8,
             &profile.throughput,
+            &profile.slowdowns(),
         )
         .ok_or_else(|| {
             anyhow::anyhow!("the profile's units do not fit a budget of {budget} bytes")
