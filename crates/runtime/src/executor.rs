@@ -123,7 +123,7 @@ pub fn minimum_bytes(
 }
 
 /// Holds the activation reserve of a pass against the governor, sized from `state`.
-fn reserve_activations(
+pub(crate) fn reserve_activations(
     governor: &Arc<Governor>,
     model: &dyn Model,
     state: &State,
@@ -161,7 +161,7 @@ impl FullExecutor {
                 RuntimeError::Budget(format!("loading every stage needs more than the budget of {} bytes (stage {} does not fit); use --strategy stream", governor.cap(), stage.id))
             })?);
             weights.push(source.load_stage(i, stage, read)?);
-            bytes_read += source.read_bytes(i, stage, read);
+            bytes_read += source.read_bytes(i, stage);
         }
         let stats = ExecStats {
             load_s: started.elapsed().as_secs_f64(),
@@ -187,14 +187,13 @@ impl Executor for FullExecutor {
     fn run_stages(&self, state: &mut State) -> Result<()> {
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
         let started = Instant::now();
-        let mut memory = MemorySample::default();
+        let mut pass = ExecStats::default();
         for (i, w) in self.weights.iter().enumerate() {
             self.model.run_stage(i, w, state)?;
-            memory = memory.max(MemorySample::now());
+            pass.memory = pass.memory.max(MemorySample::now());
         }
-        let mut stats = self.stats.lock().expect("stats lock");
-        stats.compute_s += started.elapsed().as_secs_f64();
-        stats.memory = stats.memory.max(memory);
+        pass.compute_s = started.elapsed().as_secs_f64();
+        self.stats.lock().expect("stats lock").add(&pass);
         Ok(())
     }
 
@@ -262,7 +261,7 @@ impl Executor for StreamExecutor<'_> {
             let loading = Instant::now();
             stats.wait_s += (loading - waited).as_secs_f64();
             let weights = self.source.load_stage(i, stage, self.read)?;
-            stats.bytes_read += self.source.read_bytes(i, stage, self.read);
+            stats.bytes_read += self.source.read_bytes(i, stage);
             let computing = Instant::now();
             stats.load_s += (computing - loading).as_secs_f64();
             self.model.run_stage(i, &weights, state)?;

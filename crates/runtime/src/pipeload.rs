@@ -15,7 +15,9 @@ use std::time::Instant;
 use edgerun_models::{Model, State, UnitWeights};
 use edgerun_store::{ModelSource, ReadOptions};
 
-use crate::executor::{check_minimum, minimum_bytes, reserve_bytes, ExecStats};
+use crate::executor::{
+    check_minimum, minimum_bytes, reserve_activations, reserve_bytes, ExecStats,
+};
 use crate::governor::{Governor, Lease};
 use crate::memory::MemorySample;
 use crate::trace::{SpanKind, Trace, Track};
@@ -199,7 +201,7 @@ impl<'s> PipeLoadExecutor<'s> {
                 lease,
                 load_s: loading.elapsed().as_secs_f64(),
                 wait_s: (loading - waited).as_secs_f64(),
-                bytes: self.source.read_bytes(index, stage, self.read),
+                bytes: self.source.read_bytes(index, stage),
             },
             (Err(error), _) => Event::Failed { error },
             (Ok(_), Some(why)) => Event::Failed {
@@ -220,10 +222,7 @@ impl Executor for PipeLoadExecutor<'_> {
 
     fn run_stages(&self, state: &mut State) -> Result<()> {
         check_minimum(&self.governor, self.minimum_bytes(state))?;
-        let _reserve = self.governor.acquire(
-            reserve_bytes(self.model.as_ref(), state),
-            "the activation reserve",
-        )?;
+        let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
         let units = self.model.stages().len();
         let pin_plan = self.pin_plan.get_or_init(|| {
             let sizes: Vec<u64> = self
@@ -302,45 +301,46 @@ impl Executor for PipeLoadExecutor<'_> {
                         .expect("pinned lock")
                         .get(&index)
                         .map(|(w, _)| w.clone());
-                    if let Some(weights) = resident {
-                        let computing = Instant::now();
-                        self.model.run_stage(index, &weights, state)?;
-                        self.record(Track::Inference, SpanKind::Compute, index, computing);
-                        stats.compute_s += computing.elapsed().as_secs_f64();
-                        continue;
-                    }
-                    let waiting = Instant::now();
-                    while !ready.contains_key(&index) {
-                        match events.recv() {
-                            Ok(Event::Loaded {
-                                index: i,
-                                weights,
-                                lease,
-                                load_s,
-                                wait_s,
-                                bytes,
-                            }) => {
-                                stats.load_s += load_s;
-                                stats.wait_s += wait_s;
-                                stats.bytes_read += bytes;
-                                ready.insert(i, (weights, lease));
+                    // Resident units hold their lease in `pinned`; loaded ones bring theirs.
+                    let (weights, lease) = match resident {
+                        Some(weights) => (weights, None),
+                        None => {
+                            let waiting = Instant::now();
+                            while !ready.contains_key(&index) {
+                                match events.recv() {
+                                    Ok(Event::Loaded {
+                                        index: i,
+                                        weights,
+                                        lease,
+                                        load_s,
+                                        wait_s,
+                                        bytes,
+                                    }) => {
+                                        stats.load_s += load_s;
+                                        stats.wait_s += wait_s;
+                                        stats.bytes_read += bytes;
+                                        ready.insert(i, (weights, lease));
+                                    }
+                                    Ok(Event::Failed { error, .. }) => return Err(error),
+                                    Ok(Event::Used { .. }) => unreachable!("the daemon's event"),
+                                    Err(_) => {
+                                        return Err(RuntimeError::Unsupported(format!(
+                                            "loaders stopped before unit {index} arrived"
+                                        )))
+                                    }
+                                }
                             }
-                            Ok(Event::Failed { error, .. }) => return Err(error),
-                            Ok(Event::Used { .. }) => unreachable!("the daemon's event"),
-                            Err(_) => {
-                                return Err(RuntimeError::Unsupported(format!(
-                                    "loaders stopped before unit {index} arrived"
-                                )))
-                            }
+                            let (weights, lease) = ready.remove(&index).expect("present");
+                            self.record(Track::Inference, SpanKind::WaitUnit, index, waiting);
+                            (weights, Some(lease))
                         }
-                    }
-                    let (weights, lease) = ready.remove(&index).expect("present");
-                    self.record(Track::Inference, SpanKind::WaitUnit, index, waiting);
+                    };
                     let computing = Instant::now();
                     self.model.run_stage(index, &weights, state)?;
                     self.record(Track::Inference, SpanKind::Compute, index, computing);
                     stats.compute_s += computing.elapsed().as_secs_f64();
                     stats.memory = stats.memory.max(MemorySample::now());
+                    let Some(lease) = lease else { continue };
                     if pin {
                         self.pinned
                             .lock()

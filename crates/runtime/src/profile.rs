@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use edgerun_models::{Inputs, RunOptions};
+use edgerun_models::{Inputs, Model, RunOptions};
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 use serde::{Deserialize, Serialize};
 
@@ -80,8 +80,12 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// One streamed pass whose compute is timed while `loaders` threads keep reading units.
-fn compute_under_load(source: &ModelSource, inputs: &Inputs, loaders: usize) -> Result<f64> {
-    let model = source.model()?;
+fn compute_under_load(
+    source: &ModelSource,
+    model: &dyn Model,
+    inputs: &Inputs,
+    loaders: usize,
+) -> Result<f64> {
     let stages = model.stages();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut state = model.start(inputs.clone(), RunOptions::default())?;
@@ -139,19 +143,19 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
         .map(|(i, stage)| UnitProfile {
             id: stage.id.clone(),
             resident_bytes: source.resident_bytes(i, stage, DIRECT),
-            read_bytes: source.read_bytes(i, stage, DIRECT),
+            read_bytes: source.read_bytes(i, stage),
             load_s: load_s[i],
             compute_s: median(&compute[i]),
         })
         .collect();
     let throughput = [1, 2, 4]
         .iter()
-        .map(|&k| aggregate_throughput(source, k))
+        .map(|&k| aggregate_throughput(source, model.as_ref(), k))
         .collect::<Result<Vec<_>>>()?;
     let alone: f64 = compute.iter().map(|c| median(c)).sum();
     let mut compute_slowdown = Vec::new();
     for k in [1, 2, 4] {
-        let busy = compute_under_load(source, &inputs, k)?;
+        let busy = compute_under_load(source, model.as_ref(), &inputs, k)?;
         compute_slowdown.push(Slowdown {
             loaders: k,
             factor: (busy / alone.max(1e-9)).max(1.0),
@@ -168,8 +172,11 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
 }
 
 /// Reads every unit once with `loaders` threads (O_DIRECT) and returns bytes per second.
-fn aggregate_throughput(source: &ModelSource, loaders: usize) -> Result<Throughput> {
-    let model = source.model()?;
+fn aggregate_throughput(
+    source: &ModelSource,
+    model: &dyn Model,
+    loaders: usize,
+) -> Result<Throughput> {
     let stages = model.stages();
     let next = AtomicUsize::new(0);
     let started = Instant::now();
@@ -184,7 +191,7 @@ fn aggregate_throughput(source: &ModelSource, loaders: usize) -> Result<Throughp
                             return Ok(bytes);
                         };
                         drop(source.load_stage(i, stage, DIRECT)?);
-                        bytes += source.read_bytes(i, stage, DIRECT);
+                        bytes += source.read_bytes(i, stage);
                     }
                 })
             })

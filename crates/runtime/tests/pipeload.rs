@@ -285,7 +285,7 @@ fn generation_keeps_units_resident_across_tokens_and_matches_full() {
         let passes = 6;
         let read = executor.stats().bytes_read;
         let every_unit_every_pass: u64 = (0..units)
-            .map(|i| source.read_bytes(i, &executor.model().stages()[i], ReadOptions::default()))
+            .map(|i| source.read_bytes(i, &executor.model().stages()[i]))
             .sum::<u64>()
             * passes;
         assert!(

@@ -81,7 +81,7 @@ impl ModelSource {
     }
 
     /// Bytes of the file a stage's load reads (or touches, when mapped).
-    pub fn read_bytes(&self, index: usize, stage: &StageSpec, _read: ReadOptions) -> u64 {
+    pub fn read_bytes(&self, index: usize, stage: &StageSpec) -> u64 {
         match self {
             Self::Hf(f) => f.stage_bytes(stage).unwrap_or(0) as u64,
             Self::Packed(p) => p.manifest().units[index].length,

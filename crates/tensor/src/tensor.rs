@@ -172,17 +172,13 @@ impl Tensor {
 
     /// The values as an owned vector, copying only if the storage is shared or borrowed.
     pub fn into_values(self) -> Vec<f32> {
-        if self.is_contiguous() && self.offset == 0 {
-            if let Storage::Owned(values) = &self.storage {
-                if values.len() == self.len() {
-                    let Storage::Owned(values) = self.storage else {
-                        unreachable!()
-                    };
-                    return Arc::try_unwrap(values).unwrap_or_else(|shared| (*shared).clone());
-                }
+        let whole = self.is_contiguous() && self.offset == 0;
+        match self.storage {
+            Storage::Owned(values) if whole && values.len() == self.len() => {
+                Arc::try_unwrap(values).unwrap_or_else(|shared| (*shared).clone())
             }
+            _ => self.contiguous().values().to_vec(),
         }
-        self.contiguous().values().to_vec()
     }
 
     /// A dense copy of a strided view, or a cheap clone of an already dense tensor.

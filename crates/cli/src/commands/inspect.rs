@@ -27,7 +27,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             stage.id.clone(),
             stage.tensors.len(),
             stage.parameters(),
-            folder.read_bytes(i, stage, Default::default()),
+            folder.read_bytes(i, stage),
             dtypes.into_iter().collect::<Vec<_>>().join(","),
         ));
     }
