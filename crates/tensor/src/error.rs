@@ -25,6 +25,8 @@ pub enum TensorError {
     RaggedBytes { len: usize, dtype: &'static str },
     #[error("token id {id} is outside the embedding table of {rows} rows")]
     IndexOutOfRange { id: i64, rows: usize },
+    #[error("{0}")]
+    Unsupported(String),
     #[error("cannot allocate {bytes} bytes aligned to {align}")]
     Alloc { bytes: usize, align: usize },
 }

@@ -7,6 +7,7 @@
 pub mod buffer;
 pub mod dtype;
 pub mod error;
+pub mod fixed;
 pub mod kernels;
 pub mod parallel;
 pub mod tensor;

@@ -1,13 +1,18 @@
-//! Scaled dot-product multi-head attention with padding and causal masks.
+//! Multi-head attention with padding and causal masks, in any [`AttentionAlgorithm`].
 //!
 //! Q is dense `[batch, queries, heads * head_dim]`; K and V are [`KvRef`]s, rows of the same
 //! width whose batches may sit further apart (a KV cache read in place). Each (batch, head) pair
-//! is one job: two gemm calls over per-head views, no transposes or copies of K and V.
+//! is one job. Softmax and shift-softmax in f32 run two gemm calls over per-head views with no
+//! copies of K and V; the linear and fixed-point variants copy the head into dense rows first.
 
 use rayon::prelude::*;
 
-use crate::kernels::matmul::{matmul_strided, MatRef};
-use crate::kernels::softmax::softmax_rows;
+use super::attention_variant::{AttentionAlgorithm, AttentionVariant};
+use super::linear_attention::{sima_head, taylor_head, Head};
+use super::matmul::{matmul_strided, MatRef};
+use super::shift_softmax::shift_softmax_rows;
+use super::softmax::softmax_rows;
+use crate::fixed::{self, FixedPoint, HeadOperands};
 use crate::{Result, Tensor, TensorError};
 
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +71,21 @@ pub fn attention(
     mask: AttentionMask,
     scale: f32,
 ) -> Result<Tensor> {
+    attention_with(q, k, v, layout, mask, scale, &AttentionAlgorithm::default())
+}
+
+/// Attention of any variant. Linear variants read the padding mask as binary (a key whose bias
+/// is below -1e4 is hidden); SimA and fixed-point Taylor refuse causal masks
+/// ([`AttentionAlgorithm::check_causal`]).
+pub fn attention_with(
+    q: &Tensor,
+    k: KvRef,
+    v: KvRef,
+    layout: HeadLayout,
+    mask: AttentionMask,
+    scale: f32,
+    algorithm: &AttentionAlgorithm,
+) -> Result<Tensor> {
     let HeadLayout { heads, head_dim } = layout;
     let width = heads * head_dim;
     let q = q.contiguous();
@@ -102,60 +122,30 @@ pub fn attention(
             });
         }
     }
-    let past = kv_len - queries.min(kv_len);
-    let (qv, kv, vv) = (q.values(), k.data, v.data);
-    let (k_bs, k_rs) = (k.batch_stride, width);
-    let (v_bs, v_rs) = (v.batch_stride, width);
+    algorithm.check_causal(mask.causal)?;
+    let job = Job {
+        q: q.values(),
+        k,
+        v,
+        layout,
+        mask,
+        scale,
+        queries,
+        kv_len,
+        past: kv_len - queries.min(kv_len),
+    };
 
     let mut per_head = vec![0.0f32; batch * heads * queries * head_dim];
     per_head
         .par_chunks_mut((queries * head_dim).max(1))
         .enumerate()
-        .for_each(|(job, out)| {
-            let (b, h) = (job / heads, job % heads);
-            let q_view = MatRef {
-                data: &qv[b * queries * width + h * head_dim..],
-                rows: queries,
-                cols: head_dim,
-                row_stride: width,
-                col_stride: 1,
-            };
-            let k_view = MatRef {
-                data: &kv[b * k_bs + h * head_dim..],
-                rows: kv_len,
-                cols: head_dim,
-                row_stride: k_rs,
-                col_stride: 1,
-            };
-            let mut scores = vec![0.0f32; queries * kv_len];
-            matmul_strided(&mut scores, kv_len, q_view, k_view.t(), false);
-            for (i, row) in scores.chunks_exact_mut(kv_len.max(1)).enumerate() {
-                let bias = mask.key_bias.map(|m| &m[b * kv_len..(b + 1) * kv_len]);
-                for (j, s) in row.iter_mut().enumerate() {
-                    *s *= scale;
-                    if let Some(bias) = bias {
-                        *s += bias[j];
-                    }
-                    if mask.causal && j > past + i {
-                        *s = f32::NEG_INFINITY;
-                    }
-                }
+        .for_each(|(index, out)| {
+            let (b, h) = (index / heads, index % heads);
+            match (algorithm.variant, &algorithm.fixed_point) {
+                (AttentionVariant::Softmax, None) => job.scored(b, h, out, softmax_rows),
+                (AttentionVariant::ShiftSoftmax, None) => job.scored(b, h, out, shift_softmax_rows),
+                (variant, fixed_point) => job.dense(b, h, variant, fixed_point.as_ref(), out),
             }
-            softmax_rows(&mut scores, kv_len);
-            let v_view = MatRef {
-                data: &vv[b * v_bs + h * head_dim..],
-                rows: kv_len,
-                cols: head_dim,
-                row_stride: v_rs,
-                col_stride: 1,
-            };
-            matmul_strided(
-                out,
-                head_dim,
-                MatRef::row_major(&scores, queries, kv_len),
-                v_view,
-                false,
-            );
         });
 
     let mut out = vec![0.0f32; batch * queries * width];
@@ -169,4 +159,194 @@ pub fn attention(
         }
     }
     Tensor::from_vec(&[batch, queries, width], out)
+}
+
+/// Everything one (batch, head) job reads.
+struct Job<'a> {
+    q: &'a [f32],
+    k: KvRef<'a>,
+    v: KvRef<'a>,
+    layout: HeadLayout,
+    mask: AttentionMask<'a>,
+    scale: f32,
+    queries: usize,
+    kv_len: usize,
+    /// Keys before the first query's own position.
+    past: usize,
+}
+
+impl Job<'_> {
+    fn view<'d>(&self, data: &'d [f32], offset: usize, rows: usize) -> MatRef<'d> {
+        let width = self.layout.heads * self.layout.head_dim;
+        MatRef {
+            data: &data[offset..],
+            rows,
+            cols: self.layout.head_dim,
+            row_stride: width,
+            col_stride: 1,
+        }
+    }
+
+    fn q_view(&self, b: usize, h: usize) -> MatRef<'_> {
+        let width = self.layout.heads * self.layout.head_dim;
+        let offset = b * self.queries * width + h * self.layout.head_dim;
+        self.view(self.q, offset, self.queries)
+    }
+
+    fn kv_view<'d>(&self, kv: &KvRef<'d>, b: usize, h: usize) -> MatRef<'d> {
+        let offset = b * kv.batch_stride + h * self.layout.head_dim;
+        let width = self.layout.heads * self.layout.head_dim;
+        MatRef {
+            data: &kv.data[offset..],
+            rows: self.kv_len,
+            cols: self.layout.head_dim,
+            row_stride: width,
+            col_stride: 1,
+        }
+    }
+
+    /// Score-matrix variants: `normalise(Q K^T * scale + mask) V` with a row normaliser.
+    fn scored(&self, b: usize, h: usize, out: &mut [f32], normalise: fn(&mut [f32], usize)) {
+        let (queries, kv_len) = (self.queries, self.kv_len);
+        let mut scores = vec![0.0f32; queries * kv_len];
+        let k_view = self.kv_view(&self.k, b, h);
+        matmul_strided(&mut scores, kv_len, self.q_view(b, h), k_view.t(), false);
+        let bias = self.mask.key_bias.map(|m| &m[b * kv_len..(b + 1) * kv_len]);
+        for (i, row) in scores.chunks_exact_mut(kv_len.max(1)).enumerate() {
+            for (j, s) in row.iter_mut().enumerate() {
+                *s *= self.scale;
+                if let Some(bias) = bias {
+                    *s += bias[j];
+                }
+                if self.mask.causal && j > self.past + i {
+                    *s = f32::NEG_INFINITY;
+                }
+            }
+        }
+        normalise(&mut scores, kv_len);
+        let probabilities = MatRef::row_major(&scores, queries, kv_len);
+        let v_view = self.kv_view(&self.v, b, h);
+        matmul_strided(out, self.layout.head_dim, probabilities, v_view, false);
+    }
+
+    /// Variants that work on dense copies of the head: Taylor, SimA, and all of fixed point.
+    fn dense(
+        &self,
+        b: usize,
+        h: usize,
+        variant: AttentionVariant,
+        fixed_point: Option<&FixedPoint>,
+        out: &mut [f32],
+    ) {
+        let gather = |m: MatRef| -> Vec<f32> {
+            (0..m.rows)
+                .flat_map(|r| (0..m.cols).map(move |c| m.data[r * m.row_stride + c]))
+                .collect()
+        };
+        let (q, k, v) = (
+            gather(self.q_view(b, h)),
+            gather(self.kv_view(&self.k, b, h)),
+            gather(self.kv_view(&self.v, b, h)),
+        );
+        let visible: Vec<bool> = match self.mask.key_bias {
+            Some(bias) => bias[b * self.kv_len..(b + 1) * self.kv_len]
+                .iter()
+                .map(|&x| x > -1e4)
+                .collect(),
+            None => vec![true; self.kv_len],
+        };
+        let head = Head {
+            q: &q,
+            k: &k,
+            v: &v,
+            queries: self.queries,
+            keys: self.kv_len,
+            dim: self.layout.head_dim,
+            visible: &visible,
+        };
+        let causal_past = self.mask.causal.then_some(self.past);
+        match fixed_point {
+            None => match variant {
+                AttentionVariant::Taylor(centre) => {
+                    taylor_head(&head, centre, 1.0 / self.scale, causal_past, out)
+                }
+                AttentionVariant::Sima => sima_head(&head, out),
+                AttentionVariant::Softmax | AttentionVariant::ShiftSoftmax => {
+                    unreachable!("scored variants run in Job::scored")
+                }
+            },
+            Some(fp) => fixed_head(fp, &head, variant, self.scale, causal_past, out),
+        }
+    }
+}
+
+/// A head in fixed point: quantise, run the integer kernel, dequantise into `out`.
+fn fixed_head(
+    fp: &FixedPoint,
+    head: &Head,
+    variant: AttentionVariant,
+    scale: f32,
+    causal_past: Option<usize>,
+    out: &mut [f32],
+) {
+    let (nq, d) = (head.queries, head.dim);
+    let q = fp.quantize_all(head.q);
+    let result = match variant {
+        AttentionVariant::Taylor(centre) => {
+            let mut k = Vec::new();
+            let mut v = Vec::new();
+            for j in (0..head.keys).filter(|&j| head.visible[j]) {
+                k.extend(fp.quantize_all(&head.k[j * d..(j + 1) * d]));
+                v.extend(fp.quantize_all(&head.v[j * d..(j + 1) * d]));
+            }
+            let operands = HeadOperands {
+                q: &q,
+                k: &k,
+                v: &v,
+                queries: nq,
+                keys: k.len() / d.max(1),
+                dim: d,
+            };
+            fixed::taylor_head(fp, &operands, centre, 1.0 / scale)
+        }
+        _ => fixed_shift_softmax_head(fp, head, &q, scale, causal_past),
+    };
+    match result {
+        Ok(z) => out
+            .iter_mut()
+            .zip(&z)
+            .for_each(|(o, &r)| *o = fp.format.to_f32(r)),
+        // The shapes were checked by `attention_with`; a mismatch here is a bug.
+        Err(e) => panic!("fixed-point head: {e}"),
+    }
+}
+
+/// `shift_softmax(Q K^T * scale) V` in fixed point: scores narrowed to the data format, scaled
+/// by the quantised `scale`, normalised by shift-and-add, multiplied by V.
+fn fixed_shift_softmax_head(
+    fp: &FixedPoint,
+    head: &Head,
+    q: &[i16],
+    scale: f32,
+    causal_past: Option<usize>,
+) -> Result<Vec<i16>> {
+    let (nq, nk, d) = (head.queries, head.keys, head.dim);
+    let f = fp.frac_bits();
+    let k_t = fixed::transpose(&fp.quantize_all(head.k), nk, d);
+    let v = fp.quantize_all(head.v);
+    let scale_q = fp.quantize(scale) as i64;
+    let scores = fixed::matmul(fp, q, &k_t, [nq, d, nk], f)?;
+    let mut probabilities = vec![0i16; nq * nk];
+    let mut visible = vec![false; nk];
+    for (i, row) in probabilities.chunks_exact_mut(nk.max(1)).enumerate() {
+        let scaled: Vec<i16> = scores[i * nk..(i + 1) * nk]
+            .iter()
+            .map(|&s| fp.narrow(s as i64 * scale_q, f))
+            .collect();
+        for (j, seen) in visible.iter_mut().enumerate() {
+            *seen = head.visible[j] && !matches!(causal_past, Some(past) if j > past + i);
+        }
+        fixed::shift_softmax_row(fp, &scaled, &visible, row);
+    }
+    fixed::matmul(fp, &probabilities, &v, [nq, nk, d], f)
 }

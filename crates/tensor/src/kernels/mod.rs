@@ -3,17 +3,21 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_variant;
 pub mod conv;
 pub mod elementwise;
 pub mod embedding;
+mod linear_attention;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod rotary;
+pub mod shift_softmax;
 pub mod softmax;
 
 pub use activation::Activation;
-pub use attention::{attention, AttentionMask, HeadLayout, KvRef};
+pub use attention::{attention, attention_with, AttentionMask, HeadLayout, KvRef};
+pub use attention_variant::{AttentionAlgorithm, AttentionVariant, Centre};
 pub use conv::{conv2d, Conv2dParams};
 pub use elementwise::add;
 pub use embedding::embedding;
@@ -21,4 +25,5 @@ pub use matmul::{linear, matmul, matmul_into, matmul_strided, MatRef};
 pub use norm::{batch_norm, layer_norm};
 pub use pool::{adaptive_avg_pool2d, max_pool2d};
 pub use rotary::{rotary_interleaved, RotaryTable};
+pub use shift_softmax::shift_softmax_rows;
 pub use softmax::softmax_rows;

@@ -1,0 +1,69 @@
+//! The divider-free shift-and-add softmax in f32: the same steps as `fixed::softmax` (powers
+//! of two by Mitchell's approximation, `log2 e` as 1.4375, the division as a subtraction of
+//! logarithms) without quantisation, so its error is the approximation's alone.
+
+/// `2^u` for `u <= 0` as `(1 + frac(u)) * 2^floor(u)`.
+fn pow2_mitchell(u: f32) -> f32 {
+    let int = u.floor();
+    (1.0 + (u - int)) * 2f32.powi(int.max(-126.0) as i32)
+}
+
+/// `log2 s` for `s >= 1` as exponent + mantissa fraction.
+fn log2_mitchell(s: f32) -> f32 {
+    let e = s.log2().floor();
+    e + (s / 2f32.powi(e as i32) - 1.0)
+}
+
+/// Shift-softmax of each `row_len` run of `values` in place; -inf entries are masked (0), a
+/// fully masked row is zeros.
+pub fn shift_softmax_rows(values: &mut [f32], row_len: usize) {
+    if row_len == 0 {
+        return;
+    }
+    for row in values.chunks_exact_mut(row_len) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+            continue;
+        }
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = if *v == f32::NEG_INFINITY {
+                f32::NEG_INFINITY
+            } else {
+                (*v - max) * 1.4375
+            };
+            if v.is_finite() {
+                sum += pow2_mitchell(*v);
+            }
+        }
+        let log_sum = log2_mitchell(sum);
+        for v in row.iter_mut() {
+            *v = if v.is_finite() {
+                pow2_mitchell((*v - log_sum).min(0.0))
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_to_softmax_and_exact_on_uniform_rows() {
+        let mut uniform = vec![0.3f32; 8];
+        shift_softmax_rows(&mut uniform, 8);
+        assert!(uniform.iter().all(|&p| p == 0.125));
+        let mut row = vec![0.1f32, -1.0, 2.0, 0.5];
+        let mut exact = row.clone();
+        crate::kernels::softmax_rows(&mut exact, 4);
+        shift_softmax_rows(&mut row, 4);
+        for (a, b) in row.iter().zip(&exact) {
+            assert!((a - b).abs() < 0.08, "{row:?} vs {exact:?}");
+        }
+        assert!(row[2] > row[3] && row[3] > row[0] && row[0] > row[1]);
+    }
+}
