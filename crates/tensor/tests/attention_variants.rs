@@ -129,6 +129,8 @@ fn weighted_reference(
     out
 }
 
+type CentreFn = fn(&[Vec<f64>]) -> Vec<Vec<f64>>;
+
 fn centre_tokens(k: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let d = k.first().map_or(0, Vec::len);
     let mu: Vec<f64> = (0..d)
@@ -169,7 +171,7 @@ proptest! {
     /// and without a causal mask (prefix sums), for both centring axes.
     #[test]
     fn taylor_equals_its_quadratic_form(c in case(24, 9, 0.3), causal in any::<bool>(), tokens in any::<bool>()) {
-        let (centre, centre_fn): (Centre, fn(&[Vec<f64>]) -> Vec<Vec<f64>>) = if tokens {
+        let (centre, centre_fn): (Centre, CentreFn) = if tokens {
             (Centre::Tokens, centre_tokens)
         } else {
             (Centre::Features, centre_features)
