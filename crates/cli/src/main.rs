@@ -33,6 +33,9 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Sentence embeddings with a sentence-transformers model folder.
     Embed(commands::embed::EmbedArgs),
+    /// Every attention variant (Taylor, SimA, shift-softmax, fixed point) against softmax:
+    /// FLOPs and fidelity on one model and input.
+    EvalAttention(commands::eval_attention::EvalAttentionArgs),
     /// Architecture, parameters, and bytes and dtypes per stage.
     Inspect(commands::inspect::InspectArgs),
     /// Pack an HF folder into a store of aligned, checksummed units.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Embed(args) => commands::embed::run(args),
+        Command::EvalAttention(args) => commands::eval_attention::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Pack(args) => commands::pack::run(args),
         Command::Synth(args) => commands::synth::run(args),

@@ -302,3 +302,21 @@ fn truncated_packed_store_fails_at_open() {
     patch_file(&packed.join("weights.bin"), |b| b.truncate(b.len() / 2));
     expect_failure(&packed, &s.0.join("inputs.safetensors"), "truncated");
 }
+
+#[test]
+fn attention_without_a_fixed_point_form_is_refused() {
+    let s = Scratch::new("attention-fixed");
+    tiny_bert(&s.0);
+    let input = s.0.join("inputs.safetensors");
+    let flags = ["--attention", "sima", "--fixed-point", "Q8.8"];
+    expect_failure_with(&s.0, &input, &flags, "no fixed-point form");
+}
+
+#[test]
+fn malformed_q_format_is_refused() {
+    let s = Scratch::new("attention-qformat");
+    tiny_bert(&s.0);
+    let input = s.0.join("inputs.safetensors");
+    let flags = ["--attention", "taylor", "--fixed-point", "Q9.9"];
+    expect_failure_with(&s.0, &input, &flags, "Q9.9");
+}

@@ -197,6 +197,7 @@ pub(crate) fn self_attention(
     scale: f32,
 ) -> Result<Tensor> {
     let bias = state.key_bias();
+    let algorithm = state.options.attention;
     let mask = AttentionMask {
         key_bias: bias.as_deref(),
         causal,
@@ -206,13 +207,17 @@ pub(crate) fn self_attention(
         Some(cache) => {
             cache.write(layer, state.past, k, v)?;
             let (kr, vr) = cache.view(layer, state.past + state.seq);
-            Ok(kernels::attention(q, kr, vr, layout, mask, scale)?)
+            Ok(kernels::attention_with(
+                q, kr, vr, layout, mask, scale, &algorithm,
+            )?)
         }
         None => {
             let (k, v) = (k.contiguous(), v.contiguous());
             let kr = KvRef::dense(k.values(), state.seq, width);
             let vr = KvRef::dense(v.values(), state.seq, width);
-            Ok(kernels::attention(q, kr, vr, layout, mask, scale)?)
+            Ok(kernels::attention_with(
+                q, kr, vr, layout, mask, scale, &algorithm,
+            )?)
         }
     }
 }

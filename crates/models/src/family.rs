@@ -39,6 +39,10 @@ pub trait Model: Send + Sync {
     fn causal(&self) -> Option<CausalInfo> {
         None
     }
+    /// Whether any stage runs attention (what `--attention` swaps).
+    fn has_attention(&self) -> bool {
+        true
+    }
     /// An upper estimate of the activation bytes live at once during a pass on `state`
     /// (KV cache and recorded hidden states included): the governor reserves it up front.
     fn activation_bytes(&self, state: &State) -> u64;

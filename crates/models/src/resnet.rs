@@ -240,6 +240,10 @@ impl ResNet {
 }
 
 impl Model for ResNet {
+    fn has_attention(&self) -> bool {
+        false
+    }
+
     fn architecture(&self) -> &str {
         if self.classifier.is_some() {
             "ResNetForImageClassification"

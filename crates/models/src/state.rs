@@ -1,7 +1,7 @@
 //! The state a forward pass threads through its stages: activations, masks, positions, the KV
 //! cache, and the outputs collected so far.
 
-use edgerun_tensor::kernels::KvRef;
+use edgerun_tensor::kernels::{AttentionAlgorithm, KvRef};
 use edgerun_tensor::Tensor;
 
 use crate::{IdTensor, Inputs, ModelError, Result};
@@ -15,6 +15,8 @@ pub struct RunOptions {
     pub extra_tokens: usize,
     /// Compute logits for the last position only (generation needs no more).
     pub last_logits_only: bool,
+    /// The attention every layer runs (softmax in f32 unless asked otherwise).
+    pub attention: AttentionAlgorithm,
 }
 
 /// Keys and values of every layer: `[batch, capacity, width]` each, the first `len` rows filled.

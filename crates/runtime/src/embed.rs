@@ -16,6 +16,10 @@ pub struct Embedder {
 }
 
 impl Embedder {
+    pub fn model(&self) -> &dyn edgerun_models::Model {
+        self.executor.model()
+    }
+
     pub fn load(folder: &ModelSource) -> Result<Self> {
         let tokenizer_json = folder.read_optional("tokenizer.json")?.ok_or_else(|| {
             RuntimeError::Unsupported(format!(
@@ -38,12 +42,17 @@ impl Embedder {
 
     /// `[texts, dim]` sentence embeddings.
     pub fn embed(&self, texts: &[String]) -> Result<Tensor> {
+        self.embed_with(texts, RunOptions::default())
+    }
+
+    /// [`Embedder::embed`] with run options (another attention, for one).
+    pub fn embed_with(&self, texts: &[String], options: RunOptions) -> Result<Tensor> {
         let inputs = self.tokenizer.encode_batch(texts)?;
         let mask = inputs
             .attention_mask
             .clone()
             .expect("the tokenizer returns a mask");
-        let outputs = self.executor.forward(inputs, RunOptions::default())?;
+        let outputs = self.executor.forward(inputs, options)?;
         let hidden = outputs.get("last_hidden_state").ok_or_else(|| {
             RuntimeError::Unsupported(format!(
                 "{} gives no token embeddings to pool",

@@ -2,6 +2,7 @@
 //! feeds only the new token; rows that emitted EOS keep emitting the pad token.
 
 use edgerun_models::{IdTensor, Inputs, ModelError, ModelKind, RunOptions};
+use edgerun_tensor::kernels::AttentionAlgorithm;
 
 use crate::{Executor, Result, RuntimeError};
 
@@ -10,6 +11,8 @@ pub struct GenerateOptions {
     pub max_new_tokens: usize,
     /// Stop early when every row has produced EOS.
     pub stop_at_eos: bool,
+    /// The attention every layer runs.
+    pub attention: AttentionAlgorithm,
 }
 
 /// Returns `[batch, prompt + generated]` token ids.
@@ -41,6 +44,7 @@ pub fn generate(
         hidden_states: false,
         extra_tokens: options.max_new_tokens,
         last_logits_only: true,
+        attention: options.attention,
     };
     let has_mask = inputs.attention_mask.is_some();
     let mut state = model.start(inputs, options_run)?;

@@ -5,6 +5,7 @@
 //! overlaps loading (N agents) with in-order compute under the same cap. On top of any executor,
 //! [`generate`] decodes greedily with the KV cache and [`embed`] pools sentence embeddings.
 
+pub mod attention_eval;
 pub mod embed;
 pub mod error;
 pub mod executor;
@@ -16,6 +17,7 @@ pub mod planner;
 pub mod profile;
 pub mod trace;
 
+pub use attention_eval::{evaluate_attention, EvalInput, VariantReport};
 pub use embed::Embedder;
 pub use error::{Result, RuntimeError};
 pub use executor::{human_bytes, ExecStats, Executor, FullExecutor, Outputs, StreamExecutor};

@@ -88,6 +88,7 @@ fn greedy(dir: &Path, new_tokens: usize) -> IdTensor {
         &GenerateOptions {
             max_new_tokens: new_tokens,
             stop_at_eos: true,
+            attention: Default::default(),
         },
     )
     .unwrap()

@@ -4,34 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{fixtures, read_all, Expected};
+use common::{fixtures, minilm, read_all, Expected};
 use edgerun_models::tokenizer::Tokenizer;
 use edgerun_runtime::Embedder;
 use edgerun_store::ModelSource;
-
-fn minilm() -> Option<PathBuf> {
-    let dir = std::env::var_os("EDGERUN_MINILM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        });
-    if dir.join("model.safetensors").exists() {
-        return Some(dir);
-    }
-    if std::env::var_os("EDGERUN_REQUIRE_MINILM").is_some() {
-        panic!(
-            "EDGERUN_REQUIRE_MINILM is set but {} has no model (run scripts/fetch-minilm.sh)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: {} not found (run scripts/fetch-minilm.sh)",
-        dir.display()
-    );
-    None
-}
 
 fn sentences(root: &std::path::Path) -> Vec<String> {
     let meta: serde_json::Value =

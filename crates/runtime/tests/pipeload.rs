@@ -241,6 +241,7 @@ fn generation_keeps_units_resident_across_tokens_and_matches_full() {
         let options = GenerateOptions {
             max_new_tokens: 6,
             stop_at_eos: false,
+            attention: Default::default(),
         };
         let inputs = || read_inputs(&dir.join("inputs.safetensors")).unwrap();
         let reference =

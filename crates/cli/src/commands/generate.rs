@@ -9,6 +9,7 @@ use edgerun_models::tokenizer::Tokenizer;
 use edgerun_runtime::{generate, GenerateOptions};
 use edgerun_store::{read_inputs, write_tensors, OutputTensor};
 
+use super::attention::AttentionArgs;
 use super::strategy::StrategyArgs;
 
 #[derive(Args)]
@@ -28,11 +29,14 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub output: Option<PathBuf>,
     #[command(flatten)]
+    pub attention: AttentionArgs,
+    #[command(flatten)]
     pub strategy: StrategyArgs,
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let folder = super::open_model(&args.model)?;
+    let attention = args.attention.algorithm(folder.model()?.as_ref())?;
     let tokenizer = match &args.prompt {
         Some(_) => {
             let Some(json) = folder.read_optional("tokenizer.json")? else {
@@ -63,6 +67,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         &GenerateOptions {
             max_new_tokens: args.max_new_tokens,
             stop_at_eos: true,
+            attention,
         },
     )?;
     let elapsed = started.elapsed();

@@ -1,8 +1,10 @@
 //! One module per subcommand, each with its clap arguments and a `run`.
 
+pub mod attention;
 pub mod bench_io;
 pub mod demo;
 pub mod embed;
+pub mod eval_attention;
 pub mod generate;
 pub mod inspect;
 pub mod pack;

@@ -8,6 +8,7 @@ use clap::Args;
 use edgerun_models::RunOptions;
 use edgerun_store::{read_inputs, write_tensors, OutputTensor};
 
+use super::attention::AttentionArgs;
 use super::strategy::StrategyArgs;
 
 #[derive(Args)]
@@ -24,11 +25,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub hidden_states: bool,
     #[command(flatten)]
+    pub attention: AttentionArgs,
+    #[command(flatten)]
     pub strategy: StrategyArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     let source = super::open_model(&args.model)?;
+    let attention = args.attention.algorithm(source.model()?.as_ref())?;
     let inputs = read_inputs(&args.input).context("cannot read inputs")?;
     let started = Instant::now();
     let executor = args.strategy.executor(&source, false)?;
@@ -36,6 +40,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         inputs,
         RunOptions {
             hidden_states: args.hidden_states,
+            attention,
             ..RunOptions::default()
         },
     )?;

@@ -100,3 +100,26 @@ pub fn pack_fixture(fixture: &std::path::Path, tag: &str) -> PathBuf {
     }
     out
 }
+
+/// The real all-MiniLM-L6-v2 folder, or `None` (with a message) when it was not fetched.
+pub fn minilm() -> Option<PathBuf> {
+    let dir = std::env::var_os("EDGERUN_MINILM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
+        });
+    if dir.join("model.safetensors").exists() {
+        return Some(dir);
+    }
+    if std::env::var_os("EDGERUN_REQUIRE_MINILM").is_some() {
+        panic!(
+            "EDGERUN_REQUIRE_MINILM is set but {} has no model (run scripts/fetch-minilm.sh)",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipping: {} not found (run scripts/fetch-minilm.sh)",
+        dir.display()
+    );
+    None
+}

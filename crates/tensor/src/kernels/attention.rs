@@ -5,6 +5,8 @@
 //! is one job. Softmax and shift-softmax in f32 run two gemm calls over per-head views with no
 //! copies of K and V; the linear and fixed-point variants copy the head into dense rows first.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rayon::prelude::*;
 
 use super::attention_variant::{AttentionAlgorithm, AttentionVariant};
@@ -61,6 +63,15 @@ impl<'a> KvRef<'a> {
         Ok(())
     }
 }
+
+/// Arithmetic operations of every attention call in this process so far, by the variant's own
+/// count ([`AttentionVariant::flops`]): an instrument for comparing variants, read as a
+/// difference around a pass.
+pub fn attention_flops() -> u64 {
+    ATTENTION_FLOPS.load(Ordering::Relaxed)
+}
+
+static ATTENTION_FLOPS: AtomicU64 = AtomicU64::new(0);
 
 /// `softmax(Q K^T * scale + mask) V` per head; returns `[batch, queries, heads * head_dim]`.
 pub fn attention(
@@ -123,6 +134,8 @@ pub fn attention_with(
         }
     }
     algorithm.check_causal(mask.causal)?;
+    let flops = algorithm.variant.flops(queries, kv_len, head_dim);
+    ATTENTION_FLOPS.fetch_add((batch * heads) as u64 * flops, Ordering::Relaxed);
     let job = Job {
         q: q.values(),
         k,

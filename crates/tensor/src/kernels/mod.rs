@@ -16,7 +16,7 @@ pub mod shift_softmax;
 pub mod softmax;
 
 pub use activation::Activation;
-pub use attention::{attention, attention_with, AttentionMask, HeadLayout, KvRef};
+pub use attention::{attention, attention_flops, attention_with, AttentionMask, HeadLayout, KvRef};
 pub use attention_variant::{AttentionAlgorithm, AttentionVariant, Centre};
 pub use conv::{conv2d, Conv2dParams};
 pub use elementwise::add;
