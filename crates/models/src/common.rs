@@ -198,6 +198,7 @@ pub(crate) fn self_attention(
 ) -> Result<Tensor> {
     let bias = state.key_bias();
     let algorithm = state.options.attention;
+    let engine = state.options.taylor_engine.clone();
     let mask = AttentionMask {
         key_bias: bias.as_deref(),
         causal,
@@ -208,7 +209,14 @@ pub(crate) fn self_attention(
             cache.write(layer, state.past, k, v)?;
             let (kr, vr) = cache.view(layer, state.past + state.seq);
             Ok(kernels::attention_with(
-                q, kr, vr, layout, mask, scale, &algorithm,
+                q,
+                kr,
+                vr,
+                layout,
+                mask,
+                scale,
+                &algorithm,
+                engine.as_deref(),
             )?)
         }
         None => {
@@ -216,7 +224,14 @@ pub(crate) fn self_attention(
             let kr = KvRef::dense(k.values(), state.seq, width);
             let vr = KvRef::dense(v.values(), state.seq, width);
             Ok(kernels::attention_with(
-                q, kr, vr, layout, mask, scale, &algorithm,
+                q,
+                kr,
+                vr,
+                layout,
+                mask,
+                scale,
+                &algorithm,
+                engine.as_deref(),
             )?)
         }
     }

@@ -1,6 +1,9 @@
 //! The state a forward pass threads through its stages: activations, masks, positions, the KV
 //! cache, and the outputs collected so far.
 
+use std::sync::Arc;
+
+use edgerun_tensor::fixed::TaylorEngine;
 use edgerun_tensor::kernels::{AttentionAlgorithm, KvRef};
 use edgerun_tensor::Tensor;
 
@@ -17,6 +20,8 @@ pub struct RunOptions {
     pub last_logits_only: bool,
     /// The attention every layer runs (softmax in f32 unless asked otherwise).
     pub attention: AttentionAlgorithm,
+    /// Computes fixed-point Taylor heads instead of the kernel (an accelerator simulator).
+    pub taylor_engine: Option<Arc<dyn TaylorEngine>>,
 }
 
 /// Keys and values of every layer: `[batch, capacity, width]` each, the first `len` rows filled.

@@ -45,6 +45,7 @@ pub fn generate(
         extra_tokens: options.max_new_tokens,
         last_logits_only: true,
         attention: options.attention,
+        taylor_engine: None,
     };
     let has_mask = inputs.attention_mask.is_some();
     let mut state = model.start(inputs, options_run)?;

@@ -69,7 +69,7 @@ fn run(c: &Case, algorithm: AttentionAlgorithm, causal: bool) -> Vec<f32> {
     };
     let scale = 1.0 / (c.dim as f32).sqrt();
     let (k, v) = (KvRef::dense(&c.k, c.keys, w), KvRef::dense(&c.v, c.keys, w));
-    attention_with(&q, k, v, layout, mask, scale, &algorithm)
+    attention_with(&q, k, v, layout, mask, scale, &algorithm, None)
         .unwrap()
         .values()
         .to_vec()

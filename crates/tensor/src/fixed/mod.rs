@@ -10,4 +10,4 @@ pub mod taylor;
 pub use format::{AccumulatorBits, FixedPoint, QFormat, Rounding};
 pub use matmul::{matmul, matmul_acc, transpose};
 pub use softmax::shift_softmax_row;
-pub use taylor::{taylor_head, HeadOperands};
+pub use taylor::{taylor_head, HeadOperands, TaylorEngine};

@@ -125,6 +125,18 @@ pub fn divide(
     out
 }
 
+/// Something that computes whole fixed-point Taylor heads: the kernel below, or an accelerator
+/// simulator that must return the same values.
+pub trait TaylorEngine: Send + Sync + std::fmt::Debug {
+    fn taylor_head(
+        &self,
+        fp: &FixedPoint,
+        head: &HeadOperands,
+        centre: Centre,
+        c: f32,
+    ) -> Result<Vec<i16>>;
+}
+
 /// The whole head: column accumulator, the three products, the divider.
 pub fn taylor_head(
     fp: &FixedPoint,

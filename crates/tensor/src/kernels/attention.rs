@@ -14,7 +14,7 @@ use super::linear_attention::{sima_head, taylor_head, Head};
 use super::matmul::{matmul_strided, MatRef};
 use super::shift_softmax::shift_softmax_rows;
 use super::softmax::softmax_rows;
-use crate::fixed::{self, FixedPoint, HeadOperands};
+use crate::fixed::{self, FixedPoint, HeadOperands, TaylorEngine};
 use crate::{Result, Tensor, TensorError};
 
 #[derive(Clone, Copy, Debug)]
@@ -82,12 +82,23 @@ pub fn attention(
     mask: AttentionMask,
     scale: f32,
 ) -> Result<Tensor> {
-    attention_with(q, k, v, layout, mask, scale, &AttentionAlgorithm::default())
+    attention_with(
+        q,
+        k,
+        v,
+        layout,
+        mask,
+        scale,
+        &AttentionAlgorithm::default(),
+        None,
+    )
 }
 
 /// Attention of any variant. Linear variants read the padding mask as binary (a key whose bias
 /// is below -1e4 is hidden); SimA and fixed-point Taylor refuse causal masks
-/// ([`AttentionAlgorithm::check_causal`]).
+/// ([`AttentionAlgorithm::check_causal`]). `engine`, if given, computes the fixed-point Taylor
+/// heads in place of [`fixed::taylor_head`] (an accelerator simulator, for one).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_with(
     q: &Tensor,
     k: KvRef,
@@ -96,6 +107,7 @@ pub fn attention_with(
     mask: AttentionMask,
     scale: f32,
     algorithm: &AttentionAlgorithm,
+    engine: Option<&dyn TaylorEngine>,
 ) -> Result<Tensor> {
     let HeadLayout { heads, head_dim } = layout;
     let width = heads * head_dim;
@@ -152,14 +164,17 @@ pub fn attention_with(
     per_head
         .par_chunks_mut((queries * head_dim).max(1))
         .enumerate()
-        .for_each(|(index, out)| {
+        .try_for_each(|(index, out)| {
             let (b, h) = (index / heads, index % heads);
             match (algorithm.variant, &algorithm.fixed_point) {
                 (AttentionVariant::Softmax, None) => job.scored(b, h, out, softmax_rows),
                 (AttentionVariant::ShiftSoftmax, None) => job.scored(b, h, out, shift_softmax_rows),
-                (variant, fixed_point) => job.dense(b, h, variant, fixed_point.as_ref(), out),
+                (variant, fixed_point) => {
+                    return job.dense(b, h, variant, fixed_point.as_ref(), engine, out)
+                }
             }
-        });
+            Ok(())
+        })?;
 
     let mut out = vec![0.0f32; batch * queries * width];
     for b in 0..batch {
@@ -249,8 +264,9 @@ impl Job<'_> {
         h: usize,
         variant: AttentionVariant,
         fixed_point: Option<&FixedPoint>,
+        engine: Option<&dyn TaylorEngine>,
         out: &mut [f32],
-    ) {
+    ) -> Result<()> {
         let gather = |m: MatRef| -> Vec<f32> {
             (0..m.rows)
                 .flat_map(|r| (0..m.cols).map(move |c| m.data[r * m.row_stride + c]))
@@ -288,8 +304,11 @@ impl Job<'_> {
                     unreachable!("scored variants run in Job::scored")
                 }
             },
-            Some(fp) => fixed_head(fp, &head, variant, self.scale, causal_past, out),
+            Some(fp) => {
+                return fixed_head(fp, &head, variant, self.scale, causal_past, engine, out)
+            }
         }
+        Ok(())
     }
 }
 
@@ -300,8 +319,9 @@ fn fixed_head(
     variant: AttentionVariant,
     scale: f32,
     causal_past: Option<usize>,
+    engine: Option<&dyn TaylorEngine>,
     out: &mut [f32],
-) {
+) -> Result<()> {
     let (nq, d) = (head.queries, head.dim);
     let q = fp.quantize_all(head.q);
     let result = match variant {
@@ -320,18 +340,25 @@ fn fixed_head(
                 keys: k.len() / d.max(1),
                 dim: d,
             };
-            fixed::taylor_head(fp, &operands, centre, 1.0 / scale)
+            match engine {
+                Some(engine) => engine.taylor_head(fp, &operands, centre, 1.0 / scale),
+                None => fixed::taylor_head(fp, &operands, centre, 1.0 / scale),
+            }
         }
         _ => fixed_shift_softmax_head(fp, head, &q, scale, causal_past),
     };
-    match result {
-        Ok(z) => out
-            .iter_mut()
-            .zip(&z)
-            .for_each(|(o, &r)| *o = fp.format.to_f32(r)),
-        // The shapes were checked by `attention_with`; a mismatch here is a bug.
-        Err(e) => panic!("fixed-point head: {e}"),
+    let z = result?;
+    if z.len() != out.len() {
+        return Err(TensorError::Shape {
+            op: "fixed-point attention head",
+            expected: format!("{} values", out.len()),
+            got: vec![z.len()],
+        });
     }
+    out.iter_mut()
+        .zip(&z)
+        .for_each(|(o, &r)| *o = fp.format.to_f32(r));
+    Ok(())
 }
 
 /// `shift_softmax(Q K^T * scale) V` in fixed point: scores narrowed to the data format, scaled
