@@ -1,7 +1,9 @@
 //! The cycle-level array against its two oracles: SCALE-Sim's closed forms (cycles and SRAM
 //! counts) and `edgerun_tensor::fixed::matmul_acc` (every accumulator, bit for bit).
 
-use edgerun_accel::systolic::{closed_form_cycles, closed_form_sram, simulate, Operands};
+use edgerun_accel::systolic::{
+    closed_form_cycles, closed_form_sram, closed_form_stats, simulate, Operands,
+};
 use edgerun_accel::{ArrayShape, Dataflow, GemmDims};
 use edgerun_tensor::fixed::{matmul_acc, AccumulatorBits, FixedPoint};
 use proptest::prelude::*;
@@ -35,6 +37,11 @@ fn check(shape: ArrayShape, dataflow: Dataflow, dims: GemmDims, fp: &FixedPoint,
         "{label}"
     );
     assert_eq!(run.stats.mac_pe_cycles, dims.macs(), "{label}");
+    assert_eq!(
+        run.stats,
+        closed_form_stats(shape, dataflow, dims),
+        "{label}"
+    );
     assert_eq!(
         run.output,
         matmul_acc(fp, &a, &b, [dims.m, dims.k, dims.n]).unwrap(),

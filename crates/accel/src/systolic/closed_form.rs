@@ -2,7 +2,7 @@
 //! (the index of the last cycle, folds back to back) and SRAM element counts. The simulator
 //! must reproduce these from first principles; the tests hold it to them.
 
-use super::SramCounts;
+use super::{GemmStats, SramCounts};
 use crate::{ArrayShape, Dataflow, GemmDims};
 
 fn ceil(a: usize, b: usize) -> u64 {
@@ -46,6 +46,45 @@ pub fn closed_form_sram(shape: ArrayShape, dataflow: Dataflow, d: GemmDims) -> S
             ofmap_reads: mn * ceil(d.k, r).saturating_sub(1),
             ofmap_writes: mn * ceil(d.k, r),
         },
+    }
+}
+
+/// Every count [`super::simulate`] reports, from formulas: what a GEMM too large to simulate
+/// cycle by cycle costs. The tests hold it equal to the simulation.
+///
+/// Register writes: a real operand is written once per PE it passes (C along a row, R down a
+/// column); a preloaded one once; a partial sum once per row.
+pub fn closed_form_stats(shape: ArrayShape, dataflow: Dataflow, d: GemmDims) -> GemmStats {
+    let (r, c) = (shape.rows, shape.cols);
+    let sram = closed_form_sram(shape, dataflow, d);
+    let folds = match dataflow {
+        Dataflow::OutputStationary => ceil(d.m, r) * ceil(d.n, c),
+        Dataflow::WeightStationary => ceil(d.k, r) * ceil(d.n, c),
+        Dataflow::InputStationary => ceil(d.k, r) * ceil(d.m, c),
+    };
+    let busy_cycles = if d.m * d.n * d.k == 0 {
+        0
+    } else {
+        closed_form_cycles(shape, dataflow, d) + 1
+    };
+    let (r64, c64) = (r as u64, c as u64);
+    let register_writes = match dataflow {
+        Dataflow::OutputStationary => sram.ifmap_reads * c64 + sram.filter_reads * r64,
+        Dataflow::WeightStationary => {
+            sram.filter_reads + sram.ifmap_reads * c64 + sram.ofmap_writes * r64
+        }
+        Dataflow::InputStationary => {
+            sram.ifmap_reads + sram.filter_reads * c64 + sram.ofmap_writes * r64
+        }
+    };
+    let macs = d.macs();
+    GemmStats {
+        busy_cycles,
+        folds,
+        mac_pe_cycles: macs,
+        idle_pe_cycles: busy_cycles * (r64 * c64) - macs,
+        register_writes,
+        sram,
     }
 }
 

@@ -12,7 +12,7 @@ mod closed_form;
 mod output_stationary;
 mod stationary;
 
-pub use closed_form::{closed_form_cycles, closed_form_sram};
+pub use closed_form::{closed_form_cycles, closed_form_sram, closed_form_stats};
 
 use edgerun_tensor::fixed::FixedPoint;
 
