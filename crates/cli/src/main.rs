@@ -48,6 +48,9 @@ enum Command {
     Plan(commands::plan::PlanArgs),
     /// Cold sequential read throughput of a file, buffered and O_DIRECT.
     BenchIo(commands::bench_io::BenchIoArgs),
+    /// Accelerator simulators: a systolic GEMM, or a ViT on the SAMM.
+    #[command(subcommand)]
+    Sim(commands::sim::SimCommand),
     /// Synthesize BERT-base and run it: the quick start.
     Demo(commands::demo::DemoArgs),
 }
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Pack(args) => commands::pack::run(args),
         Command::Synth(args) => commands::synth::run(args),
+        Command::Sim(command) => commands::sim::run(command),
         Command::Demo(args) => commands::demo::run(args),
         Command::BenchIo(args) => commands::bench_io::run(args),
         Command::Profile(args) => commands::profile::run(args),

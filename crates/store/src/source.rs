@@ -46,6 +46,14 @@ impl ModelSource {
         }
     }
 
+    /// The model's config.json text (a packed store keeps it in its manifest).
+    pub fn config_json(&self) -> String {
+        match self {
+            Self::Hf(f) => f.config_json().to_string(),
+            Self::Packed(p) => p.manifest().config.to_string(),
+        }
+    }
+
     pub fn model(&self) -> Result<Box<dyn Model>> {
         match self {
             Self::Hf(f) => f.model(),

@@ -11,6 +11,9 @@ pub mod pack;
 pub mod plan;
 pub mod profile;
 pub mod run;
+pub mod sim;
+pub mod sim_gemm;
+pub mod sim_samm;
 pub mod strategy;
 pub mod synth;
 
