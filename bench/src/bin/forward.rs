@@ -1,12 +1,15 @@
 //! Warm forward latency of a model folder, weights in memory, batch 1: prints one JSON line.
 //!
-//! `forward --model DIR --task bert|vit|gpt2|resnet [--runs 20] [--threads 2] [--seq 128]`
+//! `forward --model DIR --task bert|vit|gpt2|resnet [--runs 20] [--threads 2] [--seq 128]
+//! [--attention softmax|taylor|sima|shift-softmax] [--fixed Q8.8]`
 //! For gpt2 it also times decoding: `--decode 32` new tokens after the prompt, per token.
 
 use edgerun_bench::{arg, median, time_runs};
 use edgerun_models::{IdTensor, Inputs, RunOptions};
 use edgerun_runtime::{Executor, FullExecutor};
 use edgerun_store::ModelSource;
+use edgerun_tensor::fixed::{FixedPoint, QFormat};
+use edgerun_tensor::kernels::{AttentionAlgorithm, AttentionVariant};
 use edgerun_tensor::Tensor;
 
 fn main() {
@@ -16,6 +19,15 @@ fn main() {
     let threads: usize = arg("--threads", 2);
     let seq: usize = arg("--seq", 128);
     let decode: usize = arg("--decode", 32);
+    let attention: String = arg("--attention", "softmax".to_string());
+    let fixed: String = arg("--fixed", String::new());
+    let fixed_point = (!fixed.is_empty()).then(|| FixedPoint {
+        format: QFormat::parse(&fixed).expect("--fixed Q-format"),
+        ..FixedPoint::q8_8()
+    });
+    let algorithm = AttentionAlgorithm::new(AttentionVariant::parse(&attention).expect("--attention"), fixed_point)
+        .expect("attention and fixed point");
+    let run_options = RunOptions { attention: algorithm, ..RunOptions::default() };
     edgerun_tensor::parallel::set_threads(threads);
     let folder = ModelSource::open(std::path::Path::new(&model)).expect("model folder");
     let executor = FullExecutor::load(&folder).expect("load");
@@ -29,16 +41,17 @@ fn main() {
         other => panic!("unknown --task {other:?}"),
     };
     let times = time_runs(3, runs, || {
-        executor.forward(inputs.clone(), RunOptions::default()).expect("forward");
+        executor.forward(inputs.clone(), run_options.clone()).expect("forward");
     });
     let mut report = serde_json::json!({
-        "engine": "edgerun", "task": task, "threads": threads, "runs": runs,
+        "engine": "edgerun", "task": task, "threads": threads, "runs": runs, "seq": seq,
+        "attention": attention, "fixed_point": fixed,
         "forward_ms": median(&times) * 1e3,
     });
     if task == "gpt2" {
         // Per-token decode: a prompt of `seq` tokens in the cache, then one token per step.
         let per_token = time_runs(1, runs.min(5), || {
-            let options = RunOptions { extra_tokens: decode, last_logits_only: true, ..RunOptions::default() };
+            let options = RunOptions { extra_tokens: decode, last_logits_only: true, ..run_options.clone() };
             let mut state = executor.model().start(inputs.clone(), options).unwrap();
             executor.run_stages(&mut state).unwrap();
             let t = std::time::Instant::now();

@@ -248,6 +248,12 @@ fn print_report(r: &edgerun_accel::samm::SammReport, w: &VitWorkload, c: &SammCo
         100.0 * p.gating_reduction
     );
     println!(
+        "attention datapath alone: {:.3} uJ gated, {:.3} uJ ungated ({:.1}% less with clock gating)",
+        p.attention_gated_pj * 1e-6,
+        p.attention_ungated_pj * 1e-6,
+        100.0 * p.attention_gating_reduction
+    );
+    println!(
         "energy per inference: {:.3} uJ gated, {:.3} uJ ungated (DRAM {:.3} uJ of each)",
         p.energy_per_inference_gated_j * 1e6,
         p.energy_per_inference_ungated_j * 1e6,

@@ -108,8 +108,7 @@ pub(crate) fn taylor_head(
         }
     };
     let Some(past) = causal_past else {
-        add_until(&mut sums, head.keys);
-        let (k_sum, g) = sums.centred(centre);
+        let (k_sum, g, sums) = all_keys(head, centre);
         let qm = MatRef::row_major(head.q, head.queries, d);
         matmul_strided(out, d, qm, MatRef::row_major(&g, d, d), false);
         for (i, row) in out.chunks_exact_mut(d.max(1)).enumerate() {
@@ -129,6 +128,44 @@ pub(crate) fn taylor_head(
         }
         finish_row(row, q, &k_sum, &sums, c);
     }
+}
+
+/// `(k_sum, G, sums)` over every visible key, with `G = K^^T V` as one gemm: the non-causal
+/// path, where no prefix is needed.
+fn all_keys(head: &Head, centre: Centre) -> (Vec<f32>, Vec<f32>, KeySums) {
+    let d = head.dim;
+    let visible: Vec<usize> = (0..head.keys).filter(|&j| head.visible[j]).collect();
+    let n = visible.len();
+    let mut k_hat = Vec::with_capacity(n * d);
+    let mut v = Vec::with_capacity(n * d);
+    for &j in &visible {
+        let row = &head.k[j * d..(j + 1) * d];
+        match centre {
+            Centre::Features => k_hat.extend(feature_centred(row)),
+            Centre::Tokens => k_hat.extend_from_slice(row),
+        }
+        v.extend_from_slice(&head.v[j * d..(j + 1) * d]);
+    }
+    if centre == Centre::Tokens && n > 0 {
+        let mut mu = vec![0.0f32; d];
+        for row in k_hat.chunks_exact(d.max(1)) {
+            mu.iter_mut().zip(row).for_each(|(m, &x)| *m += x);
+        }
+        mu.iter_mut().for_each(|m| *m /= n as f32);
+        for row in k_hat.chunks_exact_mut(d.max(1)) {
+            row.iter_mut().zip(&mu).for_each(|(x, &m)| *x -= m);
+        }
+    }
+    let mut sums = KeySums::new(d);
+    sums.count = n as f32;
+    for (kr, vr) in k_hat.chunks_exact(d.max(1)).zip(v.chunks_exact(d.max(1))) {
+        sums.k.iter_mut().zip(kr).for_each(|(s, &x)| *s += x);
+        sums.v.iter_mut().zip(vr).for_each(|(s, &x)| *s += x);
+    }
+    let mut g = vec![0.0f32; d * d];
+    let km = MatRef::row_major(&k_hat, n, d);
+    matmul_strided(&mut g, d, km.t(), MatRef::row_major(&v, n, d), false);
+    (sums.k.clone(), g, sums)
 }
 
 /// `row` holds `q G`; turns it into `(c v_sum + q G) / (n c + q k_sum)`.

@@ -2,16 +2,19 @@
 //! of two by Mitchell's approximation, `log2 e` as 1.4375, the division as a subtraction of
 //! logarithms) without quantisation, so its error is the approximation's alone.
 
-/// `2^u` for `u <= 0` as `(1 + frac(u)) * 2^floor(u)`.
+/// `2^u` for `u <= 0` as `(1 + frac(u)) * 2^floor(u)`; the power of two is written straight
+/// into the exponent field, as a shifter would apply it.
 fn pow2_mitchell(u: f32) -> f32 {
     let int = u.floor();
-    (1.0 + (u - int)) * 2f32.powi(int.max(-126.0) as i32)
+    let exponent = (int.max(-126.0) as i32 + 127) as u32;
+    (1.0 + (u - int)) * f32::from_bits(exponent << 23)
 }
 
-/// `log2 s` for `s >= 1` as exponent + mantissa fraction.
+/// `log2 s` for normal `s >= 1` as exponent + mantissa fraction (the leading-one detector).
 fn log2_mitchell(s: f32) -> f32 {
-    let e = s.log2().floor();
-    e + (s / 2f32.powi(e as i32) - 1.0)
+    let bits = s.to_bits();
+    let exponent = (bits >> 23) as i32 - 127;
+    exponent as f32 + (bits & 0x7f_ffff) as f32 / (1u32 << 23) as f32
 }
 
 /// Shift-softmax of each `row_len` run of `values` in place; -inf entries are masked (0), a
