@@ -88,3 +88,27 @@ fn paper_arrays_are_the_default() {
     assert_eq!(c.kv_array, ArrayShape { rows: 16, cols: 32 });
     assert_eq!(c.qk_array, ArrayShape { rows: 17, cols: 1 });
 }
+
+proptest! {
+    /// Clock gating never costs energy, whatever the activity and node.
+    #[test]
+    fn gating_never_costs_more(
+        macs in 0u64..1_000_000, idle in 0u64..1_000_000, writes in 0u64..1_000_000,
+        sram in 0u64..1_000_000, node in 0usize..4, sram_kib in 1u64..4096,
+    ) {
+        use edgerun_accel::energy::{price, Activity, EnergyTable, Node};
+        let node = [Node::Nm45, Node::Nm65, Node::Nm90, Node::Nm180][node];
+        let activity = Activity {
+            mac_pe_cycles: macs,
+            idle_pe_cycles: idle,
+            register_writes: writes,
+            sram_words: sram,
+            ..Activity::default()
+        };
+        let table = EnergyTable::at(node);
+        let gated = price(&table, &activity, sram_kib << 10, true).total_pj();
+        let ungated = price(&table, &activity, sram_kib << 10, false).total_pj();
+        prop_assert!(gated <= ungated);
+        prop_assert!(gated >= 0.0);
+    }
+}
