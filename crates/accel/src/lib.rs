@@ -6,6 +6,7 @@
 //! - [`samm`]: the ViTALiTy SAMM datapath (three arrays, column accumulator, divider) and the
 //!   controller that sequences a whole ViT on it.
 
+pub mod arap;
 pub mod array;
 pub mod energy;
 pub mod error;

@@ -82,6 +82,67 @@ fn a_vit_on_the_samm_matches_the_fixed_point_model() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_vit_encoder_runs_on_the_arap_within_its_bound() {
+    let dir = scratch("arap");
+    common::write_model(&dir, VIT, &|n| {
+        n == "classifier.weight" || n.starts_with("vit.")
+    });
+    let trace = dir.join("trace.json");
+    let asm = dir.join("program.s");
+    let out = edgerun(&[
+        "sim",
+        "arap",
+        "--model",
+        dir.to_str().unwrap(),
+        "--json",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--asm",
+        asm.to_str().unwrap(),
+    ]);
+    let report = json(&out);
+    let rel = report["rel_error"].as_f64().unwrap();
+    assert!(
+        rel > 0.0 && rel <= report["rel_error_bound"].as_f64().unwrap(),
+        "{report}"
+    );
+    assert!(report["cycles"].as_u64().unwrap() > 0);
+    for peg in ["PEG00", "PEG01", "PEG10", "PEG11"] {
+        assert!(report["utilization"][peg].as_f64().unwrap() > 0.0, "{peg}");
+    }
+    assert!(report["handshake_stall_cycles"].as_u64().is_some());
+    assert_eq!(report["instruction_counts"]["smv"], 8);
+    let events: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    assert!(events["traceEvents"].as_array().unwrap().len() > 50);
+    let program = std::fs::read_to_string(&asm).unwrap();
+    assert!(
+        program.lines().any(|l| l.starts_with("wait p00 s")),
+        "{program}"
+    );
+    let one_layer = json(&edgerun(&[
+        "sim",
+        "arap",
+        "--model",
+        dir.to_str().unwrap(),
+        "--layers",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(one_layer["compared_with"], "hidden_states.1");
+    let bad = edgerun(&[
+        "sim",
+        "arap",
+        "--model",
+        dir.to_str().unwrap(),
+        "--layers",
+        "9",
+    ]);
+    expect_clean_failure(&bad, "--layers");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn expect_clean_failure(output: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

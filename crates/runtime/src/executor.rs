@@ -145,6 +145,11 @@ impl FullExecutor {
         Self::load_with(source, ReadOptions::default(), Governor::new(u64::MAX))
     }
 
+    /// Every stage's bound weights, in stage order (a compiler for an accelerator reads them).
+    pub fn weights(&self) -> &[UnitWeights] {
+        &self.weights
+    }
+
     pub fn load_with(
         source: &ModelSource,
         read: ReadOptions,

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod profile;
 pub mod run;
 pub mod sim;
+pub mod sim_arap;
 pub mod sim_gemm;
 pub mod sim_samm;
 pub mod strategy;

@@ -11,7 +11,7 @@ use edgerun_accel::energy::Node;
 use edgerun_accel::samm::controller::report;
 use edgerun_accel::samm::{SammConfig, SammEngine, VitWorkload};
 use edgerun_accel::{ArrayShape, Dataflow};
-use edgerun_models::{Inputs, RunOptions};
+use edgerun_models::RunOptions;
 use edgerun_runtime::attention_eval::{row_cosines, top1_agreement};
 use edgerun_runtime::{Executor, FullExecutor, Outputs};
 use edgerun_store::read_inputs;
@@ -67,7 +67,7 @@ pub fn run(args: SimSammArgs) -> Result<()> {
     }
     let inputs = match &args.input {
         Some(path) => read_inputs(path).context("cannot read inputs")?,
-        None => default_image(&source.config_json())?,
+        None => super::sim::default_image(&source.config_json())?,
     };
     let batch = inputs
         .pixel_values
@@ -169,22 +169,6 @@ fn primary<'a>(
         }
     }
     bail!("the model returned neither logits nor last_hidden_state")
-}
-
-/// One `[1, channels, size, size]` image of reproducible values in [-1, 1).
-fn default_image(config_json: &str) -> Result<Inputs> {
-    let config: serde_json::Value = serde_json::from_str(config_json)?;
-    let get = |key: &str, default: u64| {
-        config.get(key).and_then(|v| v.as_u64()).unwrap_or(default) as usize
-    };
-    let (channels, size) = (get("num_channels", 3), get("image_size", 224));
-    let values: Vec<f32> = (0..channels * size * size)
-        .map(|i| ((i as f32 * 0.618_034).fract() * 2.0) - 1.0)
-        .collect();
-    Ok(Inputs {
-        pixel_values: Some(Tensor::from_vec(&[1, channels, size, size], values)?),
-        ..Inputs::default()
-    })
 }
 
 fn print_report(r: &edgerun_accel::samm::SammReport, w: &VitWorkload, c: &SammConfig, node: Node) {
