@@ -222,6 +222,25 @@ fn layer_norm(fp: &FixedPoint, a: &Operand, params: &Operand, out: &Produced) ->
     error
 }
 
+/// How far the shift-and-add probabilities of `scores` are from the exact softmax of the
+/// same scores: (largest absolute difference, sum of absolute differences, count).
+pub fn softmax_deviation(fp: &FixedPoint, scores: &Operand) -> (f64, f64, usize) {
+    let len = scores.cols;
+    let mask = vec![true; len];
+    let (exact, _) = exact_softmax(fp, scores, &mask);
+    let mut approx = vec![0i16; len];
+    let (mut max, mut sum) = (0.0f64, 0.0);
+    for (i, row) in scores.values.chunks_exact(len.max(1)).enumerate() {
+        edgerun_tensor::fixed::shift_softmax_row(fp, row, &mask, &mut approx);
+        for j in 0..len {
+            let d = (fp.format.to_f32(approx[j]) as f64 - exact[i * len + j]).abs();
+            max = max.max(d);
+            sum += d;
+        }
+    }
+    (max, sum, scores.values.len())
+}
+
 /// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)).
 pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))

@@ -98,6 +98,10 @@ pub struct RunResult {
     /// Sub-Gaussian scale of each activation word's error (real units); times
     /// [`super::bound::LAMBDA`] it is the bound (see [`super::bound`]).
     pub activation_error: Vec<f64>,
+    /// The shift-and-add softmax against the exact softmax of the same scores, over every
+    /// probability the run computed: largest and mean absolute difference.
+    pub softmax_max_abs_error: f64,
+    pub softmax_mean_abs_error: f64,
 }
 
 struct Running {
@@ -243,6 +247,7 @@ pub fn run(program: &Program, fp: &FixedPoint) -> Result<RunResult> {
     let mut pc = 0;
     let mut cycle = 0u64;
     let mut issue_stalls = 0u64;
+    let (mut softmax_max, mut softmax_sum, mut softmax_count) = (0.0f64, 0.0, 0usize);
 
     loop {
         let mut changed = false;
@@ -393,6 +398,12 @@ pub fn run(program: &Program, fp: &FixedPoint) -> Result<RunResult> {
             }
             let produced = execute(ins.op, fp, &a_op, b_op.as_ref());
             let error = bound::propagate(ins.op, fp, &a_op, b_op.as_ref(), &produced);
+            if matches!(ins.op, Opcode::Softmax | Opcode::SoftmaxMv) {
+                let (max, sum, count) = bound::softmax_deviation(fp, &a_op);
+                softmax_max = softmax_max.max(max);
+                softmax_sum += sum;
+                softmax_count += count;
+            }
             sources.sort_unstable();
             sources.dedup();
             record.reads_from = sources;
@@ -461,5 +472,7 @@ pub fn run(program: &Program, fp: &FixedPoint) -> Result<RunResult> {
         records: records.into_iter().flatten().collect(),
         activations: memory,
         activation_error: word_error,
+        softmax_max_abs_error: softmax_max,
+        softmax_mean_abs_error: softmax_sum / softmax_count.max(1) as f64,
     })
 }

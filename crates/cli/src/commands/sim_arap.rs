@@ -183,6 +183,8 @@ pub fn run(args: SimArapArgs) -> Result<()> {
             "pegs": result.pegs,
             "instruction_counts": counts,
             "trace_check": "passed",
+            "softmax_max_abs_error": result.softmax_max_abs_error,
+            "softmax_mean_abs_error": result.softmax_mean_abs_error,
             "resources": {"variants": variants, "logic_saving": saving},
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -211,6 +213,10 @@ pub fn run(args: SimArapArgs) -> Result<()> {
     println!("instructions: {}", listed.join(", "));
     println!(
         "encoder output vs the f32 model ({expected_name}): relative Frobenius error {rel_error:.3e} (derived bound {rel_bound:.3e})"
+    );
+    println!(
+        "shift-and-add softmax vs exact softmax of the same scores: max |dp| {:.3e}, mean {:.3e}",
+        result.softmax_max_abs_error, result.softmax_mean_abs_error
     );
     println!("trace checker: every cross-group read follows its handshake");
     for v in &variants {
