@@ -397,7 +397,11 @@ pub fn run(program: &Program, fp: &FixedPoint) -> Result<RunResult> {
                 valid_at[w] = PENDING;
             }
             let produced = execute(ins.op, fp, &a_op, b_op.as_ref());
-            let error = bound::propagate(ins.op, fp, &a_op, b_op.as_ref(), &produced);
+            // Past 1e30 a first-order scale says nothing; capping keeps it finite (and NaN out).
+            let error: Vec<f64> = bound::propagate(ins.op, fp, &a_op, b_op.as_ref(), &produced)
+                .into_iter()
+                .map(|e| e.min(1e30))
+                .collect();
             if matches!(ins.op, Opcode::Softmax | Opcode::SoftmaxMv) {
                 let (max, sum, count) = bound::softmax_deviation(fp, &a_op);
                 softmax_max = softmax_max.max(max);
