@@ -204,35 +204,29 @@ pub(crate) fn self_attention(
         causal,
     };
     let width = layout.heads * layout.head_dim;
+    let attend = |kr, vr| {
+        kernels::attention_with(
+            q,
+            kr,
+            vr,
+            layout,
+            mask,
+            scale,
+            &algorithm,
+            engine.as_deref(),
+        )
+    };
     match state.cache.as_mut() {
         Some(cache) => {
             cache.write(layer, state.past, k, v)?;
             let (kr, vr) = cache.view(layer, state.past + state.seq);
-            Ok(kernels::attention_with(
-                q,
-                kr,
-                vr,
-                layout,
-                mask,
-                scale,
-                &algorithm,
-                engine.as_deref(),
-            )?)
+            Ok(attend(kr, vr)?)
         }
         None => {
             let (k, v) = (k.contiguous(), v.contiguous());
             let kr = KvRef::dense(k.values(), state.seq, width);
             let vr = KvRef::dense(v.values(), state.seq, width);
-            Ok(kernels::attention_with(
-                q,
-                kr,
-                vr,
-                layout,
-                mask,
-                scale,
-                &algorithm,
-                engine.as_deref(),
-            )?)
+            Ok(attend(kr, vr)?)
         }
     }
 }

@@ -2,6 +2,10 @@
 //! O(n^2) form it rewrites, softmax's invariance to centring the keys, SimA against its naive
 //! formula, shift-softmax and the fixed-point kernels against their f32 twins, and masks.
 
+mod common;
+
+use common::close;
+
 use edgerun_tensor::fixed::{self, FixedPoint};
 use edgerun_tensor::kernels::{
     attention_with, AttentionAlgorithm, AttentionMask, AttentionVariant, Centre, HeadLayout, KvRef,
@@ -148,20 +152,6 @@ fn centre_features(k: &[Vec<f64>]) -> Vec<Vec<f64>> {
             r.iter().map(|x| x - m).collect()
         })
         .collect()
-}
-
-fn close(got: &[f32], want: &[f64], tol: f64) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        prop_assert!(
-            (*g as f64 - w).abs() <= tol * (1.0 + w.abs()),
-            "index {}: {} vs {}",
-            i,
-            g,
-            w
-        );
-    }
-    Ok(())
 }
 
 proptest! {

@@ -1,6 +1,10 @@
 //! Every fast kernel against a naive twin written for clarity (f64 accumulation), on random
 //! shapes and values.
 
+mod common;
+
+use common::close;
+
 use edgerun_tensor::kernels::{
     adaptive_avg_pool2d, attention, conv2d, linear, max_pool2d, AttentionMask, Conv2dParams,
     HeadLayout, KvRef,
@@ -10,20 +14,6 @@ use proptest::prelude::*;
 
 fn values(n: usize) -> impl Strategy<Value = Vec<f32>> {
     prop::collection::vec(-1.0f32..1.0, n)
-}
-
-fn close(got: &[f32], want: &[f64], tol: f64) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        prop_assert!(
-            (*g as f64 - w).abs() <= tol * (1.0 + w.abs()),
-            "index {}: {} vs {}",
-            i,
-            g,
-            w
-        );
-    }
-    Ok(())
 }
 
 fn linear_case() -> impl Strategy<Value = (usize, usize, usize, Vec<f32>, Vec<f32>, Vec<f32>)> {

@@ -142,3 +142,37 @@ pub(crate) enum Slot {
     Bubble,
     Real,
 }
+
+/// What the PE array did in one cycle.
+pub(crate) struct CycleActivity {
+    /// Some moving register holds a value or a bubble: the wavefront is still in the array.
+    pub present: bool,
+    pub macs: u64,
+    pub register_writes: u64,
+}
+
+impl CycleActivity {
+    /// Counts the cycle into `stats` for an array of `pes` PEs.
+    pub fn account(&self, stats: &mut GemmStats, pes: usize) {
+        stats.mac_pe_cycles += self.macs;
+        stats.idle_pe_cycles += pes as u64 - self.macs;
+        stats.register_writes += self.register_writes;
+    }
+}
+
+/// One cycle of every PE: the two moving registers of each PE decide presence and register
+/// writes; `fire(p)` performs PE p's multiply-accumulate if its operands are real and says
+/// whether it did.
+pub(crate) fn pe_cycle(moving: [&[Slot]; 2], mut fire: impl FnMut(usize) -> bool) -> CycleActivity {
+    let mut activity = CycleActivity {
+        present: false,
+        macs: 0,
+        register_writes: 0,
+    };
+    for (p, (&first, &second)) in moving[0].iter().zip(moving[1]).enumerate() {
+        activity.present |= first != Slot::Empty || second != Slot::Empty;
+        activity.register_writes += (first == Slot::Real) as u64 + (second == Slot::Real) as u64;
+        activity.macs += fire(p) as u64;
+    }
+    activity
+}

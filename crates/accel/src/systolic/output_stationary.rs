@@ -5,7 +5,7 @@
 
 use edgerun_tensor::fixed::FixedPoint;
 
-use super::{DataflowEngine, GemmStats, Operands, Slot};
+use super::{pe_cycle, DataflowEngine, GemmStats, Operands, Slot};
 use crate::ArrayShape;
 
 pub(crate) struct OutputStationary;
@@ -86,24 +86,17 @@ fn fold(
                 None => Slot::Empty,
             };
         }
-        let mut present = false;
-        let mut macs = 0u64;
-        let mut writes = 0u64;
-        for p in 0..pes {
-            let (sa, sb) = (a_slot[p], b_slot[p]);
-            present |= sa != Slot::Empty || sb != Slot::Empty;
-            writes += (sa == Slot::Real) as u64 + (sb == Slot::Real) as u64;
-            if sa == Slot::Real && sb == Slot::Real {
+        let activity = pe_cycle([&a_slot, &b_slot], |p| {
+            let fire = a_slot[p] == Slot::Real && b_slot[p] == Slot::Real;
+            if fire {
                 acc[p] = fp.mac(acc[p], a_val[p], b_val[p]);
-                macs += 1;
             }
-        }
-        if !present && !feeding {
+            fire
+        });
+        if !activity.present && !feeding {
             break;
         }
-        stats.mac_pe_cycles += macs;
-        stats.idle_pe_cycles += pes as u64 - macs;
-        stats.register_writes += writes;
+        activity.account(stats, pes);
         cycle += 1;
     }
     for i in 0..rows.min(m - i0) {

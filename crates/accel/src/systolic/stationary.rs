@@ -7,7 +7,7 @@
 
 use edgerun_tensor::fixed::FixedPoint;
 
-use super::{DataflowEngine, GemmStats, Operands, Slot};
+use super::{pe_cycle, DataflowEngine, GemmStats, Operands, Slot};
 use crate::ArrayShape;
 
 /// Which operand stays.
@@ -170,19 +170,15 @@ fn fold(
                 None => Slot::Empty,
             };
         }
-        let mut present = false;
-        let mut macs = 0u64;
-        let mut writes = 0u64;
-        for p in 0..pes {
-            let (sx, sp) = (x_slot[p], p_slot[p]);
-            present |= sx != Slot::Empty || sp != Slot::Empty;
-            writes += (sx == Slot::Real) as u64 + (sp == Slot::Real) as u64;
-            if sx == Slot::Real && sp == Slot::Real && held_slot[p] == Slot::Real {
+        let activity = pe_cycle([&x_slot, &p_slot], |p| {
+            let fire =
+                x_slot[p] == Slot::Real && p_slot[p] == Slot::Real && held_slot[p] == Slot::Real;
+            if fire {
                 psum[p] = fp.mac(psum[p], x_val[p], held_val[p]);
-                macs += 1;
             }
-        }
-        if !present && !feeding {
+            fire
+        });
+        if !activity.present && !feeding {
             break;
         }
         // Results leave the bottom row: stream index s = t - 2R + 1 - j.
@@ -196,9 +192,7 @@ fn fold(
                 }
             }
         }
-        stats.mac_pe_cycles += macs;
-        stats.idle_pe_cycles += pes as u64 - macs;
-        stats.register_writes += writes;
+        activity.account(stats, pes);
         cycle += 1;
     }
     stats.busy_cycles += cycle as u64;

@@ -2,6 +2,8 @@
 //! of two by Mitchell's approximation, `log2 e` as 1.4375, the division as a subtraction of
 //! logarithms) without quantisation, so its error is the approximation's alone.
 
+use super::softmax::for_each_visible_row;
+
 /// `2^u` for `u <= 0` as `(1 + frac(u)) * 2^floor(u)`; the power of two is written straight
 /// into the exponent field, as a shifter would apply it.
 fn pow2_mitchell(u: f32) -> f32 {
@@ -20,22 +22,11 @@ fn log2_mitchell(s: f32) -> f32 {
 /// Shift-softmax of each `row_len` run of `values` in place; -inf entries are masked (0), a
 /// fully masked row is zeros.
 pub fn shift_softmax_rows(values: &mut [f32], row_len: usize) {
-    if row_len == 0 {
-        return;
-    }
-    for row in values.chunks_exact_mut(row_len) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::NEG_INFINITY {
-            row.fill(0.0);
-            continue;
-        }
+    for_each_visible_row(values, row_len, |row, max| {
         let mut sum = 0.0;
         for v in row.iter_mut() {
-            *v = if *v == f32::NEG_INFINITY {
-                f32::NEG_INFINITY
-            } else {
-                (*v - max) * 1.4375
-            };
+            // A padding bias of f32::MIN overflows to -inf here, which masks it like -inf.
+            *v = (*v - max) * 1.4375;
             if v.is_finite() {
                 sum += pow2_mitchell(*v);
             }
@@ -48,7 +39,7 @@ pub fn shift_softmax_rows(values: &mut [f32], row_len: usize) {
                 0.0
             };
         }
-    }
+    });
 }
 
 #[cfg(test)]

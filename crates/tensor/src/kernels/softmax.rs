@@ -3,15 +3,7 @@
 /// Softmax of each `row_len` run of `values`, in place. Rows whose entries are all -inf become
 /// zeros rather than NaN (a fully masked query attends to nothing).
 pub fn softmax_rows(values: &mut [f32], row_len: usize) {
-    if row_len == 0 {
-        return;
-    }
-    for row in values.chunks_exact_mut(row_len) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::NEG_INFINITY {
-            row.fill(0.0);
-            continue;
-        }
+    for_each_visible_row(values, row_len, |row, max| {
         let mut sum = 0.0;
         for v in row.iter_mut() {
             *v = (*v - max).exp();
@@ -19,6 +11,26 @@ pub fn softmax_rows(values: &mut [f32], row_len: usize) {
         }
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|v| *v *= inv);
+    });
+}
+
+/// Calls `normalise(row, max)` on each `row_len` run of `values` that has a finite maximum;
+/// rows whose entries are all -inf (fully masked) become zeros.
+pub(crate) fn for_each_visible_row(
+    values: &mut [f32],
+    row_len: usize,
+    mut normalise: impl FnMut(&mut [f32], f32),
+) {
+    if row_len == 0 {
+        return;
+    }
+    for row in values.chunks_exact_mut(row_len) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+        } else {
+            normalise(row, max);
+        }
     }
 }
 
