@@ -40,6 +40,11 @@ impl Linear {
         }
     }
 
+    /// The module path (`classifier.0`): a natural stage id.
+    pub fn id(&self) -> String {
+        self.weight.trim_end_matches(".weight").to_string()
+    }
+
     pub fn conv1d(path: &str, in_dim: usize, out_dim: usize) -> Self {
         Self {
             weight: format!("{path}.weight"),
@@ -231,17 +236,20 @@ pub(crate) fn self_attention(
     }
 }
 
-/// A bias-free convolution followed by eval batch norm and an activation (ResNet, VGG-BN).
+/// A convolution, with or without a bias, then eval batch norm (or none) and an activation:
+/// ResNet's and FCN's bias-free conv + BN, VGG's conv + bias [+ BN].
 #[derive(Clone, Debug)]
 pub(crate) struct ConvBn {
     conv: String,
-    norm: String,
+    bias: Option<String>,
+    norm: Option<String>,
     shape: [usize; 4],
     params: Conv2dParams,
     activation: Activation,
 }
 
 impl ConvBn {
+    /// A bias-free convolution followed by the batch norm at `norm_path`.
     pub fn new(
         conv_path: &str,
         norm_path: &str,
@@ -251,7 +259,8 @@ impl ConvBn {
     ) -> Self {
         Self {
             conv: format!("{conv_path}.weight"),
-            norm: norm_path.to_string(),
+            bias: None,
+            norm: Some(norm_path.to_string()),
             shape: [out_ch, in_ch, kernel, kernel],
             params: Conv2dParams {
                 stride,
@@ -262,22 +271,57 @@ impl ConvBn {
         }
     }
 
+    /// A convolution with a bias and no batch norm.
+    pub fn plain(conv_path: &str, dims: (usize, usize, usize), activation: Activation) -> Self {
+        Self {
+            norm: None,
+            ..Self::new(conv_path, "", dims, 1, activation).with_bias()
+        }
+    }
+
+    /// The convolution's module path (`features.3`).
+    pub fn id(&self) -> String {
+        self.conv.trim_end_matches(".weight").to_string()
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.shape[0]
+    }
+
+    /// Adds the convolution's own bias (`{conv}.bias`).
+    pub fn with_bias(mut self) -> Self {
+        self.bias = Some(self.conv.replace(".weight", ".bias"));
+        self
+    }
+
+    /// Dilates the kernel, padding so the plane keeps its size at stride 1.
+    pub fn dilated(mut self, dilation: usize) -> Self {
+        self.params.dilation = dilation;
+        self.params.padding = dilation * (self.shape[2] - 1) / 2;
+        self
+    }
+
     pub fn specs(&self) -> Vec<TensorSpec> {
         let c = self.shape[0];
         let mut specs = vec![spec(self.conv.clone(), self.shape.to_vec(), Layout::Plain)];
-        for part in ["weight", "bias", "running_mean", "running_var"] {
-            specs.push(spec(
-                format!("{}.{part}", self.norm),
-                vec![c],
-                Layout::Plain,
-            ));
+        if let Some(bias) = &self.bias {
+            specs.push(spec(bias.clone(), vec![c], Layout::Plain));
+        }
+        if let Some(norm) = &self.norm {
+            for part in ["weight", "bias", "running_mean", "running_var"] {
+                specs.push(spec(format!("{norm}.{part}"), vec![c], Layout::Plain));
+            }
         }
         specs
     }
 
     pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
-        let y = kernels::conv2d(x, w.get(&self.conv)?, None, self.params)?;
-        let n = |part: &str| w.get(&format!("{}.{part}", self.norm));
+        let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
+        let y = kernels::conv2d(x, w.get(&self.conv)?, bias, self.params)?;
+        let Some(norm) = &self.norm else {
+            return activate(y, self.activation);
+        };
+        let n = |part: &str| w.get(&format!("{norm}.{part}"));
         Ok(kernels::batch_norm(
             &y,
             n("running_mean")?,

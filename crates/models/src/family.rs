@@ -3,14 +3,14 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{bert, gpt2, gptj, resnet, vit};
+use crate::{bert, gpt2, gptj, resnet, torchvision, vit};
 use crate::{Inputs, ModelError, Result, RunOptions, StageSpec, State, UnitWeights};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
     /// Token encoder (BERT).
     TextEncoder,
-    /// Image model (ViT, ResNet).
+    /// Image model (ViT, ResNet, VGG, FCN).
     Vision,
     /// Decoder-only language model with a KV cache (GPT-2, GPT-J).
     CausalLm,
@@ -57,6 +57,9 @@ pub trait Model: Send + Sync {
 pub fn build_model(config_json: &str, has_tensor: &dyn Fn(&str) -> bool) -> Result<Box<dyn Model>> {
     let value: Value =
         serde_json::from_str(config_json).map_err(|e| ModelError::Config(e.to_string()))?;
+    if value.get("library").and_then(Value::as_str) == Some("torchvision") {
+        return torchvision::build(value, has_tensor);
+    }
     let model_type = value
         .get("model_type")
         .and_then(Value::as_str)

@@ -17,9 +17,12 @@ pub mod state;
 pub mod tokenizer;
 
 pub mod bert;
+pub mod fcn;
 pub mod gpt2;
 pub mod gptj;
 pub mod resnet;
+pub mod torchvision;
+pub mod vgg;
 pub mod vit;
 
 pub use error::{ModelError, Result};

@@ -57,6 +57,8 @@ fn streamed_heap_stays_within_the_minimum_budget() {
         "gpt2-tiny",
         "gptj-tiny",
         "resnet-tiny",
+        "vgg-tiny",
+        "fcn-tiny",
     ] {
         let dir = root.join(name);
         let store = common::pack_fixture(&dir, &format!("heap-{name}"));

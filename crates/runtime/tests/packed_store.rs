@@ -18,6 +18,8 @@ const FIXTURES: &[&str] = &[
     "gpt2-tiny",
     "gptj-tiny",
     "resnet-tiny",
+    "vgg-tiny",
+    "fcn-tiny",
 ];
 
 fn packed_copy(fixture: &Path, tag: &str) -> PathBuf {

@@ -20,6 +20,8 @@ const FIXTURES: &[&str] = &[
     "gpt2-tiny",
     "gptj-tiny",
     "resnet-tiny",
+    "vgg-tiny",
+    "fcn-tiny",
 ];
 
 fn packed(root: &Path, name: &str) -> (PathBuf, ModelSource) {

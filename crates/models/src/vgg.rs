@@ -1,0 +1,182 @@
+//! VGG (torchvision `vgg11`..`vgg19`, with or without `_bn`): 3x3 convolutions with ReLU and
+//! max pools (`features`), an adaptive average pool, and a three-layer classifier. Mirrors
+//! `torchvision/models/vgg.py`; each convolution (with the pool after it) and each classifier
+//! layer is a stage, so VGG-19's 411 MB first classifier layer is a unit of its own.
+
+use edgerun_tensor::kernels::{self, Activation};
+
+use crate::common::{ConvBn, Linear};
+use crate::torchvision::{overridden, TorchvisionConfig};
+use crate::{Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights};
+
+/// A `features` entry: a convolution's output channels or a max pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Layer {
+    Conv(usize),
+    Pool(PoolMark),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub enum PoolMark {
+    M,
+}
+
+fn standard(depth: usize) -> Option<Vec<Layer>> {
+    let layout: &[usize] = match depth {
+        11 => &[64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
+        13 => &[64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
+        16 => &[64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0],
+        19 => &[64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0],
+        _ => return None,
+    };
+    Some(layout.iter().map(|&c| if c == 0 { Layer::Pool(PoolMark::M) } else { Layer::Conv(c) }).collect())
+}
+
+/// One convolution of `features`, and whether a 2x2 max pool follows it.
+struct ConvStage {
+    conv: ConvBn,
+    pool_after: bool,
+}
+
+pub struct Vgg {
+    architecture: String,
+    convs: Vec<ConvStage>,
+    pool_size: usize,
+    classifier: [Linear; 3],
+    stages: Vec<StageSpec>,
+}
+
+impl Vgg {
+    pub fn new(config: &TorchvisionConfig) -> Result<Self> {
+        let arch = config.architecture.as_str();
+        let batch_norm = arch.ends_with("_bn");
+        let depth: usize = arch
+            .trim_start_matches("vgg")
+            .trim_end_matches("_bn")
+            .parse()
+            .map_err(|_| ModelError::UnknownArchitecture(format!("torchvision {arch}")))?;
+        let default = standard(depth).ok_or_else(|| ModelError::UnknownArchitecture(format!("torchvision {arch}")))?;
+        let layers: Vec<Layer> = overridden(config, "cfg", default)?;
+        let pool_size: usize = overridden(config, "pool_size", 7)?;
+        let hidden: usize = overridden(config, "classifier_hidden", 4096)?;
+        if config.num_classes == 0 || pool_size == 0 || hidden == 0 {
+            return Err(ModelError::config("num_classes", "num_classes, pool_size and classifier_hidden must be positive"));
+        }
+        // torchvision numbers features.N over every module: conv, [bn], relu, and pools.
+        let mut convs: Vec<ConvStage> = Vec::new();
+        let (mut index, mut channels) = (0usize, 3usize);
+        for layer in &layers {
+            match *layer {
+                Layer::Pool(_) => {
+                    let last = convs.last_mut().ok_or_else(|| ModelError::config("cfg", "a max pool before any convolution"))?;
+                    last.pool_after = true;
+                    index += 1;
+                }
+                Layer::Conv(out) => {
+                    let conv_path = format!("features.{index}");
+                    let conv = if batch_norm {
+                        let norm = format!("features.{}", index + 1);
+                        ConvBn::new(&conv_path, &norm, (channels, out, 3), 1, Activation::Relu).with_bias()
+                    } else {
+                        ConvBn::plain(&conv_path, (channels, out, 3), Activation::Relu)
+                    };
+                    convs.push(ConvStage { conv, pool_after: false });
+                    index += if batch_norm { 3 } else { 2 };
+                    channels = out;
+                }
+            }
+        }
+        if convs.is_empty() {
+            return Err(ModelError::config("cfg", "no convolutions"));
+        }
+        let flat = channels * pool_size * pool_size;
+        let classifier = [
+            Linear::new("classifier.0", flat, hidden, true),
+            Linear::new("classifier.3", hidden, hidden, true),
+            Linear::new("classifier.6", hidden, config.num_classes, true),
+        ];
+        let mut stages: Vec<StageSpec> = convs
+            .iter()
+            .map(|c| StageSpec { id: c.conv.id(), tensors: c.conv.specs() })
+            .collect();
+        stages.extend(classifier.iter().map(|l| StageSpec { id: l.id(), tensors: l.specs() }));
+        Ok(Self { architecture: arch.to_string(), convs, pool_size, classifier, stages })
+    }
+}
+
+impl Model for Vgg {
+    fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    fn kind(&self) -> ModelKind {
+        ModelKind::Vision
+    }
+
+    fn has_attention(&self) -> bool {
+        false
+    }
+
+    fn stages(&self) -> &[StageSpec] {
+        &self.stages
+    }
+
+    fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
+        let pixels = inputs.pixels()?;
+        if pixels.rank() != 4 || pixels.shape()[1] != 3 {
+            return Err(ModelError::input("pixel_values", format!("expected [batch, 3, height, width], got {:?}", pixels.shape())));
+        }
+        State::for_pixels(inputs, options)
+    }
+
+    /// The first convolution's output (the widest map) three times over, plus its im2col
+    /// buffer and the flattened classifier input.
+    fn activation_bytes(&self, state: &State) -> u64 {
+        let Ok(pixels) = state.inputs.pixels() else { return 0 };
+        let (b, h, w) = (state.batch as u64, pixels.shape()[2] as u64, pixels.shape()[3] as u64);
+        let (mut largest, mut columns) = (0u64, 0u64);
+        let (mut fh, mut fw, mut channels) = (h, w, 3u64);
+        for stage in &self.convs {
+            let out = stage.conv.out_channels() as u64;
+            largest = largest.max(b * out * fh * fw);
+            columns = columns.max(9 * channels * fh * fw);
+            channels = out;
+            if stage.pool_after {
+                (fh, fw) = (fh / 2, fw / 2);
+            }
+        }
+        4 * (3 * largest + columns + b * 3 * h * w)
+    }
+
+    fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
+        let x = match index {
+            0 => state.inputs.pixels()?.clone(),
+            _ => state.take_hidden(&self.stages[index].id)?,
+        };
+        if let Some(stage) = self.convs.get(index) {
+            let mut y = stage.conv.forward(w, &x)?;
+            if stage.pool_after {
+                y = kernels::max_pool2d(&y, 2, 2, 0)?;
+            }
+            state.hidden = Some(y);
+            return Ok(());
+        }
+        let layer = index - self.convs.len();
+        let input = if layer == 0 {
+            let pooled = kernels::adaptive_avg_pool2d(&x, self.pool_size, self.pool_size)?;
+            let features = pooled.len() / state.batch.max(1);
+            pooled.reshape(&[state.batch, features])?
+        } else {
+            x
+        };
+        let y = self.classifier[layer].forward(w, &input)?;
+        if layer == 2 {
+            state.output("logits", y);
+        } else {
+            // Dropout is the identity in eval.
+            state.hidden = Some(crate::common::activate(y, Activation::Relu)?);
+        }
+        Ok(())
+    }
+}
