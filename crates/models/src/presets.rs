@@ -23,6 +23,8 @@ pub const NAMES: &[&str] = &[
     "gpt-j-6b",
     "resnet-50",
     "resnet-101",
+    "vgg19",
+    "fcn-resnet101",
 ];
 
 fn labels(n: usize) -> Value {
@@ -80,6 +82,8 @@ const RESNET: &[&str] = &[
     "classifier.1.weight",
 ];
 
+const TORCHVISION_AUX: &[&str] = &["aux_classifier.0.weight"];
+
 /// The preset called `name`, if there is one.
 pub fn preset(name: &str) -> Option<Preset> {
     let (source, config, present) = match name {
@@ -101,6 +105,16 @@ pub fn preset(name: &str) -> Option<Preset> {
         ),
         "resnet-50" => ("microsoft/resnet-50", resnet([3, 4, 6, 3]), RESNET),
         "resnet-101" => ("microsoft/resnet-101", resnet([3, 4, 23, 3]), RESNET),
+        "vgg19" => (
+            "torchvision vgg19 (IMAGENET1K_V1)",
+            json!({"library": "torchvision", "architecture": "vgg19", "num_classes": 1000}),
+            &[][..],
+        ),
+        "fcn-resnet101" => (
+            "torchvision fcn_resnet101 (COCO_WITH_VOC_LABELS_V1, with the aux head)",
+            json!({"library": "torchvision", "architecture": "fcn_resnet101", "num_classes": 21}),
+            TORCHVISION_AUX,
+        ),
         _ => return None,
     };
     Some(Preset {
@@ -128,12 +142,27 @@ mod tests {
             .sum()
     }
 
+    fn params_without_buffers(name: &str) -> usize {
+        let p = preset(name).unwrap();
+        let model = crate::build_model(&p.config.to_string(), &|n| p.present.contains(&n)).unwrap();
+        model
+            .stages()
+            .iter()
+            .flat_map(|s| &s.tensors)
+            .filter(|t| !t.name.contains("running_"))
+            .map(|t| t.elements())
+            .sum()
+    }
+
     #[test]
     fn parameter_counts_match_the_published_models() {
         // Counts of the transformers classes (BatchNorm buffers included for ResNet).
         assert_eq!(params("gpt2"), 124_439_808);
         assert_eq!(params("bert-base"), 109_482_240);
         assert_eq!(params("vit-base-16"), 86_567_656);
+        // torchvision's documented parameter counts (BatchNorm buffers excluded).
+        assert_eq!(params("vgg19"), 143_667_240);
+        assert_eq!(params_without_buffers("fcn-resnet101"), 54_314_346);
     }
 
     #[test]
