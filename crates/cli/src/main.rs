@@ -46,6 +46,10 @@ enum Command {
     Profile(commands::profile::ProfileArgs),
     /// Pipeline Planner: loading agents for a budget, with predicted latency and peak.
     Plan(commands::plan::PlanArgs),
+    /// SwapNet's partitioner: blocks of consecutive units for a budget, with predicted delays.
+    Partition(commands::partition::PartitionArgs),
+    /// SwapNet's delay models (t_in, t_ex, t_out linear in size and depth) fitted over models.
+    FitDelays(commands::fit_delays::FitDelaysArgs),
     /// Cold sequential read throughput of a file, buffered and O_DIRECT.
     BenchIo(commands::bench_io::BenchIoArgs),
     /// Accelerator simulators: a systolic GEMM, or a ViT on the SAMM.
@@ -83,6 +87,8 @@ fn main() -> ExitCode {
         Command::BenchIo(args) => commands::bench_io::run(args),
         Command::Profile(args) => commands::profile::run(args),
         Command::Plan(args) => commands::plan::run(args),
+        Command::Partition(args) => commands::partition::run(args),
+        Command::FitDelays(args) => commands::fit_delays::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,10 @@ use edgerun_tensor::Tensor;
 
 use crate::common::ConvBn;
 use crate::torchvision::{overridden, TorchvisionConfig};
-use crate::{Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec, UnitWeights};
+use crate::{
+    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
+    UnitWeights,
+};
 
 /// torchvision's Bottleneck: 1x1, 3x3 (stride, dilation), 1x1 to 4x the width, plus a
 /// projection shortcut when the shape changes.
@@ -22,7 +25,11 @@ struct Bottleneck {
 
 impl Bottleneck {
     fn specs(&self) -> Vec<TensorSpec> {
-        self.convs.iter().chain(&self.downsample).flat_map(ConvBn::specs).collect()
+        self.convs
+            .iter()
+            .chain(&self.downsample)
+            .flat_map(ConvBn::specs)
+            .collect()
     }
 
     fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
@@ -48,13 +55,26 @@ impl Head {
     fn new(path: &str, in_channels: usize, classes: usize) -> Self {
         let inter = in_channels / 4;
         Self {
-            reduce: ConvBn::new(&format!("{path}.0"), &format!("{path}.1"), (in_channels, inter, 3), 1, Activation::Relu),
-            classify: ConvBn::plain(&format!("{path}.4"), (inter, classes, 1), Activation::Identity),
+            reduce: ConvBn::new(
+                &format!("{path}.0"),
+                &format!("{path}.1"),
+                (in_channels, inter, 3),
+                1,
+                Activation::Relu,
+            ),
+            classify: ConvBn::plain(
+                &format!("{path}.4"),
+                (inter, classes, 1),
+                Activation::Identity,
+            ),
         }
     }
 
     fn specs(&self) -> Vec<TensorSpec> {
-        [&self.reduce, &self.classify].iter().flat_map(|c| c.specs()).collect()
+        [&self.reduce, &self.classify]
+            .iter()
+            .flat_map(|c| c.specs())
+            .collect()
     }
 
     /// Logits upsampled to the input's height and width.
@@ -80,14 +100,32 @@ impl Fcn {
         let default_layers = match arch {
             "fcn_resnet50" => vec![3, 4, 6, 3],
             "fcn_resnet101" => vec![3, 4, 23, 3],
-            other => return Err(ModelError::UnknownArchitecture(format!("torchvision {other}"))),
+            other => {
+                return Err(ModelError::UnknownArchitecture(format!(
+                    "torchvision {other}"
+                )))
+            }
         };
         let layers: Vec<usize> = overridden(config, "layers", default_layers)?;
         let planes: Vec<usize> = overridden(config, "planes", vec![64, 128, 256, 512])?;
-        if layers.len() != 4 || planes.len() != 4 || layers.contains(&0) || planes.contains(&0) || config.num_classes == 0 {
-            return Err(ModelError::config("overrides", "layers and planes need four positive entries, num_classes a positive count"));
+        if layers.len() != 4
+            || planes.len() != 4
+            || layers.contains(&0)
+            || planes.contains(&0)
+            || config.num_classes == 0
+        {
+            return Err(ModelError::config(
+                "overrides",
+                "layers and planes need four positive entries, num_classes a positive count",
+            ));
         }
-        let stem = ConvBn::new("backbone.conv1", "backbone.bn1", (3, 64, 7), 2, Activation::Relu);
+        let stem = ConvBn::new(
+            "backbone.conv1",
+            "backbone.bn1",
+            (3, 64, 7),
+            2,
+            Activation::Relu,
+        );
         // replace_stride_with_dilation = [False, True, True]: layer3 and layer4 dilate instead
         // of striding; each layer's first block keeps the previous dilation.
         let (mut inplanes, mut dilation) = (64usize, 1usize);
@@ -102,27 +140,59 @@ impl Fcn {
             let out = width * 4;
             for i in 0..count {
                 let p = format!("backbone.layer{}.{i}", l + 1);
-                let (s, d) = if i == 0 { (stride, previous) } else { (1, dilation) };
-                let conv = |n: usize, dims, s| ConvBn::new(&format!("{p}.conv{n}"), &format!("{p}.bn{n}"), dims, s, Activation::Relu);
-                let last = ConvBn::new(&format!("{p}.conv3"), &format!("{p}.bn3"), (width, out, 1), 1, Activation::Identity);
+                let (s, d) = if i == 0 {
+                    (stride, previous)
+                } else {
+                    (1, dilation)
+                };
+                let conv = |n: usize, dims, s| {
+                    ConvBn::new(
+                        &format!("{p}.conv{n}"),
+                        &format!("{p}.bn{n}"),
+                        dims,
+                        s,
+                        Activation::Relu,
+                    )
+                };
+                let last = ConvBn::new(
+                    &format!("{p}.conv3"),
+                    &format!("{p}.bn3"),
+                    (width, out, 1),
+                    1,
+                    Activation::Identity,
+                );
                 let downsample = (i == 0 && (s != 1 || inplanes != out)).then(|| {
-                    ConvBn::new(&format!("{p}.downsample.0"), &format!("{p}.downsample.1"), (inplanes, out, 1), s, Activation::Identity)
+                    ConvBn::new(
+                        &format!("{p}.downsample.0"),
+                        &format!("{p}.downsample.1"),
+                        (inplanes, out, 1),
+                        s,
+                        Activation::Identity,
+                    )
                 });
                 blocks.push(Bottleneck {
-                    convs: [conv(1, (inplanes, width, 1), 1), conv(2, (width, width, 3), s).dilated(d), last],
+                    convs: [
+                        conv(1, (inplanes, width, 1), 1),
+                        conv(2, (width, width, 3), s).dilated(d),
+                        last,
+                    ],
                     downsample,
                     aux_after: false,
                 });
                 inplanes = out;
             }
         }
-        let aux = has_tensor("aux_classifier.0.weight").then(|| Head::new("aux_classifier", planes[2] * 4, config.num_classes));
+        let aux = has_tensor("aux_classifier.0.weight")
+            .then(|| Head::new("aux_classifier", planes[2] * 4, config.num_classes));
         if aux.is_some() {
             let end_of_layer3 = layers[..3].iter().sum::<usize>() - 1;
             blocks[end_of_layer3].aux_after = true;
         }
         let head = Head::new("classifier", inplanes, config.num_classes);
-        let mut stages = vec![StageSpec { id: "backbone.stem".into(), tensors: stem.specs() }];
+        let mut stages = vec![StageSpec {
+            id: "backbone.stem".into(),
+            tensors: stem.specs(),
+        }];
         for block in &blocks {
             let mut tensors = block.specs();
             if block.aux_after {
@@ -131,9 +201,20 @@ impl Fcn {
             let id = block.convs[0].id().trim_end_matches(".conv1").to_string();
             stages.push(StageSpec { id, tensors });
         }
-        stages.push(StageSpec { id: "classifier".into(), tensors: head.specs() });
+        stages.push(StageSpec {
+            id: "classifier".into(),
+            tensors: head.specs(),
+        });
         let widest = planes.iter().map(|p| p * 4).max().unwrap_or(64).max(64);
-        Ok(Self { architecture: arch.to_string(), stem, blocks, head, aux, widest, stages })
+        Ok(Self {
+            architecture: arch.to_string(),
+            stem,
+            blocks,
+            head,
+            aux,
+            widest,
+            stages,
+        })
     }
 }
 
@@ -156,8 +237,18 @@ impl Model for Fcn {
 
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
         let pixels = inputs.pixels()?;
-        if pixels.rank() != 4 || pixels.shape()[1] != 3 || pixels.shape()[2] < 8 || pixels.shape()[3] < 8 {
-            return Err(ModelError::input("pixel_values", format!("expected [batch, 3, height >= 8, width >= 8], got {:?}", pixels.shape())));
+        if pixels.rank() != 4
+            || pixels.shape()[1] != 3
+            || pixels.shape()[2] < 8
+            || pixels.shape()[3] < 8
+        {
+            return Err(ModelError::input(
+                "pixel_values",
+                format!(
+                    "expected [batch, 3, height >= 8, width >= 8], got {:?}",
+                    pixels.shape()
+                ),
+            ));
         }
         State::for_pixels(inputs, options)
     }
@@ -165,11 +256,18 @@ impl Model for Fcn {
     /// Feature maps stay at 1/8 of the input from layer2 on, at up to 4x the widest planes:
     /// a few of them live at once, with the 3x3 im2col buffer and the upsampled logits.
     fn activation_bytes(&self, state: &State) -> u64 {
-        let Ok(pixels) = state.inputs.pixels() else { return 0 };
-        let (b, h, w) = (state.batch as u64, pixels.shape()[2] as u64, pixels.shape()[3] as u64);
+        let Ok(pixels) = state.inputs.pixels() else {
+            return 0;
+        };
+        let (b, h, w) = (
+            state.batch as u64,
+            pixels.shape()[2] as u64,
+            pixels.shape()[3] as u64,
+        );
         let stem = b * 64 * (h / 2 + 1) * (w / 2 + 1);
         let deep = b * self.widest as u64 * (h / 8 + 1) * (w / 8 + 1);
-        let columns = (49 * 3 * (h / 2 + 1) * (w / 2 + 1)).max(9 * self.widest as u64 / 4 * (h / 8 + 1) * (w / 8 + 1));
+        let columns = (49 * 3 * (h / 2 + 1) * (w / 2 + 1))
+            .max(9 * self.widest as u64 / 4 * (h / 8 + 1) * (w / 8 + 1));
         let logits = 2 * b * self.head.classify.out_channels() as u64 * h * w;
         4 * (2 * stem + 4 * deep + columns + logits + b * 3 * h * w)
     }

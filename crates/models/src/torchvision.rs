@@ -38,9 +38,15 @@ pub fn build(config: Value, has_tensor: &dyn Fn(&str) -> bool) -> Result<Box<dyn
 }
 
 /// An override, or `default` when absent.
-pub(crate) fn overridden<T: serde::de::DeserializeOwned>(config: &TorchvisionConfig, key: &'static str, default: T) -> Result<T> {
+pub(crate) fn overridden<T: serde::de::DeserializeOwned>(
+    config: &TorchvisionConfig,
+    key: &'static str,
+    default: T,
+) -> Result<T> {
     match config.overrides.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| ModelError::config(key, e.to_string())),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| ModelError::config(key, e.to_string()))
+        }
     }
 }

@@ -7,7 +7,9 @@ use edgerun_tensor::kernels::{self, Activation};
 
 use crate::common::{ConvBn, Linear};
 use crate::torchvision::{overridden, TorchvisionConfig};
-use crate::{Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights};
+use crate::{
+    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights,
+};
 
 /// A `features` entry: a convolution's output channels or a max pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -25,12 +27,30 @@ pub enum PoolMark {
 fn standard(depth: usize) -> Option<Vec<Layer>> {
     let layout: &[usize] = match depth {
         11 => &[64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
-        13 => &[64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
-        16 => &[64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0],
-        19 => &[64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0],
+        13 => &[
+            64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0,
+        ],
+        16 => &[
+            64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+        ],
+        19 => &[
+            64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512,
+            512, 0,
+        ],
         _ => return None,
     };
-    Some(layout.iter().map(|&c| if c == 0 { Layer::Pool(PoolMark::M) } else { Layer::Conv(c) }).collect())
+    Some(
+        layout
+            .iter()
+            .map(|&c| {
+                if c == 0 {
+                    Layer::Pool(PoolMark::M)
+                } else {
+                    Layer::Conv(c)
+                }
+            })
+            .collect(),
+    )
 }
 
 /// One convolution of `features`, and whether a 2x2 max pool follows it.
@@ -56,12 +76,16 @@ impl Vgg {
             .trim_end_matches("_bn")
             .parse()
             .map_err(|_| ModelError::UnknownArchitecture(format!("torchvision {arch}")))?;
-        let default = standard(depth).ok_or_else(|| ModelError::UnknownArchitecture(format!("torchvision {arch}")))?;
+        let default = standard(depth)
+            .ok_or_else(|| ModelError::UnknownArchitecture(format!("torchvision {arch}")))?;
         let layers: Vec<Layer> = overridden(config, "cfg", default)?;
         let pool_size: usize = overridden(config, "pool_size", 7)?;
         let hidden: usize = overridden(config, "classifier_hidden", 4096)?;
         if config.num_classes == 0 || pool_size == 0 || hidden == 0 {
-            return Err(ModelError::config("num_classes", "num_classes, pool_size and classifier_hidden must be positive"));
+            return Err(ModelError::config(
+                "num_classes",
+                "num_classes, pool_size and classifier_hidden must be positive",
+            ));
         }
         // torchvision numbers features.N over every module: conv, [bn], relu, and pools.
         let mut convs: Vec<ConvStage> = Vec::new();
@@ -69,7 +93,9 @@ impl Vgg {
         for layer in &layers {
             match *layer {
                 Layer::Pool(_) => {
-                    let last = convs.last_mut().ok_or_else(|| ModelError::config("cfg", "a max pool before any convolution"))?;
+                    let last = convs.last_mut().ok_or_else(|| {
+                        ModelError::config("cfg", "a max pool before any convolution")
+                    })?;
                     last.pool_after = true;
                     index += 1;
                 }
@@ -77,11 +103,15 @@ impl Vgg {
                     let conv_path = format!("features.{index}");
                     let conv = if batch_norm {
                         let norm = format!("features.{}", index + 1);
-                        ConvBn::new(&conv_path, &norm, (channels, out, 3), 1, Activation::Relu).with_bias()
+                        ConvBn::new(&conv_path, &norm, (channels, out, 3), 1, Activation::Relu)
+                            .with_bias()
                     } else {
                         ConvBn::plain(&conv_path, (channels, out, 3), Activation::Relu)
                     };
-                    convs.push(ConvStage { conv, pool_after: false });
+                    convs.push(ConvStage {
+                        conv,
+                        pool_after: false,
+                    });
                     index += if batch_norm { 3 } else { 2 };
                     channels = out;
                 }
@@ -98,10 +128,22 @@ impl Vgg {
         ];
         let mut stages: Vec<StageSpec> = convs
             .iter()
-            .map(|c| StageSpec { id: c.conv.id(), tensors: c.conv.specs() })
+            .map(|c| StageSpec {
+                id: c.conv.id(),
+                tensors: c.conv.specs(),
+            })
             .collect();
-        stages.extend(classifier.iter().map(|l| StageSpec { id: l.id(), tensors: l.specs() }));
-        Ok(Self { architecture: arch.to_string(), convs, pool_size, classifier, stages })
+        stages.extend(classifier.iter().map(|l| StageSpec {
+            id: l.id(),
+            tensors: l.specs(),
+        }));
+        Ok(Self {
+            architecture: arch.to_string(),
+            convs,
+            pool_size,
+            classifier,
+            stages,
+        })
     }
 }
 
@@ -125,7 +167,13 @@ impl Model for Vgg {
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
         let pixels = inputs.pixels()?;
         if pixels.rank() != 4 || pixels.shape()[1] != 3 {
-            return Err(ModelError::input("pixel_values", format!("expected [batch, 3, height, width], got {:?}", pixels.shape())));
+            return Err(ModelError::input(
+                "pixel_values",
+                format!(
+                    "expected [batch, 3, height, width], got {:?}",
+                    pixels.shape()
+                ),
+            ));
         }
         State::for_pixels(inputs, options)
     }
@@ -133,8 +181,14 @@ impl Model for Vgg {
     /// The first convolution's output (the widest map) three times over, plus its im2col
     /// buffer and the flattened classifier input.
     fn activation_bytes(&self, state: &State) -> u64 {
-        let Ok(pixels) = state.inputs.pixels() else { return 0 };
-        let (b, h, w) = (state.batch as u64, pixels.shape()[2] as u64, pixels.shape()[3] as u64);
+        let Ok(pixels) = state.inputs.pixels() else {
+            return 0;
+        };
+        let (b, h, w) = (
+            state.batch as u64,
+            pixels.shape()[2] as u64,
+            pixels.shape()[3] as u64,
+        );
         let (mut largest, mut columns) = (0u64, 0u64);
         let (mut fh, mut fw, mut channels) = (h, w, 3u64);
         for stage in &self.convs {

@@ -6,12 +6,14 @@
 //! [`generate`] decodes greedily with the KV cache and [`embed`] pools sentence embeddings.
 
 pub mod attention_eval;
+pub mod delay;
 pub mod embed;
 pub mod error;
 pub mod executor;
 pub mod generate;
 pub mod governor;
 pub mod memory;
+pub mod partition;
 pub mod pipeload;
 pub mod planner;
 pub mod profile;

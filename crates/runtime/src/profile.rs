@@ -20,8 +20,15 @@ pub struct UnitProfile {
     pub read_bytes: u64,
     /// Cold read and bind, O_DIRECT, one loader alone.
     pub load_s: f64,
+    /// Matrix-product FLOPs of the unit's compute on the profiled input (0 in profiles written
+    /// before this field existed).
+    #[serde(default)]
+    pub flops: u64,
     /// Median over the profiling passes.
     pub compute_s: f64,
+    /// Dropping the bound unit (freeing its buffer: SwapNet's swap-out), fastest pass.
+    #[serde(default)]
+    pub free_s: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -124,6 +131,8 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
     let stages = model.stages();
     let mut load_s = vec![f64::INFINITY; stages.len()];
     let mut compute: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
+    let mut flops = vec![0u64; stages.len()];
+    let mut free_s = vec![f64::INFINITY; stages.len()];
     let mut reserve = 0;
     for _ in 0..runs.max(1) {
         let mut state = model.start(inputs.clone(), RunOptions::default())?;
@@ -132,9 +141,13 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
             let t = Instant::now();
             let weights = source.load_stage(i, stage, DIRECT)?;
             load_s[i] = load_s[i].min(t.elapsed().as_secs_f64());
-            let t = Instant::now();
+            let (t, before) = (Instant::now(), edgerun_tensor::kernels::matmul_flops());
             model.run_stage(i, &weights, &mut state)?;
             compute[i].push(t.elapsed().as_secs_f64());
+            flops[i] = edgerun_tensor::kernels::matmul_flops() - before;
+            let t = Instant::now();
+            drop(weights);
+            free_s[i] = free_s[i].min(t.elapsed().as_secs_f64());
         }
     }
     let units = stages
@@ -145,7 +158,9 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
             resident_bytes: source.resident_bytes(i, stage, DIRECT),
             read_bytes: source.read_bytes(i, stage),
             load_s: load_s[i],
+            flops: flops[i],
             compute_s: median(&compute[i]),
+            free_s: free_s[i],
         })
         .collect();
     let throughput = [1, 2, 4]

@@ -56,7 +56,10 @@ fn check_outputs(name: &str, at_least: usize) {
         eprintln!("{name} {key}: max |diff| {diff:.3e} (tolerance {tol:.3e})");
         compared += 1;
     }
-    assert!(compared >= at_least, "{name}: compared only {compared} tensors");
+    assert!(
+        compared >= at_least,
+        "{name}: compared only {compared} tensors"
+    );
 }
 
 #[test]

@@ -3,10 +3,21 @@
 //! Weights are stored [in, out] so `x @ W` reads both operands row-major; gemm packs panels
 //! itself. [`matmul_strided`] exposes strides so attention can multiply per-head views in place.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rayon::prelude::*;
 
 use crate::parallel::gemm_threads;
 use crate::{Result, Tensor, TensorError};
+
+static MATMUL_FLOPS: AtomicU64 = AtomicU64::new(0);
+
+/// Floating-point operations of every matrix product in this process so far (a multiply-add
+/// counts 2; convolutions and attention run on these products too). An instrument read as a
+/// difference around a stage, as the profiler does.
+pub fn matmul_flops() -> u64 {
+    MATMUL_FLOPS.load(Ordering::Relaxed)
+}
 
 /// A read-only matrix view: `rows x cols` starting at `data[0]`, with element strides.
 #[derive(Clone, Copy)]
@@ -70,6 +81,7 @@ pub fn matmul_into(
     if m == 0 || n == 0 {
         return;
     }
+    MATMUL_FLOPS.fetch_add(2 * (m * k * n) as u64, Ordering::Relaxed);
     assert!(
         a.max_index() < a.data.len() || k == 0,
         "lhs view out of bounds"

@@ -22,7 +22,7 @@ pub use attention_variant::{AttentionAlgorithm, AttentionVariant, Centre};
 pub use conv::{conv2d, Conv2dParams};
 pub use elementwise::add;
 pub use embedding::embedding;
-pub use matmul::{linear, matmul, matmul_into, matmul_strided, MatRef};
+pub use matmul::{linear, matmul, matmul_flops, matmul_into, matmul_strided, MatRef};
 pub use norm::{batch_norm, layer_norm};
 pub use pool::{adaptive_avg_pool2d, max_pool2d};
 pub use resize::resize_bilinear;
