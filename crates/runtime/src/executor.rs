@@ -47,6 +47,9 @@ pub struct ExecStats {
     /// Time spent waiting for the budget.
     pub wait_s: f64,
     pub bytes_read: u64,
+    /// Weight bytes copied between reading and computing (widened f16/bf16 tensors); zero
+    /// when every tensor borrows the buffer it was read into.
+    pub copied_bytes: u64,
     /// Largest memory figures sampled after each stage.
     pub memory: MemorySample,
 }
@@ -58,6 +61,7 @@ impl ExecStats {
         self.compute_s += pass.compute_s;
         self.wait_s += pass.wait_s;
         self.bytes_read += pass.bytes_read;
+        self.copied_bytes += pass.copied_bytes;
         self.memory = self.memory.max(pass.memory);
     }
 }

@@ -17,6 +17,7 @@ pub mod partition;
 pub mod pipeload;
 pub mod planner;
 pub mod profile;
+pub mod swap;
 pub mod trace;
 
 pub use attention_eval::{evaluate_attention, EvalInput, VariantReport};
@@ -27,4 +28,5 @@ pub use generate::{generate, GenerateOptions};
 pub use governor::{Governor, Lease};
 pub use memory::MemorySample;
 pub use pipeload::PipeLoadExecutor;
+pub use swap::SwapExecutor;
 pub use trace::{Span, SpanKind, Trace, Track};

@@ -55,6 +55,11 @@ fn dense_strides(shape: &[usize]) -> Vec<usize> {
 }
 
 impl Tensor {
+    /// Whether the values live in a buffer this tensor borrows (no copy was made to bind it).
+    pub fn borrows_buffer(&self) -> bool {
+        matches!(self.storage, Storage::Borrowed { .. })
+    }
+
     /// Wraps `values` as a dense row-major tensor. The element count must match the shape.
     pub fn from_vec(shape: &[usize], values: Vec<f32>) -> Result<Self> {
         let n: usize = shape.iter().product();

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use edgerun_runtime::delay::{DelayModels, LinearDelay};
+use edgerun_runtime::swap::BlockPlan;
 use edgerun_runtime::{
-    human_bytes, Executor, FullExecutor, Governor, PipeLoadExecutor, StreamExecutor, Trace,
+    human_bytes, Executor, FullExecutor, Governor, PipeLoadExecutor, StreamExecutor, SwapExecutor,
+    Trace,
 };
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 
@@ -22,6 +25,9 @@ pub enum Strategy {
     Stream,
     /// Hermes PipeLoad: parallel loading agents ahead of in-order compute, freed after use.
     Pipeload,
+    /// SwapNet: the partitioner's blocks, each swapped in with one read into the buffer its
+    /// tensors borrow, run, and dropped; the next block read while one runs where it fits.
+    Swap,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -47,7 +53,9 @@ pub struct StrategyArgs {
     /// else 2).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub loaders: Option<u64>,
-    /// A profile from `edgerun profile`: pipeload then runs the planner's loader count.
+    /// A profile from `edgerun profile`: pipeload then runs the planner's loader count; swap
+    /// partitions with delay models fitted on it (without one, swap sizes blocks to
+    /// minimise reads).
     #[arg(long)]
     pub profile: Option<PathBuf>,
     /// Skip the per-unit CRC-32C check (for benchmarks).
@@ -140,6 +148,12 @@ impl StrategyArgs {
                 Box::new(FullExecutor::load_with(source, read, governor)?)
             }
             Strategy::Stream => Box::new(StreamExecutor::new(source, read, Arc::clone(&governor))?),
+            Strategy::Swap => Box::new(SwapExecutor::new(
+                source,
+                read,
+                Arc::clone(&governor),
+                self.swap_plan(source)?,
+            )?),
             Strategy::Pipeload => {
                 let pipeload = PipeLoadExecutor::new(
                     source,
@@ -154,6 +168,39 @@ impl StrategyArgs {
                     pipeload
                 })
             }
+        })
+    }
+
+    /// The partitioner's inputs: delay models and FLOPs from `--profile`, or a read-only model
+    /// (1 GB/s and 2 ms per read, no compute) that sizes blocks to minimise reads.
+    fn swap_plan(&self, source: &ModelSource) -> Result<BlockPlan> {
+        let units = source.model()?.stages().len();
+        let (models, flops) = match &self.profile {
+            Some(path) => {
+                let profile = super::profile::load_profile(path)?;
+                let models = edgerun_runtime::delay::fit_profiles(std::slice::from_ref(&profile))?;
+                (models, profile.units.iter().map(|u| u.flops).collect())
+            }
+            None => {
+                let line = |per_x, constant_s| LinearDelay {
+                    per_x,
+                    per_depth: 0.0,
+                    constant_s,
+                    r2: 1.0,
+                    samples: 0,
+                };
+                let models = DelayModels {
+                    t_in: line(1e-9, 2e-3),
+                    t_ex: line(0.0, 0.0),
+                    t_out: line(0.0, 0.0),
+                };
+                (models, vec![0; units])
+            }
+        };
+        Ok(BlockPlan::Partition {
+            models,
+            flops,
+            allow_prefetch: true,
         })
     }
 
@@ -262,6 +309,7 @@ impl StrategyArgs {
                 "compute_s": stats.compute_s,
                 "wait_s": stats.wait_s,
                 "bytes_read": stats.bytes_read,
+                "copied_bytes": stats.copied_bytes,
             });
             std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
                 .with_context(|| format!("cannot write report {}", path.display()))?;

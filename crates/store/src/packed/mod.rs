@@ -205,19 +205,39 @@ impl PackedStore {
 
     /// Reads unit `index` with `io`, verifying its checksum unless `verify` is false.
     pub fn read_unit(&self, index: usize, io: IoMode, verify: bool) -> Result<UnitBuffer> {
-        let unit = &self.manifest.units[index];
-        let len = unit.length as usize;
+        self.read_block(index..index + 1, io, verify)
+    }
+
+    /// Reads the consecutive units `units` with one read into one buffer (SwapNet's block),
+    /// verifying each unit's checksum unless `verify` is false. [`PackedStore::unit_of_block`]
+    /// then views one unit inside it.
+    pub fn read_block(
+        &self,
+        units: std::ops::Range<usize>,
+        io: IoMode,
+        verify: bool,
+    ) -> Result<UnitBuffer> {
+        let entries = &self.manifest.units[units.clone()];
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Err(StoreError::BadTensor {
+                path: self.data_path.clone(),
+                name: format!("units {units:?}"),
+                why: "an empty block".into(),
+            });
+        };
+        let offset = first.offset;
+        let len = (last.offset + last.length - offset) as usize;
         let loaded = match io {
             IoMode::Mmap => UnitBuffer {
                 buffer: self.mapping()?,
-                base: unit.offset as usize,
+                base: offset as usize,
                 len,
             },
             IoMode::Pread => UnitBuffer {
                 buffer: Arc::new(io::read_aligned(
                     &self.buffered,
                     &self.data_path,
-                    unit.offset,
+                    offset,
                     len,
                 )?),
                 base: 0,
@@ -236,23 +256,39 @@ impl PackedStore {
                     }
                 };
                 UnitBuffer {
-                    buffer: Arc::new(io::read_aligned(file, &self.data_path, unit.offset, len)?),
+                    buffer: Arc::new(io::read_aligned(file, &self.data_path, offset, len)?),
                     base: 0,
                     len,
                 }
             }
         };
         if verify {
-            let crc = crc32c::crc32c(loaded.bytes());
-            if crc != unit.crc32c {
-                return Err(StoreError::BadTensor {
-                    path: self.data_path.clone(),
-                    name: format!("unit {}", unit.id),
-                    why: format!("checksum mismatch (CRC-32C {crc:08x}, manifest says {:08x}): the data file is corrupt", unit.crc32c),
-                });
+            for index in units.clone() {
+                let unit = &self.manifest.units[index];
+                let view = self.unit_of_block(&loaded, units.start, index);
+                let crc = crc32c::crc32c(view.bytes());
+                if crc != unit.crc32c {
+                    return Err(StoreError::BadTensor {
+                        path: self.data_path.clone(),
+                        name: format!("unit {}", unit.id),
+                        why: format!("checksum mismatch (CRC-32C {crc:08x}, manifest says {:08x}): the data file is corrupt", unit.crc32c),
+                    });
+                }
             }
         }
         Ok(loaded)
+    }
+
+    /// Unit `index` inside `block`, a buffer [`PackedStore::read_block`] read from unit
+    /// `first` on: a view, no copy.
+    pub fn unit_of_block(&self, block: &UnitBuffer, first: usize, index: usize) -> UnitBuffer {
+        let start = self.manifest.units[first].offset;
+        let unit = &self.manifest.units[index];
+        UnitBuffer {
+            buffer: block.buffer.clone(),
+            base: block.base + (unit.offset - start) as usize,
+            len: unit.length as usize,
+        }
     }
 
     /// Points the stage's tensors into the loaded unit: f32 tensors borrow it, f16/bf16 are

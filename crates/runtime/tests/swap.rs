@@ -1,0 +1,196 @@
+//! SwapNet's executor against the load-all baseline: bit-identical outputs for every fixture
+//! and every tiling of its units into blocks, with and without prefetch, the cap never
+//! exceeded, no weight byte copied after the read, and a clear error below the minimum.
+
+mod common;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use common::fixtures;
+use edgerun_models::RunOptions;
+use edgerun_runtime::swap::BlockPlan;
+use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, SwapExecutor};
+use edgerun_store::packed::IoMode;
+use edgerun_store::{read_inputs, ModelSource, ReadOptions};
+use proptest::prelude::*;
+
+const FIXTURES: &[&str] = &[
+    "bert-tiny",
+    "vit-tiny",
+    "gpt2-tiny",
+    "gptj-tiny",
+    "resnet-tiny",
+    "vgg-tiny",
+    "fcn-tiny",
+];
+
+fn forward(executor: &dyn Executor, dir: &Path) -> edgerun_runtime::Result<Outputs> {
+    let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
+    executor.forward(
+        inputs,
+        RunOptions {
+            hidden_states: true,
+            ..RunOptions::default()
+        },
+    )
+}
+
+fn bits(o: &Outputs) -> Vec<(String, Vec<u32>)> {
+    o.tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.contiguous()
+                    .values()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn direct() -> ReadOptions {
+    ReadOptions {
+        io: IoMode::Direct,
+        verify: true,
+    }
+}
+
+/// Blocks from cut flags: a cut after unit i where `cuts[i]` is set.
+fn tiling(units: usize, cuts: &[bool]) -> Vec<Range<usize>> {
+    let mut blocks = Vec::new();
+    let mut start = 0;
+    for i in 1..units {
+        if cuts[(i - 1) % cuts.len()] {
+            blocks.push(start..i);
+            start = i;
+        }
+    }
+    blocks.push(start..units);
+    blocks
+}
+
+struct Packed {
+    dir: PathBuf,
+    source: ModelSource,
+    reference: Vec<(String, Vec<u32>)>,
+}
+
+fn packed(root: &Path, name: &str) -> Packed {
+    let dir = root.join(name);
+    let store = common::pack_fixture(&dir, &format!("swap-{name}"));
+    let source = ModelSource::open(&store).unwrap();
+    let full = FullExecutor::load(&ModelSource::open(&dir).unwrap()).unwrap();
+    let reference = bits(&forward(&full, &dir).unwrap());
+    Packed {
+        dir,
+        source,
+        reference,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any tiling, either mode, any cap from the plan's minimum up: identical outputs, the
+    /// governor never over its cap, zero copies.
+    #[test]
+    fn any_tiling_matches_full(fixture in 0usize..FIXTURES.len(), cuts in prop::collection::vec(any::<bool>(), 1..12), prefetch in any::<bool>(), slack in 0u64..4_000_000) {
+        let Some(root) = fixtures() else { return Ok(()) };
+        let p = packed(&root, FIXTURES[fixture]);
+        let units = p.source.model().unwrap().stages().len();
+        let blocks = tiling(units, &cuts);
+        // Find the plan's minimum with an unbounded governor, then run capped at it (+ slack).
+        let probe = SwapExecutor::new(&p.source, direct(), Governor::new(u64::MAX), BlockPlan::Fixed { blocks: blocks.clone(), prefetch }).unwrap();
+        forward(&probe, &p.dir).unwrap();
+        let needed = probe.governor().peak();
+        let cap = needed + slack;
+        let executor = SwapExecutor::new(&p.source, direct(), Governor::new(cap), BlockPlan::Fixed { blocks, prefetch }).unwrap();
+        let outputs = forward(&executor, &p.dir).unwrap();
+        prop_assert_eq!(bits(&outputs), p.reference.clone());
+        prop_assert!(executor.governor().peak() <= cap);
+        prop_assert_eq!(executor.stats().copied_bytes, 0);
+    }
+}
+
+#[test]
+fn partitioned_runs_match_full_at_their_minimum() {
+    let Some(root) = fixtures() else { return };
+    for name in FIXTURES {
+        let p = packed(&root, name);
+        let units = p.source.model().unwrap().stages().len();
+        let (models, flops) = (read_only_models(), vec![0; units]);
+        let plan = || BlockPlan::Partition {
+            models,
+            flops: flops.clone(),
+            allow_prefetch: true,
+        };
+        let unbounded =
+            SwapExecutor::new(&p.source, direct(), Governor::new(u64::MAX), plan()).unwrap();
+        assert_eq!(
+            bits(&forward(&unbounded, &p.dir).unwrap()),
+            p.reference,
+            "{name} unbounded"
+        );
+        // The smallest budget: each unit its own block, no prefetch.
+        let single: Vec<Range<usize>> = (0..units).map(|i| i..i + 1).collect();
+        let probe = SwapExecutor::new(
+            &p.source,
+            direct(),
+            Governor::new(u64::MAX),
+            BlockPlan::Fixed {
+                blocks: single,
+                prefetch: false,
+            },
+        )
+        .unwrap();
+        forward(&probe, &p.dir).unwrap();
+        let minimum = probe.governor().peak();
+        let tight = SwapExecutor::new(&p.source, direct(), Governor::new(minimum), plan()).unwrap();
+        assert_eq!(
+            bits(&forward(&tight, &p.dir).unwrap()),
+            p.reference,
+            "{name} at {minimum}"
+        );
+        assert!(tight.governor().peak() <= minimum);
+        let below =
+            SwapExecutor::new(&p.source, direct(), Governor::new(minimum - 1), plan()).unwrap();
+        let err = forward(&below, &p.dir).unwrap_err().to_string();
+        assert!(err.contains("minimum"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn blocks_that_do_not_tile_are_refused() {
+    let Some(root) = fixtures() else { return };
+    let p = packed(&root, "bert-tiny");
+    let units = p.source.model().unwrap().stages().len();
+    let short: Vec<Range<usize>> = std::iter::once(0..1).collect();
+    let late: Vec<Range<usize>> = std::iter::once(1..units).collect();
+    for blocks in [short, late, vec![0..2, 3..units]] {
+        let plan = BlockPlan::Fixed {
+            blocks,
+            prefetch: false,
+        };
+        assert!(SwapExecutor::new(&p.source, direct(), Governor::new(u64::MAX), plan).is_err());
+    }
+}
+
+fn read_only_models() -> edgerun_runtime::delay::DelayModels {
+    use edgerun_runtime::delay::{DelayModels, LinearDelay};
+    let line = |per_x, constant_s| LinearDelay {
+        per_x,
+        per_depth: 0.0,
+        constant_s,
+        r2: 1.0,
+        samples: 0,
+    };
+    DelayModels {
+        t_in: line(1e-9, 2e-3),
+        t_ex: line(0.0, 0.0),
+        t_out: line(0.0, 0.0),
+    }
+}
