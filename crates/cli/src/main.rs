@@ -50,6 +50,8 @@ enum Command {
     Partition(commands::partition::PartitionArgs),
     /// SwapNet's delay models (t_in, t_ex, t_out linear in size and depth) fitted over models.
     FitDelays(commands::fit_delays::FitDelaysArgs),
+    /// Several models under one memory cap (SwapNet): quotas, blocks, round robin.
+    Mix(commands::mix::MixArgs),
     /// Cold sequential read throughput of a file, buffered and O_DIRECT.
     BenchIo(commands::bench_io::BenchIoArgs),
     /// Accelerator simulators: a systolic GEMM, or a ViT on the SAMM.
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Partition(args) => commands::partition::run(args),
         Command::FitDelays(args) => commands::fit_delays::run(args),
+        Command::Mix(args) => commands::mix::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

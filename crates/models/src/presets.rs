@@ -23,6 +23,7 @@ pub const NAMES: &[&str] = &[
     "gpt-j-6b",
     "resnet-50",
     "resnet-101",
+    "resnet-152",
     "vgg19",
     "fcn-resnet101",
 ];
@@ -105,6 +106,7 @@ pub fn preset(name: &str) -> Option<Preset> {
         ),
         "resnet-50" => ("microsoft/resnet-50", resnet([3, 4, 6, 3]), RESNET),
         "resnet-101" => ("microsoft/resnet-101", resnet([3, 4, 23, 3]), RESNET),
+        "resnet-152" => ("microsoft/resnet-152", resnet([3, 8, 36, 3]), RESNET),
         "vgg19" => (
             "torchvision vgg19 (IMAGENET1K_V1)",
             json!({"library": "torchvision", "architecture": "vgg19", "num_classes": 1000}),

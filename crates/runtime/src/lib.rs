@@ -13,6 +13,7 @@ pub mod executor;
 pub mod generate;
 pub mod governor;
 pub mod memory;
+pub mod mix;
 pub mod partition;
 pub mod pipeload;
 pub mod planner;

@@ -47,13 +47,69 @@ pub enum BlockPlan {
 }
 
 /// A swapped-in block: its units bound, the lease on its bytes, what it cost.
-struct Loaded {
-    units: Vec<UnitWeights>,
+pub(crate) struct Loaded {
+    pub units: Vec<UnitWeights>,
     _lease: Lease,
-    load_s: f64,
-    wait_s: f64,
-    bytes_read: u64,
-    copied_bytes: u64,
+    pub load_s: f64,
+    pub wait_s: f64,
+    pub bytes_read: u64,
+    pub copied_bytes: u64,
+}
+
+/// The partitioner's view of a packed model's units.
+pub(crate) fn packed_units(store: &PackedStore, model: &dyn Model, flops: &[u64]) -> Vec<PartUnit> {
+    model
+        .stages()
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| PartUnit {
+            id: stage.id.clone(),
+            resident_bytes: store.resident_bytes(i),
+            read_bytes: store.manifest().units[i].length,
+            flops: flops.get(i).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Bytes the units of `block` hold once bound.
+pub(crate) fn block_bytes(store: &PackedStore, block: &Range<usize>) -> u64 {
+    block.clone().map(|i| store.resident_bytes(i)).sum()
+}
+
+/// Swap-in: leases the block's bytes, reads it with one read, binds its units by reference,
+/// and counts what binding had to copy.
+pub(crate) fn swap_in(
+    store: &PackedStore,
+    model: &dyn Model,
+    governor: &Arc<Governor>,
+    read: ReadOptions,
+    block: &Range<usize>,
+) -> Result<Loaded> {
+    let waited = Instant::now();
+    let label = &model.stages()[block.start].id;
+    let lease = governor.acquire(block_bytes(store, block), label)?;
+    let loading = Instant::now();
+    let buffer = store.read_block(block.clone(), read.io, read.verify)?;
+    let mut units = Vec::with_capacity(block.len());
+    let mut copied_bytes = 0;
+    for i in block.clone() {
+        let view = store.unit_of_block(&buffer, block.start, i);
+        let weights = store.bind_unit(i, &view)?;
+        copied_bytes += weights
+            .iter()
+            .filter(|(_, t)| !t.borrows_buffer())
+            .map(|(_, t)| t.len() as u64 * 4)
+            .sum::<u64>();
+        units.push(weights);
+    }
+    Ok(Loaded {
+        units,
+        _lease: lease,
+        load_s: loading.elapsed().as_secs_f64(),
+        wait_s: (loading - waited).as_secs_f64(),
+        bytes_read: buffer.len as u64,
+        copied_bytes,
+    })
 }
 
 impl<'s> SwapExecutor<'s> {
@@ -115,18 +171,7 @@ impl<'s> SwapExecutor<'s> {
                 allow_prefetch,
             } => (models, flops, *allow_prefetch),
         };
-        let units: Vec<PartUnit> = self
-            .model
-            .stages()
-            .iter()
-            .enumerate()
-            .map(|(i, stage)| PartUnit {
-                id: stage.id.clone(),
-                resident_bytes: self.store.resident_bytes(i),
-                read_bytes: self.store.manifest().units[i].length,
-                flops: flops[i],
-            })
-            .collect();
+        let units = packed_units(self.store, self.model.as_ref(), flops);
         let reserve = reserve_bytes(self.model.as_ref(), state);
         let plan = partition(&units, models, self.governor.cap(), reserve, allow_prefetch).ok_or_else(|| {
             let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
@@ -146,7 +191,7 @@ impl<'s> SwapExecutor<'s> {
     }
 
     fn block_bytes(&self, block: &Range<usize>) -> u64 {
-        block.clone().map(|i| self.store.resident_bytes(i)).sum()
+        block_bytes(self.store, block)
     }
 
     /// The largest block (two consecutive ones with prefetch) plus the activation reserve.
@@ -165,35 +210,14 @@ impl<'s> SwapExecutor<'s> {
         largest + reserve_bytes(self.model.as_ref(), state)
     }
 
-    /// Leases, reads and binds one block.
     fn swap_in(&self, block: &Range<usize>) -> Result<Loaded> {
-        let waited = Instant::now();
-        let label = &self.model.stages()[block.start].id;
-        let lease = self.governor.acquire(self.block_bytes(block), label)?;
-        let loading = Instant::now();
-        let buffer = self
-            .store
-            .read_block(block.clone(), self.read.io, self.read.verify)?;
-        let mut units = Vec::with_capacity(block.len());
-        let mut copied_bytes = 0;
-        for i in block.clone() {
-            let view = self.store.unit_of_block(&buffer, block.start, i);
-            let weights = self.store.bind_unit(i, &view)?;
-            copied_bytes += weights
-                .iter()
-                .filter(|(_, t)| !t.borrows_buffer())
-                .map(|(_, t)| t.len() as u64 * 4)
-                .sum::<u64>();
-            units.push(weights);
-        }
-        Ok(Loaded {
-            units,
-            _lease: lease,
-            load_s: loading.elapsed().as_secs_f64(),
-            wait_s: (loading - waited).as_secs_f64(),
-            bytes_read: buffer.len as u64,
-            copied_bytes,
-        })
+        swap_in(
+            self.store,
+            self.model.as_ref(),
+            &self.governor,
+            self.read,
+            block,
+        )
     }
 
     /// Runs one swapped-in block, then swaps it out (drops it).

@@ -8,6 +8,7 @@ pub mod eval_attention;
 pub mod fit_delays;
 pub mod generate;
 pub mod inspect;
+pub mod mix;
 pub mod pack;
 pub mod partition;
 pub mod plan;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use edgerun_models::{IdTensor, Inputs, ModelKind};
 use edgerun_runtime::profile::{profile, Profile};
@@ -36,7 +36,8 @@ pub fn profiling_inputs(source: &ModelSource, input: Option<&Path>) -> Result<In
                 ..Inputs::default()
             })
         }
-        ModelKind::Vision => bail!("an image model needs --input with pixel_values"),
+        // One reproducible image at the config's size (224 unless it says otherwise).
+        ModelKind::Vision => super::sim::default_image(&source.config_json()),
     }
 }
 

@@ -1,0 +1,268 @@
+//! `edgerun mix SCENARIO.toml`: several models under one memory cap, SwapNet's way -- quotas
+//! by importance, blocks per quota, round-robin swap-in / execute / swap-out.
+//!
+//! ```toml
+//! budget = "843MB"          # the global cap
+//! inferences = 3            # per model, unless a model says otherwise
+//! io = "direct"             # or "pread"
+//! [[model]]
+//! name = "segmentation"
+//! store = "$MODELS/fcn-resnet101.packed"   # $MODELS: --models; else relative to this file
+//! importance = 1.0
+//! input = "pixels.safetensors"             # optional; default: one image or 128 token ids
+//! profile = "fcn.profile.json"             # optional delay models (edgerun profile)
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use edgerun_runtime::delay::fit_profiles;
+use edgerun_runtime::human_bytes;
+use edgerun_runtime::mix::{run_mix, MixEvent, MixModel};
+use edgerun_runtime::profile::profile;
+use edgerun_store::{IoMode, ModelSource, ReadOptions};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::profile::{load_profile, profiling_inputs};
+use super::strategy::parse_size;
+
+#[derive(Args)]
+pub struct MixArgs {
+    /// The scenario (TOML: budget, inferences, io, and [[model]] tables).
+    pub scenario: PathBuf,
+    /// What `$MODELS` stands for in store paths (default: $MODELS, else /tmp/bench-models).
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Override the scenario's budget, e.g. 900MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub budget: Option<u64>,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write a Chrome/Perfetto trace (a track per model) here.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Profile every model without a `profile` first (one pass each) and predict with delay
+    /// models fitted on it; otherwise blocks are sized to minimise reads.
+    #[arg(long)]
+    pub profile: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scenario {
+    budget: String,
+    #[serde(default = "one")]
+    inferences: usize,
+    #[serde(default)]
+    io: Option<String>,
+    model: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    name: String,
+    store: String,
+    #[serde(default = "unit_weight")]
+    importance: f64,
+    inferences: Option<usize>,
+    input: Option<String>,
+    profile: Option<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn unit_weight() -> f64 {
+    1.0
+}
+
+pub fn run(args: MixArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.scenario)
+        .with_context(|| format!("cannot read {}", args.scenario.display()))?;
+    let scenario: Scenario = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid scenario", args.scenario.display()))?;
+    let base = args
+        .scenario
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let models_dir = args
+        .models
+        .clone()
+        .or_else(|| std::env::var_os("MODELS").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/tmp/bench-models"));
+    let resolve = |p: &str| match p.strip_prefix("$MODELS/") {
+        Some(rest) => models_dir.join(rest),
+        None => base.join(p),
+    };
+    let cap = match args.budget {
+        Some(b) => b,
+        None => parse_size(&scenario.budget).map_err(anyhow::Error::msg)?,
+    };
+    let io = match scenario.io.as_deref() {
+        None | Some("direct") => IoMode::Direct,
+        Some("pread") => IoMode::Pread,
+        Some(other) => bail!("io = {other:?}: choose \"direct\" or \"pread\""),
+    };
+    if scenario.model.is_empty() {
+        bail!("{} lists no [[model]]", args.scenario.display());
+    }
+    let sources: Vec<ModelSource> = scenario
+        .model
+        .iter()
+        .map(|m| super::open_model(&resolve(&m.store)))
+        .collect::<Result<_>>()?;
+    let mut models = Vec::new();
+    for (m, source) in scenario.model.iter().zip(&sources) {
+        let inputs = profiling_inputs(source, m.input.as_deref().map(resolve).as_deref())
+            .with_context(|| format!("model {}", m.name))?;
+        let profile = match &m.profile {
+            Some(p) => Some(load_profile(&resolve(p))?),
+            None if args.profile => {
+                eprintln!("profiling {}", m.name);
+                Some(profile(source, inputs.clone(), 1)?)
+            }
+            None => None,
+        };
+        let delays = match profile {
+            Some(profile) => {
+                let flops = profile.units.iter().map(|u| u.flops).collect();
+                Some((fit_profiles(std::slice::from_ref(&profile))?, flops))
+            }
+            None => None,
+        };
+        models.push(MixModel {
+            name: m.name.clone(),
+            source,
+            inputs,
+            importance: m.importance,
+            inferences: m.inferences.unwrap_or(scenario.inferences).max(1),
+            delays,
+        });
+    }
+    let weights: u64 = sources.iter().map(ModelSource::weight_bytes).sum();
+    eprintln!(
+        "{} models, {} of weights under a cap of {} (overcommit {:.2}x)",
+        models.len(),
+        human_bytes(weights),
+        human_bytes(cap),
+        weights as f64 / cap as f64
+    );
+
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>16} {bar:30} {pos}/{len} blocks {msg}")
+        .expect("a valid template");
+    let progress: Vec<ProgressBar> = models
+        .iter()
+        .map(|m| {
+            let bar = bars.add(
+                ProgressBar::new(0)
+                    .with_style(style.clone())
+                    .with_prefix(m.name.clone()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        })
+        .collect();
+    let mut trace_events = Vec::new();
+    let read = ReadOptions { io, verify: true };
+    let report = run_mix(&models, cap, read, &mut |event| match event {
+        MixEvent::Step {
+            model,
+            inference,
+            block,
+            blocks,
+            start_s,
+            swap_in_s,
+            execute_s,
+            swap_out_s,
+        } => {
+            let bar = &progress[*model];
+            bar.set_length((*blocks * models[*model].inferences) as u64);
+            bar.set_position((*inference * blocks + block + 1) as u64);
+            let mut t = *start_s;
+            for (name, dur) in [
+                ("swap-in", swap_in_s),
+                ("execute", execute_s),
+                ("swap-out", swap_out_s),
+            ] {
+                trace_events.push(json!({"ph": "X", "pid": 1, "tid": model, "name": name, "ts": t * 1e6, "dur": dur * 1e6,
+                    "args": {"block": block, "inference": inference}}));
+                t += dur;
+            }
+        }
+        MixEvent::Done {
+            model,
+            inference,
+            latency_s,
+        } => {
+            progress[*model].set_message(format!(
+                "inference {} in {:.3} s",
+                inference + 1,
+                latency_s
+            ));
+        }
+    })?;
+    for bar in &progress {
+        bar.finish();
+    }
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "cap {}, peak {}, wall {:.3} s",
+        human_bytes(report.cap_bytes),
+        human_bytes(report.peak_bytes),
+        report.wall_s
+    )?;
+    writeln!(
+        out,
+        "{:<16} {:>10} {:>7} {:>6} {:>12} {:>12} {:>12}",
+        "model", "quota", "blocks", "runs", "latency s", "predicted s", "alone pred."
+    )?;
+    for m in &report.models {
+        let mean = m.latencies_s.iter().sum::<f64>() / m.latencies_s.len().max(1) as f64;
+        writeln!(
+            out,
+            "{:<16} {:>10} {:>7} {:>6} {:>12.3} {:>12.3} {:>12.3}",
+            m.name,
+            human_bytes(m.quota_bytes),
+            m.blocks,
+            m.latencies_s.len(),
+            mean,
+            m.predicted_latency_s,
+            m.predicted_alone_s
+        )?;
+    }
+    if let Some(path) = &args.trace {
+        let names: Vec<_> = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": i, "args": {"name": m.name}}))
+            .collect();
+        let all: Vec<_> = names.into_iter().chain(trace_events).collect();
+        std::fs::write(path, serde_json::to_vec(&json!({"traceEvents": all}))?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.report {
+        let value = json!({
+            "cap_bytes": report.cap_bytes,
+            "peak_bytes": report.peak_bytes,
+            "weight_bytes": weights,
+            "overcommit": weights as f64 / cap as f64,
+            "wall_s": report.wall_s,
+            "models": report.models,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&value)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
