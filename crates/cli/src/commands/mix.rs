@@ -10,7 +10,8 @@
 //! store = "$MODELS/fcn-resnet101.packed"   # $MODELS: --models; else relative to this file
 //! importance = 1.0
 //! input = "pixels.safetensors"             # optional; default: one image or 128 token ids
-//! profile = "fcn.profile.json"             # optional delay models (edgerun profile)
+//! profile = "fcn.profile.json"             # optional delay models (edgerun profile);
+//!                                          # default: STORE.profile.json if it exists
 //! ```
 
 use std::io::Write;
@@ -124,8 +125,10 @@ pub fn run(args: MixArgs) -> Result<()> {
     for (m, source) in scenario.model.iter().zip(&sources) {
         let inputs = profiling_inputs(source, m.input.as_deref().map(resolve).as_deref())
             .with_context(|| format!("model {}", m.name))?;
+        let beside = PathBuf::from(format!("{}.profile.json", resolve(&m.store).display()));
         let profile = match &m.profile {
             Some(p) => Some(load_profile(&resolve(p))?),
+            None if beside.exists() => Some(load_profile(&beside)?),
             None if args.profile => {
                 eprintln!("profiling {}", m.name);
                 Some(profile(source, inputs.clone(), 1)?)
