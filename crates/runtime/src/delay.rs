@@ -33,11 +33,11 @@ pub struct LinearDelay {
 }
 
 impl LinearDelay {
-    /// The prediction, never negative. A negative fitted intercept is not charged: a block
-    /// cannot take less than no time to read, and a negative constant per block would make
-    /// the partitioner split blocks for free.
+    /// The prediction, never negative. The per-block part (`per_depth * depth + constant_s`)
+    /// is not charged below zero: a negative fixed cost per block would make the partitioner
+    /// split blocks for free.
     pub fn predict(&self, x: f64, depth: f64) -> f64 {
-        (self.per_x * x + self.per_depth * depth + self.constant_s.max(0.0)).max(0.0)
+        (self.per_x * x).max(0.0) + (self.per_depth * depth + self.constant_s).max(0.0)
     }
 }
 
