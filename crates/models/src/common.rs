@@ -6,7 +6,7 @@ use edgerun_tensor::kernels::{
 };
 use edgerun_tensor::Tensor;
 
-use crate::{Layout, Result, State, TensorSpec, UnitWeights};
+use crate::{Inputs, Layout, ModelError, Result, RunOptions, State, TensorSpec, UnitWeights};
 
 pub(crate) fn join(prefix: &str, name: &str) -> String {
     format!("{prefix}{name}")
@@ -444,4 +444,23 @@ pub(crate) fn transformer_activation_bytes(
     };
     4 * (layer + 2 * logit_rows * vocab as u64 + recorded)
         + state.cache.as_ref().map_or(0, |c| c.bytes() as u64)
+}
+
+/// Validates `pixel_values` as `[batch, channels, h, w]` with both sides at least `min_side`
+/// and starts an image pass.
+pub(crate) fn start_image(
+    inputs: Inputs,
+    options: RunOptions,
+    channels: usize,
+    min_side: usize,
+) -> Result<State> {
+    let pixels = inputs.pixels()?;
+    let shape = pixels.shape();
+    if shape.len() != 4 || shape[1] != channels || shape[2] < min_side || shape[3] < min_side {
+        return Err(ModelError::input(
+            "pixel_values",
+            format!("expected [batch, {channels}, height >= {min_side}, width >= {min_side}], got {shape:?}"),
+        ));
+    }
+    State::for_pixels(inputs, options)
 }

@@ -236,21 +236,7 @@ impl Model for Fcn {
     }
 
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
-        let pixels = inputs.pixels()?;
-        if pixels.rank() != 4
-            || pixels.shape()[1] != 3
-            || pixels.shape()[2] < 8
-            || pixels.shape()[3] < 8
-        {
-            return Err(ModelError::input(
-                "pixel_values",
-                format!(
-                    "expected [batch, 3, height >= 8, width >= 8], got {:?}",
-                    pixels.shape()
-                ),
-            ));
-        }
-        State::for_pixels(inputs, options)
+        crate::common::start_image(inputs, options, 3, 8)
     }
 
     /// Feature maps stay at 1/8 of the input from layer2 on, at up to 4x the widest planes:

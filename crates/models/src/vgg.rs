@@ -165,17 +165,8 @@ impl Model for Vgg {
     }
 
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
-        let pixels = inputs.pixels()?;
-        if pixels.rank() != 4 || pixels.shape()[1] != 3 {
-            return Err(ModelError::input(
-                "pixel_values",
-                format!(
-                    "expected [batch, 3, height, width], got {:?}",
-                    pixels.shape()
-                ),
-            ));
-        }
-        State::for_pixels(inputs, options)
+        let pools = self.convs.iter().filter(|c| c.pool_after).count() as u32;
+        crate::common::start_image(inputs, options, 3, 1 << pools)
     }
 
     /// The first convolution's output (the widest map) three times over, plus its im2col

@@ -49,6 +49,25 @@ pub struct DelayModels {
     pub t_out: LinearDelay,
 }
 
+impl DelayModels {
+    /// What to plan with before any profile: reads at 1 GB/s plus 2 ms each, compute and
+    /// swap-out free. It sizes blocks to minimise reads.
+    pub fn read_only() -> Self {
+        let line = |per_x, constant_s| LinearDelay {
+            per_x,
+            per_depth: 0.0,
+            constant_s,
+            r2: 1.0,
+            samples: 0,
+        };
+        Self {
+            t_in: line(1e-9, 2e-3),
+            t_ex: line(0.0, 0.0),
+            t_out: line(0.0, 0.0),
+        }
+    }
+}
+
 /// Least squares over `[x, depth, 1]`. Columns are centred and scaled before solving (bytes
 /// and FLOPs are ~1e9, depths ~10); a column with no spread (every depth equal) gets a zero
 /// coefficient instead of a singular system.

@@ -93,25 +93,6 @@ struct Runner<'s> {
     done: usize,
 }
 
-fn default_delays(units: usize) -> (DelayModels, Vec<u64>) {
-    use crate::delay::LinearDelay;
-    let line = |per_x, constant_s| LinearDelay {
-        per_x,
-        per_depth: 0.0,
-        constant_s,
-        r2: 1.0,
-        samples: 0,
-    };
-    (
-        DelayModels {
-            t_in: line(1e-9, 2e-3),
-            t_ex: line(0.0, 0.0),
-            t_out: line(0.0, 0.0),
-        },
-        vec![0; units],
-    )
-}
-
 /// Runs every model `inferences` times under `cap`, calling `on_event` after every step.
 pub fn run_mix(
     models: &[MixModel],
@@ -153,7 +134,7 @@ pub fn run_mix(
         let (delays, flops) = m
             .delays
             .clone()
-            .unwrap_or_else(|| default_delays(model.stages().len()));
+            .unwrap_or_else(|| (DelayModels::read_only(), vec![0; model.stages().len()]));
         let units = packed_units(store, model.as_ref(), &flops);
         let minimum = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0) + reserve;
         prepared.push(Prepared {
@@ -191,11 +172,7 @@ pub fn run_mix(
                 human_bytes(quota)
             ))
         })?;
-        let blocks = plan
-            .blocks
-            .iter()
-            .map(|b| b.first_unit..b.first_unit + b.units.len())
-            .collect();
+        let blocks = plan.ranges();
         quotas.push(quota);
         runners.push(Runner {
             store: p.store,

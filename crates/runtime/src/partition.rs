@@ -46,6 +46,16 @@ pub struct Partition {
     pub predicted_peak_bytes: u64,
 }
 
+impl Partition {
+    /// The blocks as ranges of unit indices.
+    pub fn ranges(&self) -> Vec<std::ops::Range<usize>> {
+        self.blocks
+            .iter()
+            .map(|b| b.first_unit..b.first_unit + b.units.len())
+            .collect()
+    }
+}
+
 struct Costs<'a> {
     units: &'a [PartUnit],
     models: &'a DelayModels,

@@ -182,11 +182,7 @@ impl<'s> SwapExecutor<'s> {
                 human_bytes(largest + reserve)
             ))
         })?;
-        let blocks = plan
-            .blocks
-            .iter()
-            .map(|b| b.first_unit..b.first_unit + b.units.len())
-            .collect();
+        let blocks = plan.ranges();
         Ok((blocks, plan.prefetch))
     }
 

@@ -7,7 +7,7 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::fixtures;
+use common::{fixtures, FIXTURES};
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, Governor, MemorySample, StreamExecutor};
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
@@ -46,20 +46,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// The allocator is process-wide and tests run on parallel threads: the two tests here take
+/// turns so one's 64 MiB buffer never lands in the other's peak.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn streamed_heap_stays_within_the_minimum_budget() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(root) = fixtures() else { return };
     // One thread: the reserve's per-thread score buffers are then exact for this process.
     edgerun_tensor::parallel::set_threads(1);
-    for name in [
-        "bert-tiny",
-        "vit-tiny",
-        "gpt2-tiny",
-        "gptj-tiny",
-        "resnet-tiny",
-        "vgg-tiny",
-        "fcn-tiny",
-    ] {
+    for name in FIXTURES {
         let dir = root.join(name);
         let store = common::pack_fixture(&dir, &format!("heap-{name}"));
         let source = ModelSource::open(&store).unwrap();
@@ -97,6 +94,7 @@ fn streamed_heap_stays_within_the_minimum_budget() {
 
 #[test]
 fn a_freed_unit_buffer_leaves_the_process() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // What the binary sets at start-up: large blocks get their own mappings.
     // SAFETY: mallopt only tunes glibc's allocator.
     unsafe {

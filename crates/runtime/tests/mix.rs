@@ -6,11 +6,11 @@ mod common;
 
 use std::path::Path;
 
-use common::fixtures;
+use common::{bits, fixtures};
 use edgerun_models::RunOptions;
 use edgerun_runtime::executor::minimum_bytes;
 use edgerun_runtime::mix::{run_mix, MixEvent, MixModel};
-use edgerun_runtime::{Executor, FullExecutor, Outputs};
+use edgerun_runtime::{Executor, FullExecutor};
 use edgerun_store::packed::IoMode;
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
 use proptest::prelude::*;
@@ -23,22 +23,6 @@ const FIXTURES: &[&str] = &[
     "vgg-tiny",
     "fcn-tiny",
 ];
-
-fn bits(o: &Outputs) -> Vec<(String, Vec<u32>)> {
-    o.tensors
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                t.contiguous()
-                    .values()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect(),
-            )
-        })
-        .collect()
-}
 
 fn read() -> ReadOptions {
     ReadOptions {

@@ -6,21 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::fixtures;
+use common::{fixtures, FIXTURES};
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, RuntimeError, StreamExecutor};
 use edgerun_store::packed::PackedStore;
 use edgerun_store::{read_inputs, HfFolder, IoMode, ModelSource, ReadOptions, StoreError};
-
-const FIXTURES: &[&str] = &[
-    "bert-tiny",
-    "vit-tiny",
-    "gpt2-tiny",
-    "gptj-tiny",
-    "resnet-tiny",
-    "vgg-tiny",
-    "fcn-tiny",
-];
 
 fn packed_copy(fixture: &Path, tag: &str) -> PathBuf {
     common::pack_fixture(fixture, &format!("packed-{tag}"))

@@ -8,21 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fixtures;
+use common::{bits, fixtures, FIXTURES};
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, PipeLoadExecutor};
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
 use proptest::prelude::*;
-
-const FIXTURES: &[&str] = &[
-    "bert-tiny",
-    "vit-tiny",
-    "gpt2-tiny",
-    "gptj-tiny",
-    "resnet-tiny",
-    "vgg-tiny",
-    "fcn-tiny",
-];
 
 fn packed(root: &Path, name: &str) -> (PathBuf, ModelSource) {
     let out = common::pack_fixture(&root.join(name), &format!("pipeload-{name}"));
@@ -39,22 +29,6 @@ fn run(executor: &dyn Executor, dir: &Path) -> edgerun_runtime::Result<Outputs> 
             ..RunOptions::default()
         },
     )
-}
-
-fn bits(o: &Outputs) -> Vec<(String, Vec<u32>)> {
-    o.tensors
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                t.contiguous()
-                    .values()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 fn minimum(source: &ModelSource, dir: &Path) -> u64 {

@@ -7,23 +7,13 @@ mod common;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use common::fixtures;
+use common::{bits, fixtures, FIXTURES};
 use edgerun_models::RunOptions;
 use edgerun_runtime::swap::BlockPlan;
 use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, SwapExecutor};
 use edgerun_store::packed::IoMode;
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
 use proptest::prelude::*;
-
-const FIXTURES: &[&str] = &[
-    "bert-tiny",
-    "vit-tiny",
-    "gpt2-tiny",
-    "gptj-tiny",
-    "resnet-tiny",
-    "vgg-tiny",
-    "fcn-tiny",
-];
 
 fn forward(executor: &dyn Executor, dir: &Path) -> edgerun_runtime::Result<Outputs> {
     let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
@@ -34,22 +24,6 @@ fn forward(executor: &dyn Executor, dir: &Path) -> edgerun_runtime::Result<Outpu
             ..RunOptions::default()
         },
     )
-}
-
-fn bits(o: &Outputs) -> Vec<(String, Vec<u32>)> {
-    o.tensors
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                t.contiguous()
-                    .values()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 fn direct() -> ReadOptions {
@@ -122,7 +96,10 @@ fn partitioned_runs_match_full_at_their_minimum() {
     for name in FIXTURES {
         let p = packed(&root, name);
         let units = p.source.model().unwrap().stages().len();
-        let (models, flops) = (read_only_models(), vec![0; units]);
+        let (models, flops) = (
+            edgerun_runtime::delay::DelayModels::read_only(),
+            vec![0; units],
+        );
         let plan = || BlockPlan::Partition {
             models,
             flops: flops.clone(),
@@ -176,21 +153,5 @@ fn blocks_that_do_not_tile_are_refused() {
             prefetch: false,
         };
         assert!(SwapExecutor::new(&p.source, direct(), Governor::new(u64::MAX), plan).is_err());
-    }
-}
-
-fn read_only_models() -> edgerun_runtime::delay::DelayModels {
-    use edgerun_runtime::delay::{DelayModels, LinearDelay};
-    let line = |per_x, constant_s| LinearDelay {
-        per_x,
-        per_depth: 0.0,
-        constant_s,
-        r2: 1.0,
-        samples: 0,
-    };
-    DelayModels {
-        t_in: line(1e-9, 2e-3),
-        t_ex: line(0.0, 0.0),
-        t_out: line(0.0, 0.0),
     }
 }

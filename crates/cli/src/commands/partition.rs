@@ -1,32 +1,19 @@
 //! `edgerun partition`: SwapNet's partitioner -- blocks of consecutive units for a budget,
 //! predicted by delay models fitted on the model's profile.
 
-use std::path::PathBuf;
-
 use anyhow::{anyhow, Result};
 use clap::Args;
 use edgerun_runtime::delay::fit_profiles;
 use edgerun_runtime::human_bytes;
 use edgerun_runtime::partition::{partition, PartUnit};
-use edgerun_runtime::profile::profile;
 use serde_json::json;
 
-use super::profile::{load_profile, profiling_inputs};
-use super::strategy::parse_size;
+use super::profile::BudgetedStore;
 
 #[derive(Args)]
 pub struct PartitionArgs {
-    /// A packed store (edgerun pack).
-    pub model: PathBuf,
-    /// The memory budget, e.g. 300MiB.
-    #[arg(long, value_parser = parse_size)]
-    pub budget: u64,
-    /// A profile from `edgerun profile` (default: profile now, one pass).
-    #[arg(long)]
-    pub profile: Option<PathBuf>,
-    /// Inputs to profile with when no --profile is given.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: BudgetedStore,
     /// Never read the next block while one runs.
     #[arg(long)]
     pub no_prefetch: bool,
@@ -36,15 +23,7 @@ pub struct PartitionArgs {
 }
 
 pub fn run(args: PartitionArgs) -> Result<()> {
-    let source = super::open_model(&args.model)?;
-    let profile = match &args.profile {
-        Some(path) => load_profile(path)?,
-        None => profile(
-            &source,
-            profiling_inputs(&source, args.input.as_deref())?,
-            1,
-        )?,
-    };
+    let (_source, profile) = args.store.open()?;
     let models = fit_profiles(std::slice::from_ref(&profile))?;
     let units: Vec<PartUnit> = profile
         .units
@@ -57,10 +36,10 @@ pub fn run(args: PartitionArgs) -> Result<()> {
         })
         .collect();
     let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
-    let plan = partition(&units, &models, args.budget, profile.reserve_bytes, !args.no_prefetch).ok_or_else(|| {
+    let plan = partition(&units, &models, args.store.budget, profile.reserve_bytes, !args.no_prefetch).ok_or_else(|| {
         anyhow!(
             "a budget of {} bytes is below this model's minimum of {} bytes (largest unit plus activations)",
-            args.budget,
+            args.store.budget,
             largest + profile.reserve_bytes
         )
     })?;
@@ -69,7 +48,7 @@ pub fn run(args: PartitionArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&json!({
                 "architecture": profile.architecture,
-                "budget_bytes": args.budget,
+                "budget_bytes": args.store.budget,
                 "reserve_bytes": profile.reserve_bytes,
                 "delay_models": models,
                 "prefetch": plan.prefetch,
@@ -85,7 +64,7 @@ pub fn run(args: PartitionArgs) -> Result<()> {
         profile.architecture,
         units.len(),
         plan.blocks.len(),
-        human_bytes(args.budget),
+        human_bytes(args.store.budget),
         if plan.prefetch {
             "next block read while one runs"
         } else {

@@ -77,3 +77,35 @@ pub fn load_profile(path: &Path) -> Result<Profile> {
     serde_json::from_str(&text)
         .with_context(|| format!("{} is not an edgerun profile", path.display()))
 }
+
+/// A packed store, a budget, and the profile to plan with: what `plan` and `partition` share.
+#[derive(clap::Args)]
+pub struct BudgetedStore {
+    /// A packed store (edgerun pack).
+    pub model: PathBuf,
+    /// The memory budget, e.g. 300MiB.
+    #[arg(long, value_parser = super::strategy::parse_size)]
+    pub budget: u64,
+    /// A profile from `edgerun profile` (default: profile now, one pass).
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Inputs to profile with when no --profile is given.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+}
+
+impl BudgetedStore {
+    /// The store and its profile (loaded, or measured now).
+    pub fn open(&self) -> Result<(ModelSource, Profile)> {
+        let source = super::open_model(&self.model)?;
+        let profile = match &self.profile {
+            Some(path) => load_profile(path)?,
+            None => profile(
+                &source,
+                profiling_inputs(&source, self.input.as_deref())?,
+                1,
+            )?,
+        };
+        Ok((source, profile))
+    }
+}

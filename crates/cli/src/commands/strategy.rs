@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use edgerun_runtime::delay::{DelayModels, LinearDelay};
+use edgerun_runtime::delay::DelayModels;
 use edgerun_runtime::swap::BlockPlan;
 use edgerun_runtime::{
     human_bytes, Executor, FullExecutor, Governor, PipeLoadExecutor, StreamExecutor, SwapExecutor,
@@ -181,21 +181,7 @@ impl StrategyArgs {
                 let models = edgerun_runtime::delay::fit_profiles(std::slice::from_ref(&profile))?;
                 (models, profile.units.iter().map(|u| u.flops).collect())
             }
-            None => {
-                let line = |per_x, constant_s| LinearDelay {
-                    per_x,
-                    per_depth: 0.0,
-                    constant_s,
-                    r2: 1.0,
-                    samples: 0,
-                };
-                let models = DelayModels {
-                    t_in: line(1e-9, 2e-3),
-                    t_ex: line(0.0, 0.0),
-                    t_out: line(0.0, 0.0),
-                };
-                (models, vec![0; units])
-            }
+            None => (DelayModels::read_only(), vec![0; units]),
         };
         Ok(BlockPlan::Partition {
             models,

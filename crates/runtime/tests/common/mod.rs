@@ -4,7 +4,36 @@
 
 use std::path::PathBuf;
 
+use edgerun_runtime::Outputs;
 use edgerun_store::safetensors_index::SafetensorsIndex;
+
+/// Every fixture a strategy must reproduce bit for bit.
+pub const FIXTURES: &[&str] = &[
+    "bert-tiny",
+    "vit-tiny",
+    "gpt2-tiny",
+    "gptj-tiny",
+    "resnet-tiny",
+    "vgg-tiny",
+    "fcn-tiny",
+];
+
+/// Outputs as bit patterns, for exact comparison across strategies.
+pub fn bits(o: &Outputs) -> Vec<(String, Vec<u32>)> {
+    o.tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.contiguous()
+                    .values()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect(),
+            )
+        })
+        .collect()
+}
 
 /// The fixtures folder, or None (with a message) when it is absent and not required.
 pub fn fixtures() -> Option<PathBuf> {
