@@ -42,7 +42,7 @@ enum Command {
     Pack(commands::pack::PackArgs),
     /// Write a randomly initialised model with a real published config.
     Synth(commands::synth::SynthArgs),
-    /// Layer Profiler: per-unit bytes, cold load and compute times, read throughput.
+    /// Layer Profiler: per-unit bytes, FLOPs, cold load, compute and free times, read throughput.
     Profile(commands::profile::ProfileArgs),
     /// Pipeline Planner: loading agents for a budget, with predicted latency and peak.
     Plan(commands::plan::PlanArgs),
@@ -54,7 +54,7 @@ enum Command {
     Mix(commands::mix::MixArgs),
     /// Cold sequential read throughput of a file, buffered and O_DIRECT.
     BenchIo(commands::bench_io::BenchIoArgs),
-    /// Accelerator simulators: a systolic GEMM, or a ViT on the SAMM.
+    /// Accelerator simulators: a systolic GEMM, a ViT on the SAMM, a ViT encoder on the ARAP.
     #[command(subcommand)]
     Sim(commands::sim::SimCommand),
     /// Synthesize BERT-base and run it: the quick start.
