@@ -142,3 +142,38 @@ fn a_cap_below_the_minimums_names_them() {
     );
     assert!(run_mix(&models, cap + 1, read(), &mut |_| {}).is_ok());
 }
+
+#[test]
+fn the_mapped_baseline_runs_every_model_in_turn() {
+    let Some(root) = fixtures() else { return };
+    let (a, b) = (fixture(&root, "vit-tiny"), fixture(&root, "resnet-tiny"));
+    let inputs = |f: &Fixture| read_inputs(&f.dir.join("inputs.safetensors")).unwrap();
+    let models = [
+        MixModel {
+            name: "vit".into(),
+            source: &a.source,
+            inputs: inputs(&a),
+            importance: 1.0,
+            inferences: 2,
+            delays: None,
+        },
+        MixModel {
+            name: "resnet".into(),
+            source: &b.source,
+            inputs: inputs(&b),
+            importance: 1.0,
+            inferences: 1,
+            delays: None,
+        },
+    ];
+    let mut done = Vec::new();
+    let report = edgerun_runtime::mix::run_mix_mapped(&models, &mut |e| {
+        if let MixEvent::Done { model, .. } = e {
+            done.push(*model);
+        }
+    })
+    .unwrap();
+    assert_eq!(done, vec![0, 1, 0]);
+    assert_eq!(bits(&report.outputs[0]), a.reference);
+    assert_eq!(bits(&report.outputs[1]), b.reference);
+}

@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use edgerun_runtime::delay::fit_profiles;
 use edgerun_runtime::human_bytes;
-use edgerun_runtime::mix::{run_mix, MixEvent, MixModel};
+use edgerun_runtime::mix::{run_mix, run_mix_mapped, MixEvent, MixModel};
 use edgerun_runtime::profile::profile;
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -48,6 +48,10 @@ pub struct MixArgs {
     /// Write a Chrome/Perfetto trace (a track per model) here.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// `swap` (SwapNet) or `mmap`: every model mapped whole, one inference per turn, the page
+    /// cache deciding what stays -- the baseline to run inside a memory cgroup of the same cap.
+    #[arg(long, default_value = "swap", value_parser = ["swap", "mmap"])]
+    pub strategy: String,
     /// Profile every model without a `profile` first (one pass each) and predict with delay
     /// models fitted on it; otherwise blocks are sized to minimise reads.
     #[arg(long)]
@@ -177,7 +181,8 @@ pub fn run(args: MixArgs) -> Result<()> {
         .collect();
     let mut trace_events = Vec::new();
     let read = ReadOptions { io, verify: true };
-    let report = run_mix(&models, cap, read, &mut |event| match event {
+    let mapped = args.strategy == "mmap";
+    let mut on_event = |event: &MixEvent| match event {
         MixEvent::Step {
             model,
             inference,
@@ -207,32 +212,65 @@ pub fn run(args: MixArgs) -> Result<()> {
             inference,
             latency_s,
         } => {
+            if mapped {
+                progress[*model].set_length(models[*model].inferences as u64);
+                progress[*model].set_position(*inference as u64 + 1);
+            }
             progress[*model].set_message(format!(
                 "inference {} in {:.3} s",
                 inference + 1,
                 latency_s
             ));
         }
-    })?;
+    };
+    let report = if mapped {
+        run_mix_mapped(&models, &mut on_event)?
+    } else {
+        run_mix(&models, cap, read, &mut on_event)?
+    };
     for bar in &progress {
         bar.finish();
     }
 
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "cap {}, peak {}, wall {:.3} s",
-        human_bytes(report.cap_bytes),
-        human_bytes(report.peak_bytes),
-        report.wall_s
-    )?;
-    writeln!(
-        out,
-        "{:<16} {:>10} {:>7} {:>6} {:>12} {:>12} {:>12}",
-        "model", "quota", "blocks", "runs", "latency s", "predicted s", "alone pred."
-    )?;
+    if mapped {
+        let memory = edgerun_runtime::MemorySample::now();
+        writeln!(
+            out,
+            "mmap, no cap inside the process (use a memory cgroup); VmHWM {}, wall {:.3} s",
+            human_bytes(memory.vm_hwm_bytes),
+            report.wall_s
+        )?;
+    } else {
+        writeln!(
+            out,
+            "cap {}, peak {}, wall {:.3} s",
+            human_bytes(report.cap_bytes),
+            human_bytes(report.peak_bytes),
+            report.wall_s
+        )?;
+    }
+    if mapped {
+        writeln!(out, "{:<16} {:>6} {:>12}", "model", "runs", "latency s")?;
+    } else {
+        writeln!(
+            out,
+            "{:<16} {:>10} {:>7} {:>6} {:>12} {:>12} {:>12}",
+            "model", "quota", "blocks", "runs", "latency s", "predicted s", "alone pred."
+        )?;
+    }
     for m in &report.models {
         let mean = m.latencies_s.iter().sum::<f64>() / m.latencies_s.len().max(1) as f64;
+        if mapped {
+            writeln!(
+                out,
+                "{:<16} {:>6} {:>12.3}",
+                m.name,
+                m.latencies_s.len(),
+                mean
+            )?;
+            continue;
+        }
         writeln!(
             out,
             "{:<16} {:>10} {:>7} {:>6} {:>12.3} {:>12.3} {:>12.3}",
@@ -257,6 +295,8 @@ pub fn run(args: MixArgs) -> Result<()> {
     }
     if let Some(path) = &args.report {
         let value = json!({
+            "strategy": args.strategy,
+            "vm_hwm_bytes": edgerun_runtime::MemorySample::now().vm_hwm_bytes,
             "cap_bytes": report.cap_bytes,
             "peak_bytes": report.peak_bytes,
             "weight_bytes": weights,
