@@ -5,6 +5,8 @@
 //! swap-out. Before every swap-in the scheduler checks that what is resident plus the block
 //! stays under the global cap.
 //!
+//! A model whose quota holds all its weights runs as one block, kept between its inferences.
+//!
 //! Quotas proportional to importance alone would strand a model whose single largest unit
 //! exceeds its share (VGG-19's 411 MB classifier layer); granting minimums first keeps every
 //! mix whose minimums fit the cap runnable, and importance still decides who gets the rest.
@@ -91,6 +93,9 @@ struct Runner<'s> {
     state: Option<(State, crate::governor::Lease, Instant)>,
     next_block: usize,
     done: usize,
+    /// A model whose whole weights fit its quota as one block keeps that block between its
+    /// inferences instead of swapping it out and in again (it stays leased).
+    kept: Option<crate::swap::Loaded>,
 }
 
 /// Runs every model `inferences` times under `cap`, calling `on_event` after every step.
@@ -183,6 +188,7 @@ pub fn run_mix(
             state: None,
             next_block: 0,
             done: 0,
+            kept: None,
         });
     }
     let predicted = predict_round_robin(&runners, models);
@@ -208,7 +214,11 @@ pub fn run_mix(
                 runner.next_block = 0;
             }
             let block = runner.blocks[runner.next_block].clone();
-            let bytes = block_bytes(runner.store, &block);
+            let bytes = if runner.kept.is_some() {
+                0
+            } else {
+                block_bytes(runner.store, &block)
+            };
             if governor.used() + bytes > cap {
                 return Err(RuntimeError::Budget(format!(
                     "{}: swapping in {} with {} resident would exceed the cap of {}",
@@ -220,8 +230,15 @@ pub fn run_mix(
             }
             let step_began = Instant::now();
             let step_start = (step_began - started).as_secs_f64();
-            let loaded = swap_in(runner.store, runner.model.as_ref(), &governor, read, &block)?;
-            copied[index] += loaded.copied_bytes;
+            let loaded = match runner.kept.take() {
+                Some(kept) => kept,
+                None => {
+                    let loaded =
+                        swap_in(runner.store, runner.model.as_ref(), &governor, read, &block)?;
+                    copied[index] += loaded.copied_bytes;
+                    loaded
+                }
+            };
             let executing = Instant::now();
             let (state, _, _) = runner.state.as_mut().expect("started above");
             for (i, weights) in block.clone().zip(&loaded.units) {
@@ -229,7 +246,11 @@ pub fn run_mix(
             }
             let execute_s = executing.elapsed().as_secs_f64();
             let swapping_out = Instant::now();
-            drop(loaded);
+            if runner.blocks.len() == 1 && runner.done + 1 < spec.inferences {
+                runner.kept = Some(loaded);
+            } else {
+                drop(loaded);
+            }
             on_event(&MixEvent::Step {
                 model: index,
                 inference: runner.done,
@@ -343,9 +364,14 @@ pub fn run_mix_mapped(
 /// Mean predicted latency per model: the round robin replayed with each block step's
 /// predicted duration (swap-in + execute + swap-out).
 fn predict_round_robin(runners: &[Runner], models: &[MixModel]) -> Vec<f64> {
-    let step = |r: &Runner, b: usize| {
+    // A single-block model keeps its block after its first inference: compute only.
+    let step = |r: &Runner, b: usize, inference: usize| {
         let block = &r.plan.blocks[b];
-        block.t_in_s + block.t_ex_s + block.t_out_s
+        if r.blocks.len() == 1 && inference > 0 {
+            block.t_ex_s
+        } else {
+            block.t_in_s + block.t_ex_s + block.t_out_s
+        }
     };
     let mut clock = 0.0;
     let mut next = vec![0usize; runners.len()];
@@ -365,7 +391,7 @@ fn predict_round_robin(runners: &[Runner], models: &[MixModel]) -> Vec<f64> {
             if next[i] == 0 {
                 began[i] = clock;
             }
-            clock += step(r, next[i]);
+            clock += step(r, next[i], done[i]);
             next[i] += 1;
             if next[i] == r.blocks.len() {
                 total[i] += clock - began[i];

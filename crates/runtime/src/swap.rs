@@ -49,7 +49,7 @@ pub enum BlockPlan {
 /// A swapped-in block: its units bound, the lease on its bytes, what it cost.
 pub(crate) struct Loaded {
     pub units: Vec<UnitWeights>,
-    _lease: Lease,
+    pub(crate) _lease: Lease,
     pub load_s: f64,
     pub wait_s: f64,
     pub bytes_read: u64,
