@@ -15,16 +15,16 @@ dev=$(lsblk -no MAJ:MIN "$(df --output=source "$models" | tail -n 1)" | head -n 
 echo "$dev $bps" > "$blkio/blkio.throttle.read_bps_device"
 echo $$ > "$blkio/cgroup.procs"
 trap 'echo $$ > /sys/fs/cgroup/blkio/cgroup.procs; rmdir "$blkio"' EXIT
-for scenario in self-driving road-side-unit uav; do
+for scenario in ${SCENARIOS:-self-driving road-side-unit uav}; do
   sync; echo 3 > /proc/sys/vm/drop_caches
   "$edgerun" --threads 2 mix "$here/../scenarios/$scenario.toml" --models "$models" \
-      --report "$here/results/mix-$scenario-swap-throttled-$stamp.json" 2>/dev/null | head -n 1
+      --report "$here/results/mix-$scenario-swap-throttled-$stamp.json" 2>/dev/null | grep '^cap' 
   cap=$(python3 -c "import json; print(json.load(open('$here/results/mix-$scenario-swap-throttled-$stamp.json'))['cap_bytes'])")
   memory=/sys/fs/cgroup/memory/edgerun-mix-$$
   mkdir -p "$memory"
   echo "$cap" > "$memory/memory.limit_in_bytes"
   sync; echo 3 > /proc/sys/vm/drop_caches
-  sh -c "echo \$\$ > $memory/cgroup.procs; exec $edgerun --threads 2 mix $here/../scenarios/$scenario.toml --models $models --strategy mmap --report $here/results/mix-$scenario-mmap-throttled-$stamp.json" 2>/dev/null | head -n 1
+  sh -c "echo \$\$ > $memory/cgroup.procs; exec $edgerun --threads 2 mix $here/../scenarios/$scenario.toml --models $models --strategy mmap --report $here/results/mix-$scenario-mmap-throttled-$stamp.json" 2>/dev/null | grep '^mmap' 
   rmdir "$memory"
 done
 echo "wrote $here/results/mix-*-throttled-$stamp.json"
