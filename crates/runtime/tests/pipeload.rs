@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bits, fixtures, FIXTURES};
+use common::{bits, fixtures, forward, FIXTURES};
 use edgerun_models::RunOptions;
-use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, PipeLoadExecutor};
+use edgerun_runtime::{Executor, FullExecutor, Governor, PipeLoadExecutor};
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
 use proptest::prelude::*;
 
@@ -18,17 +18,6 @@ fn packed(root: &Path, name: &str) -> (PathBuf, ModelSource) {
     let out = common::pack_fixture(&root.join(name), &format!("pipeload-{name}"));
     let source = ModelSource::open(&out).unwrap();
     (out, source)
-}
-
-fn run(executor: &dyn Executor, dir: &Path) -> edgerun_runtime::Result<Outputs> {
-    let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
-    executor.forward(
-        inputs,
-        RunOptions {
-            hidden_states: true,
-            ..RunOptions::default()
-        },
-    )
 }
 
 fn minimum(source: &ModelSource, dir: &Path) -> u64 {
@@ -54,7 +43,7 @@ fn bit_identical_to_full_for_every_fixture_and_loader_count() {
     for name in FIXTURES {
         let dir = root.join(name);
         let (_, source) = packed(&root, name);
-        let reference = bits(&run(&FullExecutor::load(&source).unwrap(), &dir).unwrap());
+        let reference = bits(&forward(&FullExecutor::load(&source).unwrap(), &dir).unwrap());
         let min = minimum(&source, &dir);
         for loaders in 1..=4 {
             for cap in [u64::MAX, min] {
@@ -67,7 +56,7 @@ fn bit_identical_to_full_for_every_fixture_and_loader_count() {
                 )
                 .unwrap();
                 assert_eq!(
-                    bits(&run(&executor, &dir).unwrap()),
+                    bits(&forward(&executor, &dir).unwrap()),
                     reference,
                     "{name}, {loaders} loaders, cap {cap}"
                 );
@@ -96,7 +85,7 @@ fn an_injected_read_error_surfaces_and_returns_every_lease() {
                 PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), loaders)
                     .unwrap()
                     .with_fault(move |i| (i == bad).then(|| "disk on fire".to_string()));
-            let err = run(&executor, &dir).expect_err("the injected error must surface");
+            let err = forward(&executor, &dir).expect_err("the injected error must surface");
             assert!(err.to_string().contains("disk on fire"), "{err}");
             assert_eq!(
                 governor.used(),
@@ -121,7 +110,7 @@ proptest! {
         let name = FIXTURES[fixture];
         let dir = root.join(name);
         let (_, source) = packed(&root, name);
-        let reference = bits(&run(&FullExecutor::load(&source).unwrap(), &dir).unwrap());
+        let reference = bits(&forward(&FullExecutor::load(&source).unwrap(), &dir).unwrap());
         let min = minimum(&source, &dir);
         let cap = min + slack * min / 2;
         let governor = Governor::new(cap);
@@ -133,7 +122,7 @@ proptest! {
                 None
             });
         let started = Instant::now();
-        let out = bits(&run(&executor, &dir).unwrap());
+        let out = bits(&forward(&executor, &dir).unwrap());
         prop_assert!(started.elapsed() < Duration::from_secs(20), "pass took {:?}", started.elapsed());
         prop_assert_eq!(out, reference);
         prop_assert!(governor.peak() <= cap);
@@ -154,7 +143,7 @@ fn the_trace_shows_a_correct_pipeline() {
             PipeLoadExecutor::new(&source, ReadOptions::default(), Governor::new(min), 3)
                 .unwrap()
                 .with_trace(trace.clone());
-        run(&executor, &dir).unwrap();
+        forward(&executor, &dir).unwrap();
         let units = executor.model().stages().len();
         let spans = trace.spans();
         let of = |kind: SpanKind| spans.iter().filter(move |s| s.kind == kind);

@@ -7,24 +7,12 @@ mod common;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use common::{bits, fixtures, FIXTURES};
-use edgerun_models::RunOptions;
+use common::{bits, fixtures, forward, FIXTURES};
 use edgerun_runtime::swap::BlockPlan;
-use edgerun_runtime::{Executor, FullExecutor, Governor, Outputs, SwapExecutor};
+use edgerun_runtime::{Executor, FullExecutor, Governor, SwapExecutor};
 use edgerun_store::packed::IoMode;
-use edgerun_store::{read_inputs, ModelSource, ReadOptions};
+use edgerun_store::{ModelSource, ReadOptions};
 use proptest::prelude::*;
-
-fn forward(executor: &dyn Executor, dir: &Path) -> edgerun_runtime::Result<Outputs> {
-    let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
-    executor.forward(
-        inputs,
-        RunOptions {
-            hidden_states: true,
-            ..RunOptions::default()
-        },
-    )
-}
 
 fn direct() -> ReadOptions {
     ReadOptions {

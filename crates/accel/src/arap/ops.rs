@@ -16,13 +16,6 @@ pub struct Operand {
     pub error: Vec<f64>,
 }
 
-impl Operand {
-    /// Element `i` in real units.
-    pub fn real(&self, fp: &FixedPoint, i: usize) -> f64 {
-        self.values[i] as f64 / fp.format.one() as f64
-    }
-}
-
 /// The result of an operation before it is written back.
 #[derive(Clone, Debug)]
 pub struct Produced {

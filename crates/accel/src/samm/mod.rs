@@ -11,7 +11,7 @@ pub mod controller;
 
 use std::sync::Mutex;
 
-use edgerun_tensor::fixed::taylor::{column_accumulate, divide};
+use edgerun_tensor::fixed::taylor::{column_accumulate, divide, narrow_key_value};
 use edgerun_tensor::fixed::{transpose, FixedPoint, HeadOperands, TaylorEngine};
 use edgerun_tensor::kernels::Centre;
 use edgerun_tensor::TensorError;
@@ -158,10 +158,7 @@ impl TaylorEngine for SammEngine {
             head.v,
             GemmDims { m: d, k: n, n: d },
         )?;
-        let g: Vec<i16> = g_acc
-            .iter()
-            .map(|&a| fp.narrow(a, fp.frac_bits() + sums.shift))
-            .collect();
+        let g = narrow_key_value(fp, &sums, &g_acc);
         let (qk_acc, qk) = self.gemm(
             cfg.qk_array,
             fp,

@@ -1,8 +1,11 @@
 //! `edgerun sim`: the accelerator simulators.
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use edgerun_models::Inputs;
+use edgerun_models::{Inputs, Model};
+use edgerun_store::{read_inputs, ModelSource};
 use edgerun_tensor::Tensor;
 
 use super::{sim_arap, sim_gemm, sim_samm};
@@ -39,4 +42,27 @@ pub fn default_image(config_json: &str) -> Result<Inputs> {
         pixel_values: Some(Tensor::from_vec(&[1, channels, size, size], values)?),
         ..Inputs::default()
     })
+}
+
+/// Opens `path` for simulator `which` (`samm`, `arap`), refusing anything but a ViT, and its
+/// inputs: the file `input`, else one default image.
+pub fn open_vit(
+    path: &Path,
+    input: Option<&Path>,
+    which: &str,
+) -> Result<(ModelSource, Box<dyn Model>, Inputs)> {
+    let source = super::open_model(path)?;
+    let model = source.model()?;
+    if !model.architecture().starts_with("ViT") {
+        bail!(
+            "sim {which} runs ViT models; {} is a {}",
+            path.display(),
+            model.architecture()
+        );
+    }
+    let inputs = match input {
+        Some(file) => read_inputs(file).context("cannot read inputs")?,
+        None => default_image(&source.config_json())?,
+    };
+    Ok((source, model, inputs))
 }

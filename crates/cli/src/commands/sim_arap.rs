@@ -13,7 +13,6 @@ use edgerun_accel::arap::machine::run as run_machine;
 use edgerun_accel::arap::{resources, trace};
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, FullExecutor};
-use edgerun_store::read_inputs;
 use edgerun_tensor::fixed::QFormat;
 use edgerun_tensor::Tensor;
 use serde_json::json;
@@ -49,15 +48,7 @@ pub struct SimArapArgs {
 }
 
 pub fn run(args: SimArapArgs) -> Result<()> {
-    let source = super::open_model(&args.model)?;
-    let model = source.model()?;
-    if !model.architecture().starts_with("ViT") {
-        bail!(
-            "sim arap runs ViT models; {} is a {}",
-            args.model.display(),
-            model.architecture()
-        );
-    }
+    let (source, model, inputs) = super::sim::open_vit(&args.model, args.input.as_deref(), "arap")?;
     let config: serde_json::Value = serde_json::from_str(&source.config_json())?;
     let get = |key: &str| config.get(key).and_then(|v| v.as_u64()).map(|v| v as usize);
     let (Some(hidden), Some(heads), Some(intermediate), Some(total_layers)) = (
@@ -82,10 +73,6 @@ pub fn run(args: SimArapArgs) -> Result<()> {
         .fixed
         .parse(Some(QFormat::new(6, 10)?))?
         .expect("a default format");
-    let inputs = match &args.input {
-        Some(path) => read_inputs(path).context("cannot read inputs")?,
-        None => super::sim::default_image(&source.config_json())?,
-    };
     let executor = FullExecutor::load(&source)?;
     let outputs = executor.forward(
         inputs,

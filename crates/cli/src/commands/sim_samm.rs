@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use clap::Args;
 use edgerun_accel::energy::Node;
 use edgerun_accel::samm::controller::report;
@@ -14,7 +14,6 @@ use edgerun_accel::{ArrayShape, Dataflow};
 use edgerun_models::RunOptions;
 use edgerun_runtime::attention_eval::{row_cosines, top1_agreement};
 use edgerun_runtime::{Executor, FullExecutor, Outputs};
-use edgerun_store::read_inputs;
 use edgerun_tensor::fixed::{QFormat, TaylorEngine};
 use edgerun_tensor::kernels::{AttentionAlgorithm, AttentionVariant, Centre};
 use edgerun_tensor::Tensor;
@@ -56,19 +55,7 @@ pub struct SimSammArgs {
 }
 
 pub fn run(args: SimSammArgs) -> Result<()> {
-    let source = super::open_model(&args.model)?;
-    let model = source.model()?;
-    if !model.architecture().starts_with("ViT") {
-        bail!(
-            "sim samm runs ViT models; {} is a {}",
-            args.model.display(),
-            model.architecture()
-        );
-    }
-    let inputs = match &args.input {
-        Some(path) => read_inputs(path).context("cannot read inputs")?,
-        None => super::sim::default_image(&source.config_json())?,
-    };
+    let (source, model, inputs) = super::sim::open_vit(&args.model, args.input.as_deref(), "samm")?;
     let batch = inputs
         .pixel_values
         .as_ref()

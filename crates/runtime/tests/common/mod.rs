@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use edgerun_runtime::Outputs;
+use edgerun_models::RunOptions;
+use edgerun_runtime::{Executor, Outputs};
 use edgerun_store::safetensors_index::SafetensorsIndex;
 
 /// Every fixture a strategy must reproduce bit for bit.
@@ -17,6 +18,18 @@ pub const FIXTURES: &[&str] = &[
     "vgg-tiny",
     "fcn-tiny",
 ];
+
+/// One pass of `executor` on the fixture `dir`'s inputs, hidden states recorded.
+pub fn forward(executor: &dyn Executor, dir: &std::path::Path) -> edgerun_runtime::Result<Outputs> {
+    let inputs = edgerun_store::read_inputs(&dir.join("inputs.safetensors")).unwrap();
+    executor.forward(
+        inputs,
+        RunOptions {
+            hidden_states: true,
+            ..RunOptions::default()
+        },
+    )
+}
 
 /// Outputs as bit patterns, for exact comparison across strategies.
 pub fn bits(o: &Outputs) -> Vec<(String, Vec<u32>)> {

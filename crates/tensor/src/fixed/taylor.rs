@@ -13,7 +13,7 @@
 //! Dividing numerator and denominator by the same `2^p` is what keeps every 16-bit operand in
 //! range; the f32 formula of `kernels::linear_attention` is the same expression without it.
 
-use super::{matmul, matmul_acc, transpose, FixedPoint};
+use super::{matmul_acc, transpose, FixedPoint};
 use crate::kernels::Centre;
 use crate::Result;
 
@@ -88,13 +88,16 @@ pub fn key_value_product(
     head: &HeadOperands,
 ) -> Result<Vec<i16>> {
     let k_hat_t = transpose(&sums.k_hat, head.keys, head.dim);
-    matmul(
-        fp,
-        &k_hat_t,
-        head.v,
-        [head.dim, head.keys, head.dim],
-        fp.frac_bits() + sums.shift,
-    )
+    let acc = matmul_acc(fp, &k_hat_t, head.v, [head.dim, head.keys, head.dim])?;
+    Ok(narrow_key_value(fp, sums, &acc))
+}
+
+/// `K^^T V` accumulators narrowed to `G'`: shifted by `f + p`, the `2^-p` that keeps G' in
+/// 16 bits. The SAMM simulator narrows its array's accumulators with this too.
+pub fn narrow_key_value(fp: &FixedPoint, sums: &ColumnSums, acc: &[i64]) -> Vec<i16> {
+    acc.iter()
+        .map(|&a| fp.narrow(a, fp.frac_bits() + sums.shift))
+        .collect()
 }
 
 /// The divider stage: `Z = (c v_sum' + Q G') * 2^f / (n c / 2^p + Q k_sum')`.

@@ -112,20 +112,16 @@ pub fn attention_with(
     let HeadLayout { heads, head_dim } = layout;
     let width = heads * head_dim;
     let q = q.contiguous();
-    let [batch, queries, q_width] = *q.shape() else {
-        return Err(TensorError::Shape {
-            op: "attention q",
-            expected: format!("[batch, queries, {width}]"),
-            got: q.shape().to_vec(),
-        });
+    let (batch, queries) = match *q.shape() {
+        [batch, queries, w] if w == width => (batch, queries),
+        _ => {
+            return Err(TensorError::Shape {
+                op: "attention q",
+                expected: format!("[batch, queries, {width}]"),
+                got: q.shape().to_vec(),
+            })
+        }
     };
-    if q_width != width {
-        return Err(TensorError::Shape {
-            op: "attention q",
-            expected: format!("[batch, queries, {width}]"),
-            got: q.shape().to_vec(),
-        });
-    }
     k.check("attention k", batch, width)?;
     v.check("attention v", batch, width)?;
     let kv_len = k.len;
