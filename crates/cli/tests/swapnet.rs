@@ -152,7 +152,8 @@ fn two_models_mix_under_one_cap() {
         ),
     )
     .unwrap();
-    let (report, trace) = (dir.join("report.json"), dir.join("trace.json"));
+    let (report_path, trace) = (dir.join("report.json"), dir.join("trace.json"));
+    let report = &report_path;
     ok(&[
         "mix",
         scenario.to_str().unwrap(),
@@ -170,7 +171,27 @@ fn two_models_mix_under_one_cap() {
     }
     let events: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
-    assert!(events["traceEvents"].as_array().unwrap().len() > 6);
+    let events = events["traceEvents"].as_array().unwrap();
+    assert!(events.len() > 6);
+    // Reads appear on a track of their own (the reader thread).
+    assert!(events
+        .iter()
+        .any(|e| e["name"].as_str().is_some_and(|n| n.starts_with("read "))));
+    // SwapNet as published: everything streamed, read inline.
+    ok(&[
+        "mix",
+        scenario.to_str().unwrap(),
+        "--prefetch",
+        "0",
+        "--no-keep",
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    for model in report["models"].as_array().unwrap() {
+        assert_eq!(model["kept_bytes"], 0, "{model}");
+    }
 
     // Too small a cap names every model's minimum; an unknown key is refused.
     let small = edgerun(&["mix", scenario.to_str().unwrap(), "--budget", "100KiB"]);

@@ -57,7 +57,9 @@ impl Partition {
 }
 
 struct Costs<'a> {
+    /// The span's units; unit `i` here is unit `offset + i` of the model (its depth).
     units: &'a [PartUnit],
+    offset: usize,
     models: &'a DelayModels,
     resident: Vec<u64>,
     read: Vec<u64>,
@@ -65,7 +67,7 @@ struct Costs<'a> {
 }
 
 impl<'a> Costs<'a> {
-    fn new(units: &'a [PartUnit], models: &'a DelayModels) -> Self {
+    fn new(units: &'a [PartUnit], offset: usize, models: &'a DelayModels) -> Self {
         let prefix = |f: fn(&PartUnit) -> u64| {
             std::iter::once(0)
                 .chain(units.iter().scan(0u64, move |acc, u| {
@@ -76,11 +78,16 @@ impl<'a> Costs<'a> {
         };
         Self {
             units,
+            offset,
             models,
             resident: prefix(|u| u.resident_bytes),
             read: prefix(|u| u.read_bytes),
             flops: prefix(|u| u.flops),
         }
+    }
+
+    fn depth(&self, i: usize) -> f64 {
+        (self.offset + i) as f64
     }
 
     fn resident(&self, i: usize, j: usize) -> u64 {
@@ -90,25 +97,25 @@ impl<'a> Costs<'a> {
     fn t_in(&self, i: usize, j: usize) -> f64 {
         self.models
             .t_in
-            .predict((self.read[j] - self.read[i]) as f64, i as f64)
+            .predict((self.read[j] - self.read[i]) as f64, self.depth(i))
     }
 
     fn t_ex(&self, i: usize, j: usize) -> f64 {
         self.models
             .t_ex
-            .predict((self.flops[j] - self.flops[i]) as f64, i as f64)
+            .predict((self.flops[j] - self.flops[i]) as f64, self.depth(i))
     }
 
     fn t_out(&self, i: usize, j: usize) -> f64 {
         self.models
             .t_out
-            .predict(self.resident(i, j) as f64, i as f64)
+            .predict(self.resident(i, j) as f64, self.depth(i))
     }
 
     fn block(&self, i: usize, j: usize) -> Block {
         Block {
             units: self.units[i..j].iter().map(|u| u.id.clone()).collect(),
-            first_unit: i,
+            first_unit: self.offset + i,
             bytes: self.read[j] - self.read[i],
             resident_bytes: self.resident(i, j),
             flops: self.flops[j] - self.flops[i],
@@ -128,7 +135,27 @@ pub fn partition(
     reserve: u64,
     allow_prefetch: bool,
 ) -> Option<Partition> {
-    let costs = Costs::new(units, models);
+    partition_span(
+        units,
+        0..units.len(),
+        models,
+        budget,
+        reserve,
+        allow_prefetch,
+    )
+}
+
+/// The same for the units `span` of a model only (a run between units kept resident); block
+/// positions and depths stay the model's.
+pub fn partition_span(
+    units: &[PartUnit],
+    span: std::ops::Range<usize>,
+    models: &DelayModels,
+    budget: u64,
+    reserve: u64,
+    allow_prefetch: bool,
+) -> Option<Partition> {
+    let costs = Costs::new(units.get(span.clone())?, span.start, models);
     let room = budget.checked_sub(reserve)?;
     let sequential = sequential_plan(&costs, room);
     let prefetched = if allow_prefetch {
@@ -308,7 +335,7 @@ mod tests {
         ) {
             let units = units(&sizes);
             let m = models(per_byte, overhead);
-            let costs = Costs::new(&units, &m);
+            let costs = Costs::new(&units, 0, &m);
             let n = units.len();
             let mut best: Option<f64> = None;
             for mask in 0u32..(1 << (n - 1)) {

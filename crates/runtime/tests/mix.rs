@@ -9,7 +9,7 @@ use std::path::Path;
 use common::{bits, fixtures};
 use edgerun_models::RunOptions;
 use edgerun_runtime::executor::minimum_bytes;
-use edgerun_runtime::mix::{run_mix, MixEvent, MixModel};
+use edgerun_runtime::mix::{run_mix, MixEvent, MixModel, MixOptions};
 use edgerun_runtime::{Executor, FullExecutor};
 use edgerun_store::packed::IoMode;
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
@@ -28,6 +28,14 @@ fn read() -> ReadOptions {
     ReadOptions {
         io: IoMode::Direct,
         verify: true,
+    }
+}
+
+fn options(prefetch: usize, keep: bool) -> MixOptions {
+    MixOptions {
+        read: read(),
+        prefetch,
+        keep,
     }
 }
 
@@ -63,6 +71,8 @@ proptest! {
     fn mixes_match_their_models_alone_under_the_cap(
         picks in prop::collection::vec((0usize..FIXTURES.len(), 1u32..4, 1usize..3), 2..4),
         slack in 0u64..3_000_000,
+        prefetch in 0usize..4,
+        keep in any::<bool>(),
     ) {
         let Some(root) = fixtures() else { return Ok(()) };
         let loaded: Vec<Fixture> = picks.iter().map(|(f, _, _)| fixture(&root, FIXTURES[*f])).collect();
@@ -84,12 +94,17 @@ proptest! {
             })
             .collect();
         let mut order = Vec::new();
-        let report = run_mix(&models, cap, read(), &mut |e| {
-            if let MixEvent::Step { model, .. } = e {
+        let mut reads_as_planned = true;
+        let report = run_mix(&models, cap, options(prefetch, keep), &mut |e| {
+            if let MixEvent::Step { model, inference, kept, read, .. } = e {
                 order.push(*model);
+                // A kept step is read on the first pass only; a streamed one on every pass.
+                reads_as_planned &= read.is_some() == (!kept || *inference == 0);
+                reads_as_planned &= keep || !kept;
             }
         })
         .unwrap();
+        prop_assert!(reads_as_planned);
         prop_assert!(report.peak_bytes <= cap);
         for (i, (fx, model)) in loaded.iter().zip(&report.models).enumerate() {
             prop_assert_eq!(model.latencies_s.len(), picks[i].2);
@@ -133,14 +148,14 @@ fn a_cap_below_the_minimums_names_them() {
         },
     ];
     let cap = a.minimum + b.minimum - 1;
-    let err = run_mix(&models, cap, read(), &mut |_| {})
+    let err = run_mix(&models, cap, options(2, true), &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("minimums") && err.contains("bert") && err.contains("vgg"),
         "{err}"
     );
-    assert!(run_mix(&models, cap + 1, read(), &mut |_| {}).is_ok());
+    assert!(run_mix(&models, cap + 1, options(2, true), &mut |_| {}).is_ok());
 }
 
 #[test]

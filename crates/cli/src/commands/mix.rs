@@ -1,5 +1,6 @@
 //! `edgerun mix SCENARIO.toml`: several models under one memory cap, SwapNet's way -- quotas
-//! by importance, blocks per quota, round-robin swap-in / execute / swap-out.
+//! by importance, within each quota units kept resident and the rest streamed in blocks,
+//! round-robin swap-in / execute / swap-out with a reader thread reading ahead.
 //!
 //! ```toml
 //! budget = "843MB"          # the global cap
@@ -22,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use edgerun_runtime::delay::fit_profiles;
 use edgerun_runtime::human_bytes;
-use edgerun_runtime::mix::{run_mix, run_mix_mapped, MixEvent, MixModel};
+use edgerun_runtime::mix::{run_mix, run_mix_mapped, MixEvent, MixModel, MixOptions};
 use edgerun_runtime::profile::profile;
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -52,6 +53,14 @@ pub struct MixArgs {
     /// cache deciding what stays -- the baseline to run inside a memory cgroup of the same cap.
     #[arg(long, default_value = "swap", value_parser = ["swap", "mmap"])]
     pub strategy: String,
+    /// Steps the reader thread may read ahead of compute (admitted by the budget governor);
+    /// 0 reads each block when its turn comes.
+    #[arg(long, default_value_t = 2)]
+    pub prefetch: usize,
+    /// Stream every unit on every pass, as SwapNet does, instead of keeping what the quota
+    /// allows resident between inferences.
+    #[arg(long)]
+    pub no_keep: bool,
     /// Profile every model without a `profile` first (one pass each) and predict with delay
     /// models fitted on it; otherwise blocks are sized to minimise reads.
     #[arg(long)]
@@ -182,30 +191,51 @@ pub fn run(args: MixArgs) -> Result<()> {
     let mut trace_events = Vec::new();
     let read = ReadOptions { io, verify: true };
     let mapped = args.strategy == "mmap";
+    let reader_track = models.len();
     let mut on_event = |event: &MixEvent| match event {
         MixEvent::Step {
             model,
             inference,
             block,
             blocks,
+            kept,
+            read,
             start_s,
-            swap_in_s,
+            wait_s,
             execute_s,
             swap_out_s,
         } => {
             let bar = &progress[*model];
             bar.set_length((*blocks * models[*model].inferences) as u64);
             bar.set_position((*inference * blocks + block + 1) as u64);
-            let mut t = *start_s;
-            for (name, dur) in [
-                ("swap-in", swap_in_s),
-                ("execute", execute_s),
-                ("swap-out", swap_out_s),
-            ] {
-                trace_events.push(json!({"ph": "X", "pid": 1, "tid": model, "name": name, "ts": t * 1e6, "dur": dur * 1e6,
-                    "args": {"block": block, "inference": inference}}));
-                t += dur;
+            let args = json!({"block": block, "inference": inference, "kept": kept});
+            let span = |tid: usize, name: &str, start: f64, dur: f64, args: &serde_json::Value| {
+                json!({"ph": "X", "pid": 1, "tid": tid, "name": name, "ts": start * 1e6,
+                    "dur": dur * 1e6, "args": args})
+            };
+            if let Some(read) = read {
+                let mut read_args = args.clone();
+                read_args["bytes"] = json!(read.bytes);
+                let name = format!("read {}", models[*model].name);
+                trace_events.push(span(
+                    reader_track,
+                    &name,
+                    read.start_s,
+                    read.seconds,
+                    &read_args,
+                ));
             }
+            if *wait_s > 0.0 {
+                trace_events.push(span(*model, "wait", start_s - wait_s, *wait_s, &args));
+            }
+            trace_events.push(span(*model, "execute", *start_s, *execute_s, &args));
+            trace_events.push(span(
+                *model,
+                "swap-out",
+                start_s + execute_s,
+                *swap_out_s,
+                &args,
+            ));
         }
         MixEvent::Done {
             model,
@@ -226,7 +256,12 @@ pub fn run(args: MixArgs) -> Result<()> {
     let report = if mapped {
         run_mix_mapped(&models, &mut on_event)?
     } else {
-        run_mix(&models, cap, read, &mut on_event)?
+        let options = MixOptions {
+            read,
+            prefetch: args.prefetch,
+            keep: !args.no_keep,
+        };
+        run_mix(&models, cap, options, &mut on_event)?
     };
     for bar in &progress {
         bar.finish();
@@ -244,10 +279,11 @@ pub fn run(args: MixArgs) -> Result<()> {
     } else {
         writeln!(
             out,
-            "cap {}, peak {}, wall {:.3} s",
+            "cap {}, peak {}, wall {:.3} s (predicted {:.3} s)",
             human_bytes(report.cap_bytes),
             human_bytes(report.peak_bytes),
-            report.wall_s
+            report.wall_s,
+            report.predicted_wall_s
         )?;
     }
     if mapped {
@@ -255,8 +291,16 @@ pub fn run(args: MixArgs) -> Result<()> {
     } else {
         writeln!(
             out,
-            "{:<16} {:>10} {:>7} {:>6} {:>12} {:>12} {:>12}",
-            "model", "quota", "blocks", "runs", "latency s", "predicted s", "alone pred."
+            "{:<16} {:>10} {:>10} {:>10} {:>6} {:>6} {:>10} {:>10} {:>10}",
+            "model",
+            "quota",
+            "kept",
+            "streamed",
+            "steps",
+            "runs",
+            "latency s",
+            "predicted",
+            "alone"
         )?;
     }
     for m in &report.models {
@@ -273,9 +317,11 @@ pub fn run(args: MixArgs) -> Result<()> {
         }
         writeln!(
             out,
-            "{:<16} {:>10} {:>7} {:>6} {:>12.3} {:>12.3} {:>12.3}",
+            "{:<16} {:>10} {:>10} {:>10} {:>6} {:>6} {:>10.3} {:>10.3} {:>10.3}",
             m.name,
             human_bytes(m.quota_bytes),
+            human_bytes(m.kept_bytes),
+            human_bytes(m.streamed_bytes),
             m.blocks,
             m.latencies_s.len(),
             mean,
@@ -288,6 +334,7 @@ pub fn run(args: MixArgs) -> Result<()> {
             .iter()
             .enumerate()
             .map(|(i, m)| json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": i, "args": {"name": m.name}}))
+            .chain(std::iter::once(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": models.len(), "args": {"name": "reader"}})))
             .collect();
         let all: Vec<_> = names.into_iter().chain(trace_events).collect();
         std::fs::write(path, serde_json::to_vec(&json!({"traceEvents": all}))?)
@@ -302,6 +349,9 @@ pub fn run(args: MixArgs) -> Result<()> {
             "weight_bytes": weights,
             "overcommit": weights as f64 / cap as f64,
             "wall_s": report.wall_s,
+            "predicted_wall_s": report.predicted_wall_s,
+            "prefetch": args.prefetch,
+            "keep": !args.no_keep,
             "models": report.models,
         });
         std::fs::write(path, serde_json::to_string_pretty(&value)?)

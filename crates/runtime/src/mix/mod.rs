@@ -1,0 +1,264 @@
+//! SwapNet's multi-DNN scheduling: several models share one memory cap.
+//!
+//! - Each model gets a quota: its own minimum (largest unit plus activation reserve), then a
+//!   share of what the cap has left in proportion to its importance. Quotas by importance
+//!   alone would strand a model whose largest unit exceeds its share (VGG-19's 411 MB
+//!   classifier layer); minimums first keep every mix whose minimums fit the cap runnable.
+//! - Within its quota a model keeps what it can resident across inferences and streams the
+//!   rest in blocks ([`residency`]); with `keep` off it streams everything, as SwapNet does.
+//! - The models take turns one step at a time (round robin, [`schedule`]): swap-in, execute,
+//!   swap-out. One reader thread reads ahead in that order, admitted by the governor, so one
+//!   model's reads overlap another's compute and the cap still holds ([`execute`]).
+//!
+//! Module map: `residency` (kept vs streamed per quota), `schedule` (order and prediction),
+//! `execute` (the compute and reader threads), `mapped` (the page-cache baseline).
+
+mod execute;
+mod mapped;
+pub mod residency;
+pub mod schedule;
+
+use std::time::Instant;
+
+use edgerun_models::{Inputs, RunOptions};
+use edgerun_store::{ModelSource, ReadOptions};
+use serde::Serialize;
+
+use crate::delay::DelayModels;
+use crate::executor::reserve_bytes;
+use crate::swap::packed_units;
+use crate::{human_bytes, Governor, Outputs, Result, RuntimeError};
+use execute::{execute, Runner};
+pub use mapped::run_mix_mapped;
+use residency::plan_model;
+use schedule::{predict, round_robin};
+
+/// One model of a mix.
+pub struct MixModel<'s> {
+    pub name: String,
+    pub source: &'s ModelSource,
+    pub inputs: Inputs,
+    /// Share of the cap, relative to the other models' importance.
+    pub importance: f64,
+    pub inferences: usize,
+    /// Delay models and per-unit FLOPs (a profile); `None` sizes blocks to minimise reads.
+    pub delays: Option<(DelayModels, Vec<u64>)>,
+}
+
+/// How a mix runs.
+#[derive(Clone, Copy, Debug)]
+pub struct MixOptions {
+    pub read: ReadOptions,
+    /// Steps the reader may run ahead of the compute thread; 0 reads inline.
+    pub prefetch: usize,
+    /// Keep units resident across inferences where the quota allows.
+    pub keep: bool,
+}
+
+/// A read, as the reader did it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ReadSpan {
+    pub start_s: f64,
+    pub seconds: f64,
+    pub bytes: u64,
+}
+
+/// What happened, as it happens (progress bars, traces).
+#[derive(Clone, Debug, Serialize)]
+pub enum MixEvent {
+    /// Model `model` ran step `block` of `blocks` in inference `inference`: it waited
+    /// `wait_s` for the step's weights, then computed from `start_s`.
+    Step {
+        model: usize,
+        inference: usize,
+        block: usize,
+        blocks: usize,
+        kept: bool,
+        /// `None` for a kept step after the first pass.
+        read: Option<ReadSpan>,
+        start_s: f64,
+        wait_s: f64,
+        execute_s: f64,
+        swap_out_s: f64,
+    },
+    /// Model `model` finished inference `inference` after `latency_s`.
+    Done {
+        model: usize,
+        inference: usize,
+        latency_s: f64,
+    },
+}
+
+/// Per model: its quota, plan, measured and predicted latency.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelReport {
+    pub name: String,
+    pub quota_bytes: u64,
+    pub reserve_bytes: u64,
+    /// Steps per pass: kept runs and streamed blocks.
+    pub blocks: usize,
+    pub kept_bytes: u64,
+    /// Bytes read on every pass after the first.
+    pub streamed_bytes: u64,
+    /// Bytes read over the whole mix.
+    pub read_bytes: u64,
+    pub latencies_s: Vec<f64>,
+    pub predicted_latency_s: f64,
+    /// One pass after the first, alone, steps one after another.
+    pub predicted_alone_s: f64,
+    pub copied_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct MixReport {
+    pub models: Vec<ModelReport>,
+    pub cap_bytes: u64,
+    pub peak_bytes: u64,
+    pub wall_s: f64,
+    pub predicted_wall_s: f64,
+    /// Each model's outputs of its last inference.
+    pub outputs: Vec<Outputs>,
+}
+
+/// Runs every model `inferences` times under `cap`, calling `on_event` after every step.
+pub fn run_mix(
+    models: &[MixModel],
+    cap: u64,
+    options: MixOptions,
+    on_event: &mut dyn FnMut(&MixEvent),
+) -> Result<MixReport> {
+    let runners = plan_runners(models, cap, options.keep)?;
+    let steps: Vec<usize> = runners.iter().map(|r| r.plan.steps.len()).collect();
+    let inferences: Vec<usize> = runners.iter().map(|r| r.inferences).collect();
+    let turns = round_robin(&steps, &inferences);
+    let plans: Vec<_> = runners.iter().map(|r| r.plan.clone()).collect();
+    let quotas: Vec<u64> = runners.iter().map(|r| r.quota).collect();
+    let reserves: Vec<u64> = runners.iter().map(|r| r.reserve).collect();
+    let predicted = predict(&turns, &plans, &quotas, &reserves, options.prefetch);
+    let governor = Governor::new(cap);
+    let started = Instant::now();
+    let executed = execute(
+        &runners,
+        &turns,
+        &governor,
+        options.read,
+        options.prefetch,
+        started,
+        on_event,
+    )?;
+    let reports = runners
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ModelReport {
+            name: r.name.clone(),
+            quota_bytes: quotas[i],
+            reserve_bytes: r.reserve,
+            blocks: r.plan.steps.len(),
+            kept_bytes: r.plan.kept_bytes,
+            streamed_bytes: r.plan.streamed_bytes(),
+            read_bytes: executed.read_bytes[i],
+            latencies_s: executed.latencies_s[i].clone(),
+            predicted_latency_s: predicted.latency_s[i],
+            predicted_alone_s: r.plan.predicted_steady_s,
+            copied_bytes: executed.copied_bytes[i],
+        })
+        .collect();
+    Ok(MixReport {
+        models: reports,
+        cap_bytes: cap,
+        peak_bytes: governor.peak(),
+        wall_s: started.elapsed().as_secs_f64(),
+        predicted_wall_s: predicted.wall_s,
+        outputs: executed.outputs,
+    })
+}
+
+/// Quotas for the cap (minimums first, the rest by importance) and each model's plan.
+fn plan_runners<'s>(models: &[MixModel<'s>], cap: u64, keep: bool) -> Result<Vec<Runner<'s>>> {
+    if models.is_empty() {
+        return Err(RuntimeError::Unsupported(
+            "a mix needs at least one model".into(),
+        ));
+    }
+    let total_importance: f64 = models.iter().map(|m| m.importance.max(0.0)).sum();
+    if total_importance.is_nan() || total_importance <= 0.0 {
+        return Err(RuntimeError::Unsupported(
+            "the models' importance weights must add up to more than 0".into(),
+        ));
+    }
+    struct Prepared<'s> {
+        store: &'s edgerun_store::packed::PackedStore,
+        model: Box<dyn edgerun_models::Model>,
+        reserve: u64,
+        units: Vec<crate::partition::PartUnit>,
+        delays: DelayModels,
+        minimum: u64,
+    }
+    let mut prepared = Vec::with_capacity(models.len());
+    for m in models {
+        let ModelSource::Packed(store) = m.source else {
+            return Err(RuntimeError::Unsupported(format!(
+                "{}: a mix swaps blocks of packed stores (edgerun pack)",
+                m.name
+            )));
+        };
+        let model = m.source.model()?;
+        let probe = model.start(m.inputs.clone(), RunOptions::default())?;
+        let reserve = reserve_bytes(model.as_ref(), &probe);
+        let (delays, flops) = m
+            .delays
+            .clone()
+            .unwrap_or_else(|| (DelayModels::read_only(), vec![0; model.stages().len()]));
+        let units = packed_units(store, model.as_ref(), &flops);
+        let minimum = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0) + reserve;
+        prepared.push(Prepared {
+            store,
+            model,
+            reserve,
+            units,
+            delays,
+            minimum,
+        });
+    }
+    let minimums: u64 = prepared.iter().map(|p| p.minimum).sum();
+    if minimums > cap {
+        let listed: Vec<String> = models
+            .iter()
+            .zip(&prepared)
+            .map(|(m, p)| format!("{} {}", m.name, human_bytes(p.minimum)))
+            .collect();
+        return Err(RuntimeError::Budget(format!(
+            "the cap of {} is below the models' minimums together, {} ({})",
+            human_bytes(cap),
+            human_bytes(minimums),
+            listed.join(", ")
+        )));
+    }
+    let surplus = cap - minimums;
+    models
+        .iter()
+        .zip(prepared)
+        .map(|(m, p)| {
+            let quota =
+                p.minimum + (surplus as f64 * m.importance.max(0.0) / total_importance) as u64;
+            let plan =
+                plan_model(&p.units, &p.delays, quota, p.reserve, keep).ok_or_else(|| {
+                    RuntimeError::Budget(format!(
+                        "{}: no plan fits its quota of {}",
+                        m.name,
+                        human_bytes(quota)
+                    ))
+                })?;
+            Ok(Runner {
+                name: m.name.clone(),
+                store: p.store,
+                model: p.model,
+                inputs: m.inputs.clone(),
+                inferences: m.inferences,
+                plan,
+                reserve: p.reserve,
+                quota,
+            })
+        })
+        .collect()
+}
