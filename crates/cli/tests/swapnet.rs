@@ -163,7 +163,7 @@ fn two_models_mix_under_one_cap() {
         trace.to_str().unwrap(),
     ]);
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
     assert!(report["peak_bytes"].as_u64().unwrap() <= 16 << 20);
     for model in report["models"].as_array().unwrap() {
         assert_eq!(model["latencies_s"].as_array().unwrap().len(), 2, "{model}");
