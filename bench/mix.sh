@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# SwapNet scenarios (scenarios/*.toml): each model profiled once (STORE.profile.json, which
-# `edgerun mix` picks up), then per scenario a cold run under the scenario's cap (as root:
-# drop_caches first; O_DIRECT reads) and a run with plenty of memory (a cap of 4x the weights,
-# every model one block) for the round-latency comparison. Usage: bench/mix.sh
-# Writes results/mix-<scenario>-<cap|plenty>-<date>.json.
+# SwapNet scenarios (scenarios/*.toml), every variant, REPS times each, caches dropped before
+# every run (needs root: drop_caches and cgroup v1).
+#   swap     edgerun mix under the scenario's cap: units kept resident where the quota allows,
+#            the rest streamed, the reader 2 steps ahead (the defaults)
+#   swapnet  the same cap, SwapNet as published: everything streamed, read inline
+#            (--no-keep --prefetch 0)
+#   plenty   a cap of 4x the weights: everything kept after its first read
+#   mmap     every model mapped whole inside a memory cgroup of the scenario's cap
+# With THROTTLE_BPS set (e.g. 100000000), everything runs in a blkio group capping reads from
+# the models' disk at that rate (an SD-card-class device) and files are tagged -throttled.
+# Each model is profiled once first (STORE.profile.json, which `edgerun mix` picks up).
+# Usage: [REPS=3] [SCENARIOS="..."] [THROTTLE_BPS=...] bench/mix.sh
+# Writes results/mix-<scenario>-<variant>[-throttled]-<stamp>-r<k>.json; summarise with
+# python3 bench/mix_summary.py <stamp>.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 models=${MODELS:-/tmp/bench-models}
+reps=${REPS:-3}
 edgerun="$here/../target/release/edgerun"
 (cd "$here/.." && cargo build --release -q -p edgerun-cli)
 for arch in resnet-152 resnet-101 fcn-resnet101 vgg19; do
@@ -16,14 +26,40 @@ for arch in resnet-152 resnet-101 fcn-resnet101 vgg19; do
       --runs 3 --output "$models/$arch.packed.profile.json"
 done
 stamp=$(date +%Y%m%d-%H%M%S)
+tag=""
 mkdir -p "$here/results"
-for scenario in self-driving road-side-unit uav; do
-  sync; echo 3 > /proc/sys/vm/drop_caches
-  "$edgerun" --threads 2 mix "$here/../scenarios/$scenario.toml" --models "$models" \
-      --report "$here/results/mix-$scenario-cap-$stamp.json" 2>/dev/null
-  weights=$(python3 -c "import json; print(json.load(open('$here/results/mix-$scenario-cap-$stamp.json'))['weight_bytes'])")
-  sync; echo 3 > /proc/sys/vm/drop_caches
-  "$edgerun" --threads 2 mix "$here/../scenarios/$scenario.toml" --models "$models" --budget $((weights * 4)) \
-      --report "$here/results/mix-$scenario-plenty-$stamp.json" 2>/dev/null
+if [ -n "${THROTTLE_BPS:-}" ]; then
+  tag="-throttled"
+  blkio=/sys/fs/cgroup/blkio/edgerun-mix-$$
+  mkdir -p "$blkio"
+  dev=$(lsblk -no MAJ:MIN "$(df --output=source "$models" | tail -n 1)" | head -n 1 | tr -d ' ')
+  echo "$dev $THROTTLE_BPS" > "$blkio/blkio.throttle.read_bps_device"
+  echo $$ > "$blkio/cgroup.procs"
+  trap 'echo $$ > /sys/fs/cgroup/blkio/cgroup.procs; rmdir "$blkio"' EXIT
+fi
+cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+for scenario in ${SCENARIOS:-self-driving road-side-unit uav}; do
+  toml="$here/../scenarios/$scenario.toml"
+  for rep in $(seq 1 "$reps"); do
+    out() { echo "$here/results/mix-$scenario-$1$tag-$stamp-r$rep.json"; }
+    cold; "$edgerun" --threads 2 mix "$toml" --models "$models" --report "$(out swap)" 2>/dev/null >/dev/null
+    cold; "$edgerun" --threads 2 mix "$toml" --models "$models" --no-keep --prefetch 0 \
+        --report "$(out swapnet)" 2>/dev/null >/dev/null
+    weights=$(python3 -c "import json; print(json.load(open('$(out swap)'))['weight_bytes'])")
+    cap=$(python3 -c "import json; print(json.load(open('$(out swap)'))['cap_bytes'])")
+    cold; "$edgerun" --threads 2 mix "$toml" --models "$models" --budget $((weights * 4)) \
+        --report "$(out plenty)" 2>/dev/null >/dev/null
+    memory=/sys/fs/cgroup/memory/edgerun-mix-$$
+    mkdir -p "$memory"
+    echo "$cap" > "$memory/memory.limit_in_bytes"
+    cold
+    set +e
+    sh -c "echo \$\$ > $memory/cgroup.procs; exec $edgerun --threads 2 mix $toml --models $models --strategy mmap --report $(out mmap)" 2>/dev/null >/dev/null
+    status=$?
+    set -e
+    [ "$status" = 0 ] || echo "$scenario mmap r$rep: exit $status (failcnt $(cat "$memory/memory.failcnt"))"
+    rmdir "$memory"
+    echo "$scenario r$rep done"
+  done
 done
-echo "wrote $here/results/mix-*-$stamp.json"
+echo "python3 $here/mix_summary.py $stamp"

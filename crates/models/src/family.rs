@@ -46,6 +46,12 @@ pub trait Model: Send + Sync {
     /// An upper estimate of the activation bytes live at once during a pass on `state`
     /// (KV cache and recorded hidden states included): the governor reserves it up front.
     fn activation_bytes(&self, state: &State) -> u64;
+    /// The part of [`Model::activation_bytes`] live only while one stage runs (im2col
+    /// buffers), not between stages. A scheduler that runs one stage at a time across several
+    /// models needs it once, not once per model. 0 counts everything as live throughout.
+    fn scratch_bytes(&self, _state: &State) -> u64 {
+        0
+    }
     /// Parameters over all stages (a tensor shared by two stages counts twice).
     fn parameters(&self) -> usize {
         self.stages().iter().map(StageSpec::parameters).sum()

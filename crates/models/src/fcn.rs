@@ -240,7 +240,7 @@ impl Model for Fcn {
     }
 
     /// Feature maps stay at 1/8 of the input from layer2 on, at up to 4x the widest planes:
-    /// a few of them live at once, with the 3x3 im2col buffer and the upsampled logits.
+    /// a few of them live at once, with the largest im2col buffer and the upsampled logits.
     fn activation_bytes(&self, state: &State) -> u64 {
         let Ok(pixels) = state.inputs.pixels() else {
             return 0;
@@ -252,10 +252,20 @@ impl Model for Fcn {
         );
         let stem = b * 64 * (h / 2 + 1) * (w / 2 + 1);
         let deep = b * self.widest as u64 * (h / 8 + 1) * (w / 8 + 1);
-        let columns = (49 * 3 * (h / 2 + 1) * (w / 2 + 1))
-            .max(9 * self.widest as u64 / 4 * (h / 8 + 1) * (w / 8 + 1));
         let logits = 2 * b * self.head.classify.out_channels() as u64 * h * w;
-        4 * (2 * stem + 4 * deep + columns + logits + b * 3 * h * w)
+        4 * (2 * stem + 4 * deep + logits + b * 3 * h * w) + self.scratch_bytes(state)
+    }
+
+    /// The im2col buffer (per image) of the 7x7 stem or of the head's 3x3 convolution over
+    /// the widest features, whichever is larger.
+    fn scratch_bytes(&self, state: &State) -> u64 {
+        let Ok(pixels) = state.inputs.pixels() else {
+            return 0;
+        };
+        let (h, w) = (pixels.shape()[2] as u64, pixels.shape()[3] as u64);
+        let stem = 49 * 3 * (h / 2 + 1) * (w / 2 + 1);
+        let head = 9 * self.widest as u64 * (h / 8 + 1) * (w / 8 + 1);
+        4 * stem.max(head)
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {

@@ -239,6 +239,30 @@ impl ResNet {
     }
 }
 
+impl ResNet {
+    /// Elements of the largest feature map and of the largest im2col buffer (per image; the
+    /// buffer is reused across a batch). A bottleneck's 3x3 runs on a quarter of the stage
+    /// width; counting the whole width keeps the bound safe for basic blocks too.
+    fn feature_extents(&self, state: &State) -> Option<(u64, u64)> {
+        let pixels = state.inputs.pixels().ok()?;
+        let (h, w) = (pixels.shape()[2] as u64, pixels.shape()[3] as u64);
+        let b = state.batch as u64;
+        let c = &self.config;
+        let mut largest = b * c.embedding_size as u64 * (h / 2 + 1) * (w / 2 + 1);
+        let mut columns = 0u64;
+        let (mut fh, mut fw) = (h / 4 + 1, w / 4 + 1);
+        for (s, &width) in c.hidden_sizes.iter().enumerate() {
+            if s > 0 || c.downsample_in_first_stage {
+                (fh, fw) = (fh / 2 + 1, fw / 2 + 1);
+            }
+            largest = largest.max(b * width as u64 * fh * fw);
+            columns = columns.max(9 * width as u64 * fh * fw);
+        }
+        columns = columns.max(49 * c.num_channels as u64 * (h / 2 + 1) * (w / 2 + 1));
+        Some((largest, columns))
+    }
+}
+
 impl Model for ResNet {
     fn has_attention(&self) -> bool {
         false
@@ -278,29 +302,22 @@ impl Model for ResNet {
     /// The largest feature map times the tensors live in a residual layer, plus the im2col
     /// buffer of the widest 3x3 convolution and recorded hidden states.
     fn activation_bytes(&self, state: &State) -> u64 {
-        let Ok(pixels) = state.inputs.pixels() else {
+        let Some((largest, columns)) = self.feature_extents(state) else {
             return 0;
         };
-        let (h, w) = (pixels.shape()[2] as u64, pixels.shape()[3] as u64);
-        let b = state.batch as u64;
         let c = &self.config;
-        let mut largest = b * c.embedding_size as u64 * (h / 2 + 1) * (w / 2 + 1);
-        let mut columns = 0u64;
-        let (mut fh, mut fw) = (h / 4 + 1, w / 4 + 1);
-        for (s, &width) in c.hidden_sizes.iter().enumerate() {
-            if s > 0 || c.downsample_in_first_stage {
-                (fh, fw) = (fh / 2 + 1, fw / 2 + 1);
-            }
-            largest = largest.max(b * width as u64 * fh * fw);
-            columns = columns.max(9 * width as u64 * fh * fw);
-        }
-        columns = columns.max(49 * c.num_channels as u64 * (h / 2 + 1) * (w / 2 + 1));
         let recorded = if state.options.hidden_states {
             (c.hidden_sizes.len() as u64 + 1) * largest
         } else {
             0
         };
-        4 * (6 * largest + columns + recorded) + b * c.num_channels as u64 * h * w * 4
+        let input = state.inputs.pixels().map_or(0, |p| p.len() as u64);
+        4 * (6 * largest + columns + recorded + input)
+    }
+
+    fn scratch_bytes(&self, state: &State) -> u64 {
+        self.feature_extents(state)
+            .map_or(0, |(_, columns)| 4 * columns)
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {

@@ -147,6 +147,30 @@ impl Vgg {
     }
 }
 
+impl Vgg {
+    /// Elements of the largest feature map and of the largest im2col buffer (per image).
+    fn feature_extents(&self, state: &State) -> Option<(u64, u64)> {
+        let pixels = state.inputs.pixels().ok()?;
+        let (b, h, w) = (
+            state.batch as u64,
+            pixels.shape()[2] as u64,
+            pixels.shape()[3] as u64,
+        );
+        let (mut largest, mut columns) = (0u64, 0u64);
+        let (mut fh, mut fw, mut channels) = (h, w, 3u64);
+        for stage in &self.convs {
+            let out = stage.conv.out_channels() as u64;
+            largest = largest.max(b * out * fh * fw);
+            columns = columns.max(9 * channels * fh * fw);
+            channels = out;
+            if stage.pool_after {
+                (fh, fw) = (fh / 2, fw / 2);
+            }
+        }
+        Some((largest, columns))
+    }
+}
+
 impl Model for Vgg {
     fn architecture(&self) -> &str {
         &self.architecture
@@ -172,26 +196,16 @@ impl Model for Vgg {
     /// The first convolution's output (the widest map) three times over, plus its im2col
     /// buffer and the flattened classifier input.
     fn activation_bytes(&self, state: &State) -> u64 {
-        let Ok(pixels) = state.inputs.pixels() else {
+        let Some((largest, columns)) = self.feature_extents(state) else {
             return 0;
         };
-        let (b, h, w) = (
-            state.batch as u64,
-            pixels.shape()[2] as u64,
-            pixels.shape()[3] as u64,
-        );
-        let (mut largest, mut columns) = (0u64, 0u64);
-        let (mut fh, mut fw, mut channels) = (h, w, 3u64);
-        for stage in &self.convs {
-            let out = stage.conv.out_channels() as u64;
-            largest = largest.max(b * out * fh * fw);
-            columns = columns.max(9 * channels * fh * fw);
-            channels = out;
-            if stage.pool_after {
-                (fh, fw) = (fh / 2, fw / 2);
-            }
-        }
-        4 * (3 * largest + columns + b * 3 * h * w)
+        let input = state.inputs.pixels().map_or(0, |p| p.len() as u64);
+        4 * (3 * largest + columns + input)
+    }
+
+    fn scratch_bytes(&self, state: &State) -> u64 {
+        self.feature_extents(state)
+            .map_or(0, |(_, columns)| 4 * columns)
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {

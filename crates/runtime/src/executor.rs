@@ -102,14 +102,23 @@ pub trait Executor {
 /// per-thread packing cache of about 4 MiB after its first call; that one-time cache is not
 /// counted here (see ARCHITECTURE.md).
 pub fn reserve_bytes(model: &dyn Model, state: &State) -> u64 {
-    let largest = model
+    model.activation_bytes(state) + gemm_packing_bytes(largest_tensor_bytes(model))
+}
+
+/// The part of [`reserve_bytes`] needed only while a stage runs (im2col buffers and gemm's
+/// packing): a scheduler that runs one stage at a time across models holds it once.
+pub fn transient_bytes(model: &dyn Model, state: &State) -> u64 {
+    model.scratch_bytes(state) + gemm_packing_bytes(largest_tensor_bytes(model))
+}
+
+fn largest_tensor_bytes(model: &dyn Model) -> u64 {
+    model
         .stages()
         .iter()
         .flat_map(|s| &s.tensors)
         .map(|t| t.elements() as u64 * 4)
         .max()
-        .unwrap_or(0);
-    model.activation_bytes(state) + gemm_packing_bytes(largest)
+        .unwrap_or(0)
 }
 
 /// The bound on gemm's transient packing for products whose largest operand has

@@ -345,6 +345,7 @@ pub fn run(args: MixArgs) -> Result<()> {
             "strategy": args.strategy,
             "vm_hwm_bytes": edgerun_runtime::MemorySample::now().vm_hwm_bytes,
             "cap_bytes": report.cap_bytes,
+            "scratch_bytes": report.scratch_bytes,
             "peak_bytes": report.peak_bytes,
             "weight_bytes": weights,
             "overcommit": weights as f64 / cap as f64,

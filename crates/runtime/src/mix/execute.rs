@@ -3,8 +3,8 @@
 //! `depth` steps ahead.
 //!
 //! The reader is admitted by the governor, so reading ahead never passes the cap; it just
-//! waits. It cannot deadlock: activation reserves are leased for the whole mix before it
-//! starts, the compute thread frees a streamed block before it waits for the next one, and the
+//! waits. It cannot deadlock: activation reserves and the shared scratch are leased for the
+//! whole mix before it starts, the compute thread frees a streamed block before it waits for the next one, and the
 //! reader delivers in order. So when the compute thread waits for turn t, nothing is held but
 //! kept units and reserves, and every model's quota (kept + one block + reserve) leaves room
 //! for turn t's block.
@@ -75,6 +75,7 @@ fn fetch(
 pub(super) fn execute(
     runners: &[Runner],
     turns: &[Turn],
+    scratch: u64,
     governor: &Arc<Governor>,
     read: ReadOptions,
     depth: usize,
@@ -84,6 +85,9 @@ pub(super) fn execute(
     let reserves = runners
         .iter()
         .map(|r| governor.acquire(r.reserve, &format!("{} activations", r.name)))
+        .chain(std::iter::once(
+            governor.acquire(scratch, "the scratch of the stage running"),
+        ))
         .collect::<Result<Vec<Lease>>>()?;
     let result = if depth == 0 {
         let mut next = turns.iter().map(|t| fetch(runners, t, governor, read));

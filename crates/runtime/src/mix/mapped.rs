@@ -64,6 +64,7 @@ pub fn run_mix_mapped(
     Ok(MixReport {
         models: reports,
         cap_bytes: u64::MAX,
+        scratch_bytes: 0,
         peak_bytes: 0,
         wall_s: started.elapsed().as_secs_f64(),
         predicted_wall_s: f64::NAN,

@@ -1,6 +1,9 @@
 //! SwapNet's multi-DNN scheduling: several models share one memory cap.
 //!
-//! - Each model gets a quota: its own minimum (largest unit plus activation reserve), then a
+//! - Only one stage computes at a time, so the scratch a stage needs while it runs (im2col
+//!   buffers, gemm packing) is reserved once for the mix, the largest of any model's. What
+//!   stays live between a model's steps (its activations) is reserved per model.
+//! - Each model gets a quota: its own minimum (largest unit plus live activations), then a
 //!   share of what the cap has left in proportion to its importance. Quotas by importance
 //!   alone would strand a model whose largest unit exceeds its share (VGG-19's 411 MB
 //!   classifier layer); minimums first keep every mix whose minimums fit the cap runnable.
@@ -25,7 +28,7 @@ use edgerun_store::{ModelSource, ReadOptions};
 use serde::Serialize;
 
 use crate::delay::DelayModels;
-use crate::executor::reserve_bytes;
+use crate::executor::{reserve_bytes, transient_bytes};
 use crate::swap::packed_units;
 use crate::{human_bytes, Governor, Outputs, Result, RuntimeError};
 use execute::{execute, Runner};
@@ -94,6 +97,7 @@ pub enum MixEvent {
 pub struct ModelReport {
     pub name: String,
     pub quota_bytes: u64,
+    /// Activations live between its steps (its share of the reserve; scratch is shared).
     pub reserve_bytes: u64,
     /// Steps per pass: kept runs and streamed blocks.
     pub blocks: usize,
@@ -113,6 +117,8 @@ pub struct ModelReport {
 pub struct MixReport {
     pub models: Vec<ModelReport>,
     pub cap_bytes: u64,
+    /// Scratch for the stage running, shared by every model.
+    pub scratch_bytes: u64,
     pub peak_bytes: u64,
     pub wall_s: f64,
     pub predicted_wall_s: f64,
@@ -127,7 +133,7 @@ pub fn run_mix(
     options: MixOptions,
     on_event: &mut dyn FnMut(&MixEvent),
 ) -> Result<MixReport> {
-    let runners = plan_runners(models, cap, options.keep)?;
+    let (runners, scratch) = plan_runners(models, cap, options.keep)?;
     let steps: Vec<usize> = runners.iter().map(|r| r.plan.steps.len()).collect();
     let inferences: Vec<usize> = runners.iter().map(|r| r.inferences).collect();
     let turns = round_robin(&steps, &inferences);
@@ -140,6 +146,7 @@ pub fn run_mix(
     let executed = execute(
         &runners,
         &turns,
+        scratch,
         &governor,
         options.read,
         options.prefetch,
@@ -166,6 +173,7 @@ pub fn run_mix(
     Ok(MixReport {
         models: reports,
         cap_bytes: cap,
+        scratch_bytes: scratch,
         peak_bytes: governor.peak(),
         wall_s: started.elapsed().as_secs_f64(),
         predicted_wall_s: predicted.wall_s,
@@ -173,54 +181,86 @@ pub fn run_mix(
     })
 }
 
-/// Quotas for the cap (minimums first, the rest by importance) and each model's plan.
-fn plan_runners<'s>(models: &[MixModel<'s>], cap: u64, keep: bool) -> Result<Vec<Runner<'s>>> {
+/// A model of the mix before its quota: what it needs, at least.
+struct Prepared<'s> {
+    store: &'s edgerun_store::packed::PackedStore,
+    model: Box<dyn edgerun_models::Model>,
+    /// Activations live between its steps.
+    reserve: u64,
+    /// Scratch while one of its stages runs.
+    scratch: u64,
+    units: Vec<crate::partition::PartUnit>,
+    delays: DelayModels,
+    /// Its largest unit plus its reserve.
+    minimum: u64,
+}
+
+fn prepare<'s>(models: &[MixModel<'s>]) -> Result<Vec<Prepared<'s>>> {
     if models.is_empty() {
         return Err(RuntimeError::Unsupported(
             "a mix needs at least one model".into(),
         ));
     }
+    models
+        .iter()
+        .map(|m| {
+            let ModelSource::Packed(store) = m.source else {
+                return Err(RuntimeError::Unsupported(format!(
+                    "{}: a mix swaps blocks of packed stores (edgerun pack)",
+                    m.name
+                )));
+            };
+            let model = m.source.model()?;
+            let probe = model.start(m.inputs.clone(), RunOptions::default())?;
+            let scratch = transient_bytes(model.as_ref(), &probe);
+            let reserve = reserve_bytes(model.as_ref(), &probe).saturating_sub(scratch);
+            let (delays, flops) = m
+                .delays
+                .clone()
+                .unwrap_or_else(|| (DelayModels::read_only(), vec![0; model.stages().len()]));
+            let units = packed_units(store, model.as_ref(), &flops);
+            let minimum = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0) + reserve;
+            Ok(Prepared {
+                store,
+                model,
+                reserve,
+                scratch,
+                units,
+                delays,
+                minimum,
+            })
+        })
+        .collect()
+}
+
+/// The smallest cap `models` can run under: every model's minimum plus the shared scratch.
+pub fn minimum_cap(models: &[MixModel]) -> Result<u64> {
+    let prepared = prepare(models)?;
+    Ok(minimum_of(&prepared).0)
+}
+
+/// The minimums together and the shared scratch (included in the first).
+fn minimum_of(prepared: &[Prepared]) -> (u64, u64) {
+    let scratch = prepared.iter().map(|p| p.scratch).max().unwrap_or(0);
+    let minimums = prepared.iter().map(|p| p.minimum).sum::<u64>() + scratch;
+    (minimums, scratch)
+}
+
+/// Quotas for the cap (minimums first, the rest by importance), each model's plan, and the
+/// shared scratch.
+fn plan_runners<'s>(
+    models: &[MixModel<'s>],
+    cap: u64,
+    keep: bool,
+) -> Result<(Vec<Runner<'s>>, u64)> {
+    let prepared = prepare(models)?;
     let total_importance: f64 = models.iter().map(|m| m.importance.max(0.0)).sum();
     if total_importance.is_nan() || total_importance <= 0.0 {
         return Err(RuntimeError::Unsupported(
             "the models' importance weights must add up to more than 0".into(),
         ));
     }
-    struct Prepared<'s> {
-        store: &'s edgerun_store::packed::PackedStore,
-        model: Box<dyn edgerun_models::Model>,
-        reserve: u64,
-        units: Vec<crate::partition::PartUnit>,
-        delays: DelayModels,
-        minimum: u64,
-    }
-    let mut prepared = Vec::with_capacity(models.len());
-    for m in models {
-        let ModelSource::Packed(store) = m.source else {
-            return Err(RuntimeError::Unsupported(format!(
-                "{}: a mix swaps blocks of packed stores (edgerun pack)",
-                m.name
-            )));
-        };
-        let model = m.source.model()?;
-        let probe = model.start(m.inputs.clone(), RunOptions::default())?;
-        let reserve = reserve_bytes(model.as_ref(), &probe);
-        let (delays, flops) = m
-            .delays
-            .clone()
-            .unwrap_or_else(|| (DelayModels::read_only(), vec![0; model.stages().len()]));
-        let units = packed_units(store, model.as_ref(), &flops);
-        let minimum = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0) + reserve;
-        prepared.push(Prepared {
-            store,
-            model,
-            reserve,
-            units,
-            delays,
-            minimum,
-        });
-    }
-    let minimums: u64 = prepared.iter().map(|p| p.minimum).sum();
+    let (minimums, scratch) = minimum_of(&prepared);
     if minimums > cap {
         let listed: Vec<String> = models
             .iter()
@@ -228,14 +268,15 @@ fn plan_runners<'s>(models: &[MixModel<'s>], cap: u64, keep: bool) -> Result<Vec
             .map(|(m, p)| format!("{} {}", m.name, human_bytes(p.minimum)))
             .collect();
         return Err(RuntimeError::Budget(format!(
-            "the cap of {} is below the models' minimums together, {} ({})",
+            "the cap of {} is below the models' minimums together, {} ({}, and {} of scratch for the stage running)",
             human_bytes(cap),
             human_bytes(minimums),
-            listed.join(", ")
+            listed.join(", "),
+            human_bytes(scratch)
         )));
     }
     let surplus = cap - minimums;
-    models
+    let runners = models
         .iter()
         .zip(prepared)
         .map(|(m, p)| {
@@ -260,5 +301,6 @@ fn plan_runners<'s>(models: &[MixModel<'s>], cap: u64, keep: bool) -> Result<Vec
                 quota,
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((runners, scratch))
 }
