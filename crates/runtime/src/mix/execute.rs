@@ -20,7 +20,7 @@ use edgerun_store::ReadOptions;
 
 use super::residency::ModelPlan;
 use super::schedule::{reads, Turn};
-use super::{MixEvent, ReadSpan};
+use super::{MixEvent, MixOptions, ReadSpan};
 use crate::governor::Lease;
 use crate::swap::{swap_in, Loaded};
 use crate::{Governor, Outputs, Result, RuntimeError};
@@ -77,8 +77,7 @@ pub(super) fn execute(
     turns: &[Turn],
     scratch: u64,
     governor: &Arc<Governor>,
-    read: ReadOptions,
-    depth: usize,
+    options: MixOptions,
     started: Instant,
     on_event: &mut dyn FnMut(&MixEvent),
 ) -> Result<Executed> {
@@ -89,6 +88,7 @@ pub(super) fn execute(
             governor.acquire(scratch, "the scratch of the stage running"),
         ))
         .collect::<Result<Vec<Lease>>>()?;
+    let (read, depth) = (options.read, options.prefetch);
     let result = if depth == 0 {
         let mut next = turns.iter().map(|t| fetch(runners, t, governor, read));
         compute(runners, turns, &mut || next.next(), started, on_event)

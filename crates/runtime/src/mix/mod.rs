@@ -148,8 +148,7 @@ pub fn run_mix(
         &turns,
         scratch,
         &governor,
-        options.read,
-        options.prefetch,
+        options,
         started,
         on_event,
     )?;
