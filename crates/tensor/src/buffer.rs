@@ -3,6 +3,11 @@
 //! Later executors read a unit of weights straight into an [`AlignedBuf`] (O_DIRECT needs
 //! 4096-byte alignment) and point tensors into it; the store's mapped files implement
 //! [`ByteBuffer`] too. Either way the tensor keeps the buffer alive through an `Arc`.
+//!
+//! Large buffers are anonymous mappings advised to use transparent huge pages. The heap
+//! path (`alloc_zeroed` with page alignment) memsets every byte and then faults every 4 KiB
+//! page on the reading thread; an O_DIRECT read of 256 MiB into such a buffer took 0.44 s
+//! here against 0.19 s into a fresh huge-page mapping, which the kernel hands out zeroed.
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -17,11 +22,21 @@ pub trait ByteBuffer: Send + Sync {
 /// The alignment of every [`AlignedBuf`]: a page, which also satisfies O_DIRECT.
 pub const PAGE_BYTES: usize = 4096;
 
-/// A zero-initialised heap buffer whose start is aligned to [`PAGE_BYTES`].
+/// Buffers from this size up are mapped (huge pages where the kernel allows) instead of
+/// allocated on the heap.
+const MAP_FROM_BYTES: usize = 2 << 20;
+
+/// A zero-initialised buffer whose start is aligned to [`PAGE_BYTES`].
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
-    layout: Layout,
+    storage: Storage,
+}
+
+enum Storage {
+    Heap(Layout),
+    /// Owns the mapping `ptr` points into; unmapped on drop.
+    Mapped(#[allow(dead_code)] memmap2::MmapMut),
 }
 
 // SAFETY: AlignedBuf uniquely owns its allocation; &AlignedBuf only hands out shared slices.
@@ -33,17 +48,31 @@ impl AlignedBuf {
     /// Allocates `len` zeroed bytes (at least one page is reserved so the pointer is real).
     pub fn zeroed(len: usize) -> Result<Self> {
         let size = len.max(1).next_multiple_of(PAGE_BYTES);
-        let layout = Layout::from_size_align(size, PAGE_BYTES).map_err(|_| TensorError::Alloc {
+        let failed = || TensorError::Alloc {
             bytes: len,
             align: PAGE_BYTES,
-        })?;
+        };
+        if size >= MAP_FROM_BYTES {
+            let mut map = memmap2::MmapMut::map_anon(size).map_err(|_| failed())?;
+            // Advice only: without transparent huge pages the mapping still works.
+            #[cfg(target_os = "linux")]
+            let _ = map.advise(memmap2::Advice::HugePage);
+            let ptr = NonNull::new(map.as_mut_ptr()).ok_or_else(failed)?;
+            return Ok(Self {
+                ptr,
+                len,
+                storage: Storage::Mapped(map),
+            });
+        }
+        let layout = Layout::from_size_align(size, PAGE_BYTES).map_err(|_| failed())?;
         // SAFETY: layout has non-zero size.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).ok_or(TensorError::Alloc {
-            bytes: len,
-            align: PAGE_BYTES,
-        })?;
-        Ok(Self { ptr, len, layout })
+        let ptr = NonNull::new(raw).ok_or_else(failed)?;
+        Ok(Self {
+            ptr,
+            len,
+            storage: Storage::Heap(layout),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -69,8 +98,10 @@ impl ByteBuffer for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: ptr was allocated with exactly this layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+        if let Storage::Heap(layout) = self.storage {
+            // SAFETY: ptr was allocated with exactly this layout.
+            unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) }
+        }
     }
 }
 
@@ -86,5 +117,17 @@ mod tests {
         buf.as_mut_slice()[9_999] = 7;
         assert_eq!(buf.bytes()[9_999], 7);
         assert_eq!(buf.len(), 10_000);
+    }
+
+    #[test]
+    fn large_buffers_are_mapped_aligned_and_zeroed() {
+        let len = MAP_FROM_BYTES + 123;
+        let mut buf = AlignedBuf::zeroed(len).unwrap();
+        assert!(matches!(buf.storage, Storage::Mapped(_)));
+        assert_eq!(buf.bytes().as_ptr() as usize % PAGE_BYTES, 0);
+        assert!(buf.bytes().iter().all(|&b| b == 0));
+        buf.as_mut_slice()[len - 1] = 9;
+        assert_eq!(buf.bytes()[len - 1], 9);
+        assert_eq!(buf.len(), len);
     }
 }

@@ -144,13 +144,7 @@ pub fn run_mix(
     let governor = Governor::new(cap);
     let started = Instant::now();
     let executed = execute(
-        &runners,
-        &turns,
-        scratch,
-        &governor,
-        options,
-        started,
-        on_event,
+        &runners, &turns, scratch, &governor, options, started, on_event,
     )?;
     let reports = runners
         .iter()
