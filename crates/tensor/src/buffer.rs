@@ -4,10 +4,12 @@
 //! 4096-byte alignment) and point tensors into it; the store's mapped files implement
 //! [`ByteBuffer`] too. Either way the tensor keeps the buffer alive through an `Arc`.
 //!
-//! Large buffers are anonymous mappings advised to use transparent huge pages. The heap
-//! path (`alloc_zeroed` with page alignment) memsets every byte and then faults every 4 KiB
-//! page on the reading thread; an O_DIRECT read of 256 MiB into such a buffer took 0.44 s
-//! here against 0.19 s into a fresh huge-page mapping, which the kernel hands out zeroed.
+//! Large buffers are anonymous mappings, which the kernel hands out zeroed. The heap path
+//! (`alloc_zeroed` with page alignment) memsets every byte on the allocating thread first: an
+//! O_DIRECT read of 256 MiB into a fresh buffer took 0.44 s that way here, 0.30 s into a
+//! mapping. Huge pages (MADV_HUGEPAGE) made that read 0.19 s alone but slowed a whole mix
+//! (compaction on the reading thread while the compute thread ran): 7.8-8.9 s against
+//! 6.2-6.6 s with 4 KiB pages, so they are not asked for.
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -22,8 +24,7 @@ pub trait ByteBuffer: Send + Sync {
 /// The alignment of every [`AlignedBuf`]: a page, which also satisfies O_DIRECT.
 pub const PAGE_BYTES: usize = 4096;
 
-/// Buffers from this size up are mapped (huge pages where the kernel allows) instead of
-/// allocated on the heap.
+/// Buffers from this size up are mapped instead of allocated on the heap.
 const MAP_FROM_BYTES: usize = 2 << 20;
 
 /// A zero-initialised buffer whose start is aligned to [`PAGE_BYTES`].
@@ -54,9 +55,6 @@ impl AlignedBuf {
         };
         if size >= MAP_FROM_BYTES {
             let mut map = memmap2::MmapMut::map_anon(size).map_err(|_| failed())?;
-            // Advice only: without transparent huge pages the mapping still works.
-            #[cfg(target_os = "linux")]
-            let _ = map.advise(memmap2::Advice::HugePage);
             let ptr = NonNull::new(map.as_mut_ptr()).ok_or_else(failed)?;
             return Ok(Self {
                 ptr,
