@@ -51,17 +51,28 @@ for s in scenarios:
     print(f"| {s} | {swap[0]['overcommit']:.2f}x | {peak:.0f} MiB | " + " | ".join(cells) + f" | {ratio} |")
 
 print()
-print("| scenario | model | quota | kept | streamed per pass | steps | latency (swap) | predicted | latency (SwapNet as published) |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+def steady_service(run, i):
+    """Mean own service time of model i over its passes after the first (the first is cold
+    in every variant)."""
+    service = run["models"][i].get("service_s", [])[1:]
+    return statistics.mean(service) if service else float("nan")
+
+
+print("| scenario | model | quota | kept | streamed per pass | steps | latency | predicted | SwapNet as published | own time per pass | all kept | overhead |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for s in scenarios:
     swap = runs.get((s, "swap"), [])
     published = runs.get((s, "swapnet"), [])
+    plenty = runs.get((s, "plenty"), [])
     for i, m in enumerate(swap[0]["models"] if swap else []):
         mean = lambda r: statistics.mean(r["models"][i]["latencies_s"])
         latency = statistics.median(mean(r) for r in swap)
         predicted = statistics.median(r["models"][i]["predicted_latency_s"] for r in swap)
         before = f"{statistics.median(mean(r) for r in published):.2f}" if published else "-"
+        own = statistics.median(steady_service(r, i) for r in swap)
+        kept = statistics.median(steady_service(r, i) for r in plenty) if plenty else float("nan")
         print(
             f"| {s} | {m['name']} | {m['quota_bytes'] / MiB:.0f} MiB | {m['kept_bytes'] / MiB:.0f} MiB | "
-            f"{m['streamed_bytes'] / MiB:.0f} MiB | {m['blocks']} | {latency:.2f} | {predicted:.2f} | {before} |"
+            f"{m['streamed_bytes'] / MiB:.0f} MiB | {m['blocks']} | {latency:.2f} | {predicted:.2f} | {before} | "
+            f"{own:.3f} | {kept:.3f} | {1000 * (own - kept):+.0f} ms |"
         )

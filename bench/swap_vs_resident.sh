@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Per-model swap overhead: each model of the self-driving scenario alone, swapped under the
-# quota the mix gave it (from results/mix-self-driving-cap-*.json, newest), against the same
+# quota the mix gave it plus the mix's shared scratch (from the newest
+# results/mix-self-driving-swap-<stamp>-r1.json), against the same
 # model all-resident and warm (`--strategy full`, compute time of the pass). Median of RUNS.
 # Usage: bench/swap_vs_resident.sh [RUNS]. Writes results/swap-vs-resident-<date>.jsonl.
 set -euo pipefail
@@ -8,13 +9,13 @@ runs=${1:-5}
 here=$(cd "$(dirname "$0")" && pwd)
 models=${MODELS:-/tmp/bench-models}
 edgerun="$here/../target/release/edgerun"
-mix=$(ls -t "$here"/results/mix-self-driving-cap-*.json | head -n 1)
+mix=$(ls -t "$here"/results/mix-self-driving-swap-2*-r1.json | head -n 1)
 out="$here/results/swap-vs-resident-$(date +%Y%m%d-%H%M%S).jsonl"
 python3 "$here/make_pixels.py" "$models/pixels-224.safetensors" 224
 declare -A store=([detector-241MB]=resnet-152 [fcn-resnet101]=fcn-resnet101 [vgg19]=vgg19 [resnet101]=resnet-101)
 for name in "${!store[@]}"; do
   packed="$models/${store[$name]}.packed"
-  quota=$(python3 -c "import json,sys; print(next(m['quota_bytes'] for m in json.load(open('$mix'))['models'] if m['name']=='$name'))")
+  quota=$(python3 -c "import json; r=json.load(open('$mix')); print(r['scratch_bytes'] + next(m['quota_bytes'] for m in r['models'] if m['name']=='$name'))")
   for _ in $(seq "$runs"); do
     "$edgerun" --threads 2 run "$packed" --input "$models/pixels-224.safetensors" --output /tmp/swap-vs-resident.safetensors \
         --strategy full --report /tmp/full.json 2>/dev/null

@@ -73,6 +73,19 @@ fn streamed_heap_stays_within_the_minimum_budget() {
                 .start(inputs.clone(), options.clone())
                 .unwrap(),
         );
+        // AlignedBufs from 2 MiB up are mapped, not allocated, so this allocator would miss
+        // them: every unit here must be smaller for the count to be whole.
+        let largest_unit = probe
+            .model()
+            .stages()
+            .iter()
+            .map(|s| s.tensors.iter().map(|t| t.elements() * 4).sum::<usize>())
+            .max()
+            .unwrap_or(0);
+        assert!(
+            largest_unit < 2 << 20,
+            "{name}: a {largest_unit}-byte unit would be mapped"
+        );
         let executor =
             StreamExecutor::new(&source, ReadOptions::default(), Governor::new(minimum)).unwrap();
         // gemm keeps a per-thread packing workspace after its first call; warm it up so the

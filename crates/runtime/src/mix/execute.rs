@@ -50,6 +50,8 @@ enum Delivery {
 
 pub(super) struct Executed {
     pub latencies_s: Vec<Vec<f64>>,
+    /// Per model and inference: its own steps' wait + execute + swap-out.
+    pub service_s: Vec<Vec<f64>>,
     pub copied_bytes: Vec<u64>,
     pub read_bytes: Vec<u64>,
     pub outputs: Vec<Outputs>,
@@ -120,6 +122,7 @@ pub(super) fn execute(
 /// Per model, what its current inference holds.
 struct Progress {
     state: Option<(State, Instant)>,
+    service_s: f64,
     kept: Vec<Option<Loaded>>,
 }
 
@@ -134,12 +137,14 @@ fn compute(
         .iter()
         .map(|r| Progress {
             state: None,
+            service_s: 0.0,
             kept: (0..r.plan.steps.len()).map(|_| None).collect(),
         })
         .collect();
     let models = runners.len();
     let mut executed = Executed {
         latencies_s: vec![Vec::new(); models],
+        service_s: vec![Vec::new(); models],
         copied_bytes: vec![0; models],
         read_bytes: vec![0; models],
         outputs: (0..models).map(|_| Outputs::default()).collect(),
@@ -197,6 +202,11 @@ fn compute(
         if last_step && turn.inference + 1 == runner.inferences {
             here.kept.iter_mut().for_each(|k| *k = None);
         }
+        let (wait_s, swap_out_s) = (
+            (computing - waiting).as_secs_f64(),
+            swapping_out.elapsed().as_secs_f64(),
+        );
+        here.service_s += wait_s + execute_s + swap_out_s;
         on_event(&MixEvent::Step {
             model: turn.model,
             inference: turn.inference,
@@ -205,15 +215,16 @@ fn compute(
             kept: step.kept,
             read: read.map(|(span, _)| span),
             start_s: seconds(computing),
-            wait_s: (computing - waiting).as_secs_f64(),
+            wait_s,
             execute_s,
-            swap_out_s: swapping_out.elapsed().as_secs_f64(),
+            swap_out_s,
         });
         if last_step {
             let (mut state, began) = here.state.take().expect("started at step 0");
             executed.outputs[turn.model] = Outputs::from_state(&mut state);
             let latency_s = began.elapsed().as_secs_f64();
             executed.latencies_s[turn.model].push(latency_s);
+            executed.service_s[turn.model].push(std::mem::take(&mut here.service_s));
             on_event(&MixEvent::Done {
                 model: turn.model,
                 inference: turn.inference,

@@ -56,6 +56,7 @@ pub fn run_mix_mapped(
             streamed_bytes: 0,
             read_bytes: 0,
             latencies_s: latencies[i].clone(),
+            service_s: latencies[i].clone(),
             predicted_latency_s: f64::NAN,
             predicted_alone_s: f64::NAN,
             copied_bytes: 0,

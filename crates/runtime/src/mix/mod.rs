@@ -106,7 +106,11 @@ pub struct ModelReport {
     pub streamed_bytes: u64,
     /// Bytes read over the whole mix.
     pub read_bytes: u64,
+    /// Per inference, from its first read (or step) to its last step, the other models'
+    /// turns included.
     pub latencies_s: Vec<f64>,
+    /// Per inference, its own steps only: waiting for weights, executing, swapping out.
+    pub service_s: Vec<f64>,
     pub predicted_latency_s: f64,
     /// One pass after the first, alone, steps one after another.
     pub predicted_alone_s: f64,
@@ -158,6 +162,7 @@ pub fn run_mix(
             streamed_bytes: r.plan.streamed_bytes(),
             read_bytes: executed.read_bytes[i],
             latencies_s: executed.latencies_s[i].clone(),
+            service_s: executed.service_s[i].clone(),
             predicted_latency_s: predicted.latency_s[i],
             predicted_alone_s: r.plan.predicted_steady_s,
             copied_bytes: executed.copied_bytes[i],
