@@ -26,17 +26,10 @@ for arch in resnet-152 resnet-101 fcn-resnet101 vgg19; do
       --runs 3 --output "$models/$arch.packed.profile.json"
 done
 stamp=$(date +%Y%m%d-%H%M%S)
-tag=""
+tag=${THROTTLE_BPS:+-throttled}
 mkdir -p "$here/results"
-if [ -n "${THROTTLE_BPS:-}" ]; then
-  tag="-throttled"
-  blkio=/sys/fs/cgroup/blkio/edgerun-mix-$$
-  mkdir -p "$blkio"
-  dev=$(lsblk -no MAJ:MIN "$(df --output=source "$models" | tail -n 1)" | head -n 1 | tr -d ' ')
-  echo "$dev $THROTTLE_BPS" > "$blkio/blkio.throttle.read_bps_device"
-  echo $$ > "$blkio/cgroup.procs"
-  trap 'echo $$ > /sys/fs/cgroup/blkio/cgroup.procs; rmdir "$blkio"' EXIT
-fi
+# shellcheck source=bench/throttle.sh
+. "$here/throttle.sh"
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 for scenario in ${SCENARIOS:-self-driving road-side-unit uav}; do
   toml="$here/../scenarios/$scenario.toml"

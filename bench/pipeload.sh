@@ -19,14 +19,8 @@ mkdir -p "$here/results"
 tag=${THROTTLE_BPS:+throttled-$THROTTLE_BPS}
 out="$here/results/pipeload-${tag:-unthrottled}-$(date +%Y%m%d-%H%M%S).jsonl"
 
-if [ -n "${THROTTLE_BPS:-}" ]; then
-  group=/sys/fs/cgroup/blkio/edgerun-bench-$$
-  mkdir -p "$group"
-  dev=$(lsblk -no MAJ:MIN "$(df --output=source "$models" | tail -n 1)" | head -n 1 | tr -d ' ')
-  echo "$dev $THROTTLE_BPS" > "$group/blkio.throttle.read_bps_device"
-  echo $$ > "$group/cgroup.procs"
-  trap 'echo $$ > /sys/fs/cgroup/blkio/cgroup.procs; rmdir "$group"' EXIT
-fi
+# shellcheck source=bench/throttle.sh
+. "$here/throttle.sh"
 
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 record() { # model label predicted report

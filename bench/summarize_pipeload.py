@@ -1,7 +1,12 @@
 """Predicted vs measured latency per loader count from a pipeload-*.jsonl file (medians).
-python3 bench/summarize_pipeload.py bench/results/pipeload-....jsonl"""
+python3 bench/summarize_pipeload.py bench/results/pipeload-....jsonl [MODELS_DIR]
+
+With MODELS_DIR (where pipeload.sh left STORE.profile.json), a second table gives the issue's
+floor per model: T_floor = max(bytes / best O_DIRECT throughput of the profile, warm compute
+= the profile's summed unit compute), and each pipeload run's wall time over it."""
 import collections
 import json
+import os
 import statistics
 import sys
 
@@ -21,3 +26,22 @@ for (model, label), v in groups.items():
     peak = statistics.median(x["peak_bytes"] for x in v) / 2**20
     hwm = statistics.median(x["vm_hwm_bytes"] for x in v) / 2**20
     print(f"| {model} | {label} | {budget} | {pred} | {wall:.2f} | {error} | {peak:.0f} | {hwm:.0f} | {len(v)} |")
+
+if len(sys.argv) > 2:
+    print()
+    print("| model | run | bytes GB | read GB/s | warm compute s | T_floor s | measured s | / T_floor |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for (model, label), v in groups.items():
+        if not label.startswith("pipeload"):
+            continue
+        path = os.path.join(sys.argv[2], f"{model}-packed.profile.json")
+        if not os.path.exists(path):
+            continue
+        profile = json.load(open(path))
+        size = sum(u["read_bytes"] for u in profile["units"])
+        rate = max(t["bytes_per_s"] for t in profile["throughput"])
+        compute = sum(u["compute_s"] for u in profile["units"])
+        floor = max(size / rate, compute)
+        wall = statistics.median(x["wall_s"] for x in v)
+        print(f"| {model} | {label} | {size / 1e9:.2f} | {rate / 1e9:.2f} | {compute:.2f} | {floor:.2f} | {wall:.2f} | {wall / floor:.2f}x |")
+
