@@ -19,11 +19,14 @@ models=${MODELS:-/tmp/bench-models}
 reps=${REPS:-3}
 edgerun="$here/../target/release/edgerun"
 (cd "$here/.." && cargo build --release -q -p edgerun-cli)
-for arch in resnet-152 resnet-101 fcn-resnet101 vgg19; do
+python3 "$here/make_pixels.py" "$models/pixels-416.safetensors" 416
+for arch in yolov3 resnet-101 fcn-resnet101 vgg19; do
   [ -f "$models/$arch/config.json" ] || "$edgerun" synth --arch "$arch" --out "$models/$arch" >/dev/null
   [ -f "$models/$arch.packed/manifest.json" ] || "$edgerun" pack "$models/$arch" "$models/$arch.packed"
+  input=()
+  [ "$arch" = yolov3 ] && input=(--input "$models/pixels-416.safetensors")
   [ -f "$models/$arch.packed.profile.json" ] || "$edgerun" --threads 2 profile "$models/$arch.packed" \
-      --runs 3 --output "$models/$arch.packed.profile.json"
+      "${input[@]}" --runs 3 --output "$models/$arch.packed.profile.json"
 done
 stamp=$(date +%Y%m%d-%H%M%S)
 tag=${THROTTLE_BPS:+-throttled}

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{bert, gpt2, gptj, resnet, torchvision, vit};
+use crate::{bert, gpt2, gptj, resnet, torchvision, vit, yolov3};
 use crate::{Inputs, ModelError, Result, RunOptions, StageSpec, State, UnitWeights};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,9 @@ pub fn build_model(config_json: &str, has_tensor: &dyn Fn(&str) -> bool) -> Resu
         serde_json::from_str(config_json).map_err(|e| ModelError::Config(e.to_string()))?;
     if value.get("library").and_then(Value::as_str) == Some("torchvision") {
         return torchvision::build(value, has_tensor);
+    }
+    if value.get("library").and_then(Value::as_str) == Some("darknet") {
+        return Ok(Box::new(yolov3::YoloV3::from_config(value)?));
     }
     let model_type = value
         .get("model_type")

@@ -22,6 +22,7 @@ pub mod gpt2;
 pub mod gptj;
 pub mod resnet;
 pub mod torchvision;
+pub mod yolov3;
 pub mod vgg;
 pub mod vit;
 

@@ -26,6 +26,7 @@ pub const NAMES: &[&str] = &[
     "resnet-152",
     "vgg19",
     "fcn-resnet101",
+    "yolov3",
 ];
 
 fn labels(n: usize) -> Value {
@@ -117,6 +118,11 @@ pub fn preset(name: &str) -> Option<Preset> {
             json!({"library": "torchvision", "architecture": "fcn_resnet101", "num_classes": 21}),
             TORCHVISION_AUX,
         ),
+        "yolov3" => (
+            "YOLOv3 (Redmon and Farhadi 2018), 80 COCO classes: timm darknet53 + three heads",
+            json!({"library": "darknet", "architecture": "yolov3", "num_classes": 80}),
+            &[][..],
+        ),
         _ => return None,
     };
     Some(Preset {
@@ -165,6 +171,8 @@ mod tests {
         // torchvision's documented parameter counts (BatchNorm buffers excluded).
         assert_eq!(params("vgg19"), 143_667_240);
         assert_eq!(params_without_buffers("fcn-resnet101"), 54_314_346);
+        // Darknet's yolov3.cfg at 80 classes, as its PyTorch ports count it.
+        assert_eq!(params_without_buffers("yolov3"), 61_949_149);
     }
 
     #[test]

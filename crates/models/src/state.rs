@@ -106,6 +106,8 @@ pub struct State {
     pub cache: Option<KvCache>,
     pub hidden_states: Vec<Tensor>,
     pub outputs: Vec<(String, Tensor)>,
+    /// Activations a later stage reads again (YOLOv3's feature-pyramid routes), by name.
+    pub skips: Vec<(String, Tensor)>,
 }
 
 impl State {
@@ -128,6 +130,7 @@ impl State {
             cache: None,
             hidden_states: Vec::new(),
             outputs: Vec::new(),
+            skips: Vec::new(),
         })
     }
 
@@ -146,6 +149,7 @@ impl State {
             cache: None,
             hidden_states: Vec::new(),
             outputs: Vec::new(),
+            skips: Vec::new(),
         })
     }
 
@@ -201,6 +205,17 @@ impl State {
 
     pub fn output(&mut self, name: &str, t: Tensor) {
         self.outputs.push((name.to_string(), t));
+    }
+
+    /// Takes the skip `name` a previous stage kept.
+    pub fn take_skip(&mut self, name: &str, stage: &str) -> Result<Tensor> {
+        let at = self.skips.iter().position(|(n, _)| n == name).ok_or_else(|| {
+            ModelError::input(
+                "stages",
+                format!("{stage} needs {name}, which no earlier stage kept"),
+            )
+        })?;
+        Ok(self.skips.remove(at).1)
     }
 
     /// Moves to the next decoding step: `ids` holds one new token per batch row.

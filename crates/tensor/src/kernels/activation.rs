@@ -10,6 +10,9 @@ pub enum Activation {
     /// GELU's tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
     GeluTanh,
     Relu,
+    /// `x` where positive, `slope * x` elsewhere; the slope is stored as its f32 bits so the
+    /// enum stays `Eq` (see [`Activation::leaky_relu`]).
+    LeakyRelu(u32),
     Tanh,
     Identity,
 }
@@ -51,6 +54,11 @@ impl Activation {
         }
     }
 
+    /// Leaky ReLU with `slope` below zero (0.1 in Darknet, 0.01 in PyTorch's default).
+    pub fn leaky_relu(slope: f32) -> Self {
+        Self::LeakyRelu(slope.to_bits())
+    }
+
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Self::GeluErf => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
@@ -59,6 +67,13 @@ impl Activation {
                 0.5 * x * (1.0 + (C * (x + 0.044715 * x * x * x)).tanh())
             }
             Self::Relu => x.max(0.0),
+            Self::LeakyRelu(slope) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    x * f32::from_bits(slope)
+                }
+            }
             Self::Tanh => x.tanh(),
             Self::Identity => x,
         }

@@ -25,7 +25,7 @@ pub use embedding::embedding;
 pub use matmul::{linear, matmul, matmul_flops, matmul_into, matmul_strided, MatRef};
 pub use norm::{batch_norm, layer_norm};
 pub use pool::{adaptive_avg_pool2d, max_pool2d};
-pub use resize::resize_bilinear;
+pub use resize::{concat_channels, resize_bilinear, upsample_nearest};
 pub use rotary::{rotary_interleaved, RotaryTable};
 pub use shift_softmax::shift_softmax_rows;
 pub use softmax::softmax_rows;

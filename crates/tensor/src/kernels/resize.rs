@@ -1,5 +1,7 @@
-//! Bilinear resizing of NCHW planes, as PyTorch's `F.interpolate(mode="bilinear",
-//! align_corners=False)` computes it (FCN upsamples its logits to the input size with it).
+//! Resizing NCHW planes as PyTorch's `F.interpolate` does: bilinear with
+//! `align_corners=False` (FCN upsamples its logits to the input size with it), and nearest
+//! by an integer factor (YOLOv3's feature-pyramid upsampling), plus joining maps along
+//! channels.
 
 use rayon::prelude::*;
 
@@ -51,6 +53,57 @@ pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
     Tensor::from_vec(&[n, c, out_h, out_w], out)
 }
 
+/// `[n, c, h, w]` -> `[n, c, h * factor, w * factor]`, each value repeated (`mode="nearest"`
+/// with an integer `scale_factor`).
+pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
+    let [n, c, h, w] = *x.shape() else {
+        return Err(TensorError::Shape {
+            op: "upsample_nearest",
+            expected: "[batch, channels, height, width]".into(),
+            got: x.shape().to_vec(),
+        });
+    };
+    let x = x.contiguous();
+    let (oh, ow) = (h * factor, w * factor);
+    let mut out = vec![0.0f32; n * c * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .zip(x.values().par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            for (o, row) in dst.chunks_exact_mut(ow).enumerate() {
+                let from = &src[(o / factor) * w..][..w];
+                for (v, chunk) in from.iter().zip(row.chunks_exact_mut(factor)) {
+                    chunk.fill(*v);
+                }
+            }
+        });
+    Tensor::from_vec(&[n, c, oh, ow], out)
+}
+
+/// `[n, ca, h, w]` and `[n, cb, h, w]` -> `[n, ca + cb, h, w]` (`torch.cat(dim=1)`).
+pub fn concat_channels(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa.len() != 4 || sb.len() != 4 || sa[0] != sb[0] || sa[2..] != sb[2..] {
+        return Err(TensorError::Shape {
+            op: "concat_channels",
+            expected: format!(
+                "[{}, _, {}, {}]",
+                sa.first().copied().unwrap_or(0),
+                sa.get(2).copied().unwrap_or(0),
+                sa.get(3).copied().unwrap_or(0)
+            ),
+            got: sb.to_vec(),
+        });
+    }
+    let (a, b) = (a.contiguous(), b.contiguous());
+    let (plane_a, plane_b) = (a.len() / sa[0], b.len() / sb[0]);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    for i in 0..sa[0] {
+        out.extend_from_slice(&a.values()[i * plane_a..][..plane_a]);
+        out.extend_from_slice(&b.values()[i * plane_b..][..plane_b]);
+    }
+    Tensor::from_vec(&[sa[0], sa[1] + sb[1], sa[2], sa[3]], out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +117,28 @@ mod tests {
         assert_eq!(&y.values()[..4], &[0.0, 0.25, 0.75, 1.0]);
         assert_eq!(&y.values()[12..], &[2.0, 2.25, 2.75, 3.0]);
         assert!(resize_bilinear(&x, 0, 3).is_err());
+    }
+
+    #[test]
+    fn nearest_repeats_and_concat_joins_channels() {
+        let x = Tensor::from_vec(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let up = upsample_nearest(&x, 2).unwrap();
+        assert_eq!(up.shape(), &[1, 1, 4, 4]);
+        assert_eq!(
+            up.values(),
+            &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 3.0, 3.0, 4.0, 4.0]
+        );
+        let a = Tensor::from_vec(&[2, 1, 1, 2], vec![1.0, 2.0, 5.0, 6.0]).unwrap();
+        let b =
+            Tensor::from_vec(&[2, 2, 1, 2], vec![3.0, 4.0, 3.5, 4.5, 7.0, 8.0, 7.5, 8.5]).unwrap();
+        let joined = concat_channels(&a, &b).unwrap();
+        assert_eq!(joined.shape(), &[2, 3, 1, 2]);
+        assert_eq!(
+            joined.values(),
+            &[1.0, 2.0, 3.0, 4.0, 3.5, 4.5, 5.0, 6.0, 7.0, 8.0, 7.5, 8.5]
+        );
+        let wrong = Tensor::from_vec(&[2, 1, 2, 1], vec![0.0; 4]).unwrap();
+        assert!(concat_channels(&a, &wrong).is_err());
+        assert!(upsample_nearest(&a.reshape(&[4]).unwrap(), 2).is_err());
     }
 }
