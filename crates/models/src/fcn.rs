@@ -4,6 +4,7 @@
 //! head on layer3. Mirrors `torchvision/models/segmentation/fcn.py` and `resnet.py`; the stem,
 //! each bottleneck block and each head are stages.
 
+use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
 use edgerun_tensor::Tensor;
 
@@ -262,10 +263,10 @@ impl Model for Fcn {
         let Ok(pixels) = state.inputs.pixels() else {
             return 0;
         };
-        let (h, w) = (pixels.shape()[2] as u64, pixels.shape()[3] as u64);
-        let stem = 49 * 3 * (h / 2 + 1) * (w / 2 + 1);
-        let head = 9 * self.widest as u64 * (h / 8 + 1) * (w / 8 + 1);
-        4 * stem.max(head)
+        let (h, w) = (pixels.shape()[2], pixels.shape()[3]);
+        let stem = im2col_elements(49 * 3, h / 2 + 1, w / 2 + 1);
+        let head = im2col_elements(9 * self.widest, h / 8 + 1, w / 8 + 1);
+        4 * stem.max(head) as u64
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {

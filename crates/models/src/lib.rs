@@ -22,9 +22,9 @@ pub mod gpt2;
 pub mod gptj;
 pub mod resnet;
 pub mod torchvision;
-pub mod yolov3;
 pub mod vgg;
 pub mod vit;
+pub mod yolov3;
 
 pub use error::{ModelError, Result};
 pub use family::{build_model, CausalInfo, Model, ModelKind};

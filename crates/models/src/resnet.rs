@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
 use edgerun_tensor::Tensor;
 
@@ -256,9 +257,14 @@ impl ResNet {
                 (fh, fw) = (fh / 2 + 1, fw / 2 + 1);
             }
             largest = largest.max(b * width as u64 * fh * fw);
-            columns = columns.max(9 * width as u64 * fh * fw);
+            columns = columns.max(im2col_elements(9 * width, fh as usize, fw as usize) as u64);
         }
-        columns = columns.max(49 * c.num_channels as u64 * (h / 2 + 1) * (w / 2 + 1));
+        let stem = im2col_elements(
+            49 * c.num_channels,
+            (h / 2 + 1) as usize,
+            (w / 2 + 1) as usize,
+        );
+        columns = columns.max(stem as u64);
         Some((largest, columns))
     }
 }

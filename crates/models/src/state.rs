@@ -209,12 +209,16 @@ impl State {
 
     /// Takes the skip `name` a previous stage kept.
     pub fn take_skip(&mut self, name: &str, stage: &str) -> Result<Tensor> {
-        let at = self.skips.iter().position(|(n, _)| n == name).ok_or_else(|| {
-            ModelError::input(
-                "stages",
-                format!("{stage} needs {name}, which no earlier stage kept"),
-            )
-        })?;
+        let at = self
+            .skips
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| {
+                ModelError::input(
+                    "stages",
+                    format!("{stage} needs {name}, which no earlier stage kept"),
+                )
+            })?;
         Ok(self.skips.remove(at).1)
     }
 

@@ -3,6 +3,7 @@
 //! `torchvision/models/vgg.py`; each convolution (with the pool after it) and each classifier
 //! layer is a stage, so VGG-19's 411 MB first classifier layer is a unit of its own.
 
+use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
 
 use crate::common::{ConvBn, Linear};
@@ -161,7 +162,8 @@ impl Vgg {
         for stage in &self.convs {
             let out = stage.conv.out_channels() as u64;
             largest = largest.max(b * out * fh * fw);
-            columns = columns.max(9 * channels * fh * fw);
+            columns = columns
+                .max(im2col_elements(9 * channels as usize, fh as usize, fw as usize) as u64);
             channels = out;
             if stage.pool_after {
                 (fh, fw) = (fh / 2, fw / 2);

@@ -15,12 +15,14 @@
 //!
 //! Outputs `out0`, `out1`, `out2`: `[batch, anchors * (5 + classes), H/32 | H/16 | H/8, ...]`.
 
-use edgerun_tensor::kernels::{self, Activation};
+use edgerun_tensor::kernels::{self, im2col_elements, Activation};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::common::ConvBn;
-use crate::{Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights};
+use crate::{
+    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights,
+};
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct YoloConfig {
@@ -112,7 +114,13 @@ impl YoloV3 {
         }
         let act = Activation::leaky_relu(config.leaky_slope);
         let conv = |path: &str, dims, stride| {
-            ConvBn::new(&format!("{path}.conv"), &format!("{path}.bn"), dims, stride, act)
+            ConvBn::new(
+                &format!("{path}.conv"),
+                &format!("{path}.bn"),
+                dims,
+                stride,
+                act,
+            )
         };
         let stem = conv("backbone.stem.conv1", (3, widths[0], 3), 1);
         let mut blocks = Vec::new();
@@ -196,26 +204,34 @@ impl YoloV3 {
         })
     }
 
-    /// Elements of the largest feature map, of the two kept routes, and of the largest im2col
-    /// buffer (per image), for an `h` x `w` input.
-    fn extents(&self, b: u64, h: u64, w: u64) -> (u64, u64, u64) {
-        let side = |stride: u64| (h.div_ceil(stride), w.div_ceil(stride));
-        let widths: Vec<u64> = self.widths.iter().map(|&c| c as u64).collect();
-        let mut largest = widths[0] * h * w;
-        // The stem's 3x3 over 3 channels, then per stage the strided conv_down over the
-        // previous width and the blocks' 3x3 over half the width.
-        let mut columns = 9 * 3 * h * w;
+    /// Elements live at once outside the routes (the worst unit: a stage's first block holds
+    /// the previous map while `conv_down` runs, then its input, `conv1`'s output, `conv2`'s
+    /// output before and after batch norm), of the two routes kept for the heads, and of the
+    /// largest im2col band (per image), for an `h` x `w` input.
+    fn extents(&self, b: u64, h: usize, w: usize) -> (u64, u64, u64) {
+        let side = |stride: usize| (h.div_ceil(stride), w.div_ceil(stride));
+        let c = &self.widths;
+        // The stem: the image, the convolution's output before and after batch norm.
+        let mut live = (3 + 2 * c[0]) * h * w;
+        let mut columns = im2col_elements(9 * 3, h, w);
         for i in 0..5 {
             let (fh, fw) = side(1 << (i + 1));
-            largest = largest.max(widths[i + 1] * fh * fw);
+            let (ph, pw) = side(1 << i);
+            let previous = c[i] * ph * pw;
+            let down = previous + 2 * c[i + 1] * fh * fw;
+            let block = 4 * c[i + 1] * fh * fw;
+            live = live.max(down).max(block);
             columns = columns
-                .max(9 * widths[i] * fh * fw)
-                .max(9 * widths[i + 1] / 2 * fh * fw);
+                .max(im2col_elements(9 * c[i], fh, fw))
+                .max(im2col_elements(9 * c[i + 1] / 2, fh, fw));
         }
+        // The heads run at 1/32 to 1/8 with at most the widest channels doubled by a join.
         let (h8, w8) = side(8);
+        let head = 4 * (c[5] / 4 + c[3]) * h8 * w8;
         let (h16, w16) = side(16);
-        let routes = widths[3] * h8 * w8 + widths[4] * h16 * w16;
-        (b * largest, b * routes, columns)
+        let routes = c[3] * h8 * w8 + c[4] * h16 * w16;
+        columns = columns.max(im2col_elements(9 * c[5] / 2, h / 32, w / 32));
+        (b * live.max(head) as u64, b * routes as u64, columns as u64)
     }
 
     fn run_head_convs(&self, s: usize, state: &mut State, stage: &str) -> Result<()> {
@@ -263,7 +279,13 @@ impl Model for YoloV3 {
     /// Sides must be multiples of 32: each head upsamples 2x and joins a map of the backbone.
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
         let shape = inputs.pixels()?.shape().to_vec();
-        if shape.len() != 4 || shape[1] != 3 || shape[2] % 32 != 0 || shape[3] % 32 != 0 || shape[2] == 0 || shape[3] == 0 {
+        if shape.len() != 4
+            || shape[1] != 3
+            || shape[2] % 32 != 0
+            || shape[3] % 32 != 0
+            || shape[2] == 0
+            || shape[3] == 0
+        {
             return Err(ModelError::input(
                 "pixel_values",
                 format!("YOLOv3 needs [batch, 3, height, width] with both sides positive multiples of 32, got {shape:?}"),
@@ -272,18 +294,18 @@ impl Model for YoloV3 {
         State::for_pixels(inputs, options)
     }
 
-    /// A residual block's input, two convolution outputs and their sum, the two routes kept
-    /// for the heads, the prediction maps, and the largest im2col buffer.
+    /// The worst unit's live maps (see `extents`; the image itself is among the stem's), the
+    /// two routes kept for the heads, the prediction maps, and the largest im2col band.
     fn activation_bytes(&self, state: &State) -> u64 {
         let Ok(pixels) = state.inputs.pixels() else {
             return 0;
         };
         let s = pixels.shape();
-        let (b, h, w) = (s[0] as u64, s[2] as u64, s[3] as u64);
-        let (largest, routes, _) = self.extents(b, h, w);
+        let (b, h, w) = (s[0] as u64, s[2], s[3]);
+        let (live, routes, _) = self.extents(b, h, w);
         let per_cell = self.heads[0].pred.out_channels() as u64;
-        let predictions = b * per_cell * (h * w / (32 * 32) + h * w / (16 * 16) + h * w / 64);
-        4 * (4 * largest + routes + predictions + pixels.len() as u64) + self.scratch_bytes(state)
+        let cells = (h * w / (32 * 32) + h * w / (16 * 16) + h * w / 64) as u64;
+        4 * (live + routes + b * per_cell * cells) + self.scratch_bytes(state)
     }
 
     fn scratch_bytes(&self, state: &State) -> u64 {
@@ -291,7 +313,7 @@ impl Model for YoloV3 {
             return 0;
         };
         let s = pixels.shape();
-        4 * self.extents(s[0] as u64, s[2] as u64, s[3] as u64).2
+        4 * self.extents(s[0] as u64, s[2], s[3]).2
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {

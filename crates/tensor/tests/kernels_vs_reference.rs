@@ -122,30 +122,7 @@ proptest! {
         let oh = (h + 2 * padding - span) / stride + 1;
         let ow = (w + 2 * padding - span) / stride + 1;
         prop_assert_eq!(got.shape(), &[n, oc, oh, ow]);
-        let mut want = vec![0.0f64; n * oc * oh * ow];
-        for img in 0..n {
-            for o in 0..oc {
-                let g = o / ocg;
-                for y in 0..oh {
-                    for xo in 0..ow {
-                        let mut acc = bias[o] as f64;
-                        for ci in 0..cg {
-                            for ky in 0..kernel {
-                                for kx in 0..kernel {
-                                    let iy = (y * stride + ky * dilation) as isize - padding as isize;
-                                    let ix = (xo * stride + kx * dilation) as isize - padding as isize;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                        let xi = ((img * c + g * cg + ci) * h + iy as usize) * w + ix as usize;
-                                        acc += x[xi] as f64 * wt[((o * cg + ci) * kernel + ky) * kernel + kx] as f64;
-                                    }
-                                }
-                            }
-                        }
-                        want[((img * oc + o) * oh + y) * ow + xo] = acc;
-                    }
-                }
-            }
-        }
+        let want = naive_conv(&x, &wt, &bias, (n, c, h, w), (oc, kernel), p);
         close(got.values(), &want, 1e-5)?;
     }
 
@@ -177,5 +154,90 @@ proptest! {
             }}}
             close(pooled.values(), &want, 0.0)?;
         }
+    }
+}
+
+/// Direct convolution in f64: the reference for `conv2d`.
+fn naive_conv(
+    x: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    (oc, kernel): (usize, usize),
+    p: Conv2dParams,
+) -> Vec<f64> {
+    let Conv2dParams {
+        stride,
+        padding,
+        dilation,
+        groups,
+    } = p;
+    let (cg, ocg) = (c / groups, oc / groups);
+    let span = dilation * (kernel - 1) + 1;
+    let oh = (h + 2 * padding - span) / stride + 1;
+    let ow = (w + 2 * padding - span) / stride + 1;
+    let mut want = vec![0.0f64; n * oc * oh * ow];
+    for img in 0..n {
+        for o in 0..oc {
+            let g = o / ocg;
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let mut acc = bias[o] as f64;
+                    for ci in 0..cg {
+                        for ky in 0..kernel {
+                            for kx in 0..kernel {
+                                let iy = (y * stride + ky * dilation) as isize - padding as isize;
+                                let ix = (xo * stride + kx * dilation) as isize - padding as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    let xi = ((img * c + g * cg + ci) * h + iy as usize) * w
+                                        + ix as usize;
+                                    acc += x[xi] as f64
+                                        * wt[((o * cg + ci) * kernel + ky) * kernel + kx] as f64;
+                                }
+                            }
+                        }
+                    }
+                    want[((img * oc + o) * oh + y) * ow + xo] = acc;
+                }
+            }
+        }
+    }
+    want
+}
+
+/// Outputs large enough that im2col runs in several bands of rows (see `COLUMN_BUDGET`).
+#[test]
+fn conv2d_in_bands_matches_naive() {
+    for (h, stride, dilation) in [(430usize, 1usize, 1usize), (1300, 2, 2)] {
+        let (c, oc, kernel) = (3, 2, 3);
+        let k = c * kernel * kernel;
+        let p = Conv2dParams {
+            stride,
+            padding: 1,
+            dilation,
+            groups: 1,
+        };
+        let span = dilation * (kernel - 1) + 1;
+        let out = (h + 2 - span) / stride + 1;
+        assert!(
+            k * out * out > edgerun_tensor::kernels::COLUMN_BUDGET,
+            "one band only"
+        );
+        let x: Vec<f32> = (0..c * h * h)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let wt: Vec<f32> = (0..oc * k)
+            .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let bias = vec![0.25f32, -0.5];
+        let got = conv2d(
+            &Tensor::from_vec(&[1, c, h, h], x.clone()).unwrap(),
+            &Tensor::from_vec(&[oc, c, kernel, kernel], wt.clone()).unwrap(),
+            Some(&Tensor::from_vec(&[oc], bias.clone()).unwrap()),
+            p,
+        )
+        .unwrap();
+        let want = naive_conv(&x, &wt, &bias, (1, c, h, h), (oc, kernel), p);
+        close(got.values(), &want, 1e-5).unwrap();
     }
 }

@@ -1,4 +1,9 @@
-//! 2-D convolution over NCHW as im2col followed by one gemm per image and group.
+//! 2-D convolution over NCHW as im2col followed by gemm, per image and group.
+//!
+//! The im2col buffer is filled a band of output rows at a time, at most [`COLUMN_BUDGET`]
+//! elements (plus one output row), and each band is one gemm into its columns of the output.
+//! Unbanded, VGG-19's second convolution at 224x224 needed a 116 MB buffer; every model
+//! reserves this scratch, and a mix reserves the largest of any model's.
 
 use rayon::prelude::*;
 
@@ -22,6 +27,20 @@ impl Default for Conv2dParams {
             groups: 1,
         }
     }
+}
+
+/// Elements of im2col buffer a convolution fills at once (16 MiB of f32).
+pub const COLUMN_BUDGET: usize = 4 << 20;
+
+/// Output rows per band for `k` = channels x kernel taps and `ow` output columns.
+fn band_rows(k: usize, ow: usize) -> usize {
+    (COLUMN_BUDGET / (k * ow).max(1)).max(1)
+}
+
+/// The im2col elements a convolution with `k` = input channels (per group) x kernel taps and
+/// an `oh` x `ow` output holds at once; what models reserve as conv scratch.
+pub fn im2col_elements(k: usize, oh: usize, ow: usize) -> usize {
+    k * ow * band_rows(k, ow).min(oh)
 }
 
 fn out_extent(input: usize, kernel: usize, p: &Conv2dParams) -> Option<usize> {
@@ -78,54 +97,62 @@ pub fn conv2d(
     let ocg = oc / p.groups;
     let direct = kh == 1 && kw == 1 && p.stride == 1 && p.padding == 0;
     let mut out = vec![0.0f32; n * oc * plane];
+    let band = if direct { oh } else { band_rows(k, ow).min(oh) };
     let mut col = if direct {
         Vec::new()
     } else {
-        vec![0.0f32; k * plane]
+        vec![0.0f32; k * band * ow]
     };
     for img in 0..n {
         for g in 0..p.groups {
             let input = &xv[(img * c + g * cg) * h * w..][..cg * h * w];
-            let rhs: &[f32] = if direct {
-                input
-            } else {
-                im2col(input, &mut col, (cg, h, w), (kh, kw), (oh, ow), &p);
-                &col
-            };
             let dst = &mut out[(img * oc + g * ocg) * plane..][..ocg * plane];
             if let Some(b) = bias {
                 for (o, row) in dst.chunks_exact_mut(plane).enumerate() {
                     row.fill(b.values()[g * ocg + o]);
                 }
             }
-            matmul_strided(
-                dst,
-                plane,
-                MatRef::row_major(&wv[g * ocg * k..][..ocg * k], ocg, k),
-                MatRef::row_major(rhs, k, plane),
-                bias.is_some(),
-            );
+            let lhs = MatRef::row_major(&wv[g * ocg * k..][..ocg * k], ocg, k);
+            for first in (0..oh).step_by(band) {
+                let rows = band.min(oh - first);
+                let columns = rows * ow;
+                let rhs: &[f32] = if direct {
+                    input
+                } else {
+                    let col = &mut col[..k * columns];
+                    im2col(input, col, (cg, h, w), (kh, kw), (first, rows, oh, ow), &p);
+                    col
+                };
+                matmul_strided(
+                    &mut dst[first * ow..],
+                    plane,
+                    lhs,
+                    MatRef::row_major(rhs, k, columns),
+                    bias.is_some(),
+                );
+            }
         }
     }
     Tensor::from_vec(&[n, oc, oh, ow], out)
 }
 
+/// Fills `col` (`k` rows of `rows * ow`) for output rows `first..first + rows`.
 fn im2col(
     input: &[f32],
     col: &mut [f32],
     (c, h, w): (usize, usize, usize),
     (kh, kw): (usize, usize),
-    (oh, ow): (usize, usize),
+    (first, rows, oh, ow): (usize, usize, usize, usize),
     p: &Conv2dParams,
 ) {
-    col.par_chunks_mut(oh * ow)
+    debug_assert!(first + rows <= oh);
+    col.par_chunks_mut(rows * ow)
         .enumerate()
         .for_each(|(row, dst)| {
             let (ch, ki, kj) = (row / (kh * kw), (row / kw) % kh, row % kw);
             let src = &input[ch * h * w..][..h * w];
-            for oy in 0..oh {
+            for (oy, line) in (first..first + rows).zip(dst.chunks_exact_mut(ow)) {
                 let iy = (oy * p.stride + ki * p.dilation) as isize - p.padding as isize;
-                let line = &mut dst[oy * ow..][..ow];
                 if iy < 0 || iy >= h as isize {
                     line.fill(0.0);
                     continue;
@@ -140,5 +167,5 @@ fn im2col(
                 }
             }
         });
-    debug_assert_eq!(col.len(), c * kh * kw * oh * ow);
+    debug_assert_eq!(col.len(), c * kh * kw * rows * ow);
 }

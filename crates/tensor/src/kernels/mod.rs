@@ -19,7 +19,7 @@ pub mod softmax;
 pub use activation::Activation;
 pub use attention::{attention, attention_flops, attention_with, AttentionMask, HeadLayout, KvRef};
 pub use attention_variant::{AttentionAlgorithm, AttentionVariant, Centre};
-pub use conv::{conv2d, Conv2dParams};
+pub use conv::{conv2d, im2col_elements, Conv2dParams, COLUMN_BUDGET};
 pub use elementwise::add;
 pub use embedding::embedding;
 pub use matmul::{linear, matmul, matmul_flops, matmul_into, matmul_strided, MatRef};
