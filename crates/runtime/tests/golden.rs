@@ -24,7 +24,7 @@ fn check_outputs(name: &str, at_least: usize) {
 fn check_outputs_in(dir: &Path, name: &str, at_least: usize) {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    let folder = ModelSource::open(&dir).unwrap();
+    let folder = ModelSource::open(dir).unwrap();
     let executor = FullExecutor::load(&folder).unwrap();
     let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
     let outputs = executor
