@@ -107,8 +107,8 @@ impl Fcn {
                 )))
             }
         };
-        let layers: Vec<usize> = overridden(config, "layers", default_layers)?;
-        let planes: Vec<usize> = overridden(config, "planes", vec![64, 128, 256, 512])?;
+        let layers: Vec<usize> = overridden(&config.overrides, "layers", default_layers)?;
+        let planes: Vec<usize> = overridden(&config.overrides, "planes", vec![64, 128, 256, 512])?;
         if layers.len() != 4
             || planes.len() != 4
             || layers.contains(&0)

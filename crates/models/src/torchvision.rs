@@ -37,13 +37,14 @@ pub fn build(config: Value, has_tensor: &dyn Fn(&str) -> bool) -> Result<Box<dyn
     )))
 }
 
-/// An override, or `default` when absent.
+/// An entry of a config's `overrides` object, or `default` when absent (the torchvision and
+/// darknet conventions share it).
 pub(crate) fn overridden<T: serde::de::DeserializeOwned>(
-    config: &TorchvisionConfig,
+    overrides: &Value,
     key: &'static str,
     default: T,
 ) -> Result<T> {
-    match config.overrides.get(key) {
+    match overrides.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => {
             serde_json::from_value(v.clone()).map_err(|e| ModelError::config(key, e.to_string()))

@@ -79,9 +79,9 @@ impl Vgg {
             .map_err(|_| ModelError::UnknownArchitecture(format!("torchvision {arch}")))?;
         let default = standard(depth)
             .ok_or_else(|| ModelError::UnknownArchitecture(format!("torchvision {arch}")))?;
-        let layers: Vec<Layer> = overridden(config, "cfg", default)?;
-        let pool_size: usize = overridden(config, "pool_size", 7)?;
-        let hidden: usize = overridden(config, "classifier_hidden", 4096)?;
+        let layers: Vec<Layer> = overridden(&config.overrides, "cfg", default)?;
+        let pool_size: usize = overridden(&config.overrides, "pool_size", 7)?;
+        let hidden: usize = overridden(&config.overrides, "classifier_hidden", 4096)?;
         if config.num_classes == 0 || pool_size == 0 || hidden == 0 {
             return Err(ModelError::config(
                 "num_classes",

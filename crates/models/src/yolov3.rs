@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::common::ConvBn;
+use crate::torchvision::overridden;
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights,
 };
@@ -97,8 +98,12 @@ impl YoloV3 {
                 config.architecture
             )));
         }
-        let widths: Vec<usize> = override_or(&config, "widths", vec![32, 64, 128, 256, 512, 1024])?;
-        let depths: Vec<usize> = override_or(&config, "depths", vec![1, 2, 8, 8, 4])?;
+        let widths: Vec<usize> = overridden(
+            &config.overrides,
+            "widths",
+            vec![32, 64, 128, 256, 512, 1024],
+        )?;
+        let depths: Vec<usize> = overridden(&config.overrides, "depths", vec![1, 2, 8, 8, 4])?;
         if widths.len() != 6
             || depths.len() != 5
             || depths.contains(&0)
@@ -246,19 +251,6 @@ impl YoloV3 {
     }
 }
 
-fn override_or<T: serde::de::DeserializeOwned>(
-    config: &YoloConfig,
-    key: &'static str,
-    default: T,
-) -> Result<T> {
-    match config.overrides.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(v) => {
-            serde_json::from_value(v.clone()).map_err(|e| ModelError::config(key, e.to_string()))
-        }
-    }
-}
-
 impl Model for YoloV3 {
     fn architecture(&self) -> &str {
         "yolov3"
@@ -356,5 +348,58 @@ impl Model for YoloV3 {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgerun_tensor::Tensor;
+    use serde_json::json;
+
+    fn tiny() -> YoloV3 {
+        YoloV3::from_config(json!({
+            "library": "darknet", "architecture": "yolov3", "num_classes": 2,
+            "overrides": {"widths": [4, 8, 8, 16, 16, 32], "depths": [1, 1, 1, 1, 1]}
+        }))
+        .unwrap()
+    }
+
+    fn image(h: usize, w: usize) -> Inputs {
+        Inputs {
+            pixel_values: Some(Tensor::from_vec(&[1, 3, h, w], vec![0.0; 3 * h * w]).unwrap()),
+            ..Inputs::default()
+        }
+    }
+
+    #[test]
+    fn units_cover_backbone_and_heads() {
+        let model = tiny();
+        // Stem, five one-block stages, two units per head.
+        assert_eq!(model.stages().len(), 1 + 5 + 6);
+        assert_eq!(model.heads[0].pred.out_channels(), 3 * (5 + 2));
+    }
+
+    #[test]
+    fn sides_that_are_not_multiples_of_32_are_refused() {
+        let model = tiny();
+        let err = model
+            .start(image(50, 64), RunOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("multiples of 32"), "{err}");
+        assert!(model.start(image(64, 96), RunOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn bad_overrides_and_architectures_are_refused() {
+        let bad = |config: Value| YoloV3::from_config(config).err().unwrap().to_string();
+        let e =
+            bad(json!({"architecture": "yolov3", "overrides": {"widths": [3, 8, 8, 16, 16, 32]}}));
+        assert!(e.contains("widths"), "{e}");
+        let e = bad(json!({"architecture": "yolov3", "overrides": {"depths": [1, 0, 1, 1, 1]}}));
+        assert!(e.contains("depths"), "{e}");
+        let e = bad(json!({"architecture": "yolov4"}));
+        assert!(e.contains("yolov4"), "{e}");
     }
 }
