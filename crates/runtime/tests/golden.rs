@@ -104,7 +104,7 @@ fn fcn_tiny_matches_torchvision() {
 /// darknet53 backbone plus heads written with torch.nn (`bench/peers/yolov3_fixture.py`).
 #[test]
 fn yolov3_tiny_matches_timm_darknet53_with_torch_heads() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/yolov3-tiny");
+    let dir = common::repo_fixtures().join("yolov3-tiny");
     check_outputs_in(&dir, "yolov3-tiny", 3);
 }
 

@@ -56,7 +56,7 @@ fn streamed_heap_stays_within_the_minimum_budget() {
     let Some(root) = fixtures() else { return };
     // One thread: the reserve's per-thread score buffers are then exact for this process.
     edgerun_tensor::parallel::set_threads(1);
-    let yolo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/yolov3-tiny");
+    let yolo = common::repo_fixtures().join("yolov3-tiny");
     let dirs = FIXTURES
         .iter()
         .map(|name| (name.to_string(), root.join(name)))

@@ -81,7 +81,11 @@ proptest! {
 #[test]
 fn partitioned_runs_match_full_at_their_minimum() {
     let Some(root) = fixtures() else { return };
-    for name in FIXTURES {
+    let all = FIXTURES
+        .iter()
+        .map(|name| (root.clone(), *name))
+        .chain(std::iter::once((common::repo_fixtures(), "yolov3-tiny")));
+    for (root, name) in all {
         let p = packed(&root, name);
         let units = p.source.model().unwrap().stages().len();
         let (models, flops) = (

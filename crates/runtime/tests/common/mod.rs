@@ -49,6 +49,11 @@ pub fn bits(o: &Outputs) -> Vec<(String, Vec<u32>)> {
 }
 
 /// The fixtures folder, or None (with a message) when it is absent and not required.
+/// Fixtures kept in this repository (no upstream golden exists for them): `yolov3-tiny`.
+pub fn repo_fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
 pub fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("EDGERUN_FIXTURES")
         .map(PathBuf::from)
