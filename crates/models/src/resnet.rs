@@ -238,9 +238,7 @@ impl ResNet {
             stages,
         })
     }
-}
 
-impl ResNet {
     /// Elements of the largest feature map and of the largest im2col buffer (per image; the
     /// buffer is reused across a batch). A bottleneck's 3x3 runs on a quarter of the stage
     /// width; counting the whole width keeps the bound safe for basic blocks too.

@@ -16,6 +16,7 @@
 //! Outputs `out0`, `out1`, `out2`: `[batch, anchors * (5 + classes), H/32 | H/16 | H/8, ...]`.
 
 use edgerun_tensor::kernels::{self, im2col_elements, Activation};
+use edgerun_tensor::Tensor;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -239,15 +240,18 @@ impl YoloV3 {
         (b * live.max(head) as u64, b * routes as u64, columns as u64)
     }
 
-    fn run_head_convs(&self, s: usize, state: &mut State, stage: &str) -> Result<()> {
-        let head = &self.heads[s];
-        let mut x = state.take_hidden(stage)?;
-        if let Some(name) = &head.joins {
-            let feature = state.take_skip(name, stage)?;
-            x = kernels::concat_channels(&kernels::upsample_nearest(&x, 2)?, &feature)?;
-        }
-        state.hidden = Some(x);
-        Ok(())
+    /// Head `s`'s input: the previous head's route upsampled and joined with the backbone
+    /// feature, or for the first head the backbone's output.
+    fn head_input(&self, s: usize, state: &mut State, stage: &str) -> Result<Tensor> {
+        let x = state.take_hidden(stage)?;
+        let Some(name) = &self.heads[s].joins else {
+            return Ok(x);
+        };
+        let feature = state.take_skip(name, stage)?;
+        Ok(kernels::concat_channels(
+            &kernels::upsample_nearest(&x, 2)?,
+            &feature,
+        )?)
     }
 }
 
@@ -330,8 +334,7 @@ impl Model for YoloV3 {
                 state.hidden = Some(y);
             }
             Unit::HeadConvs(s) => {
-                self.run_head_convs(s, state, stage)?;
-                let mut x = state.take_hidden(stage)?;
+                let mut x = self.head_input(s, state, stage)?;
                 for conv in &self.heads[s].convs {
                     x = conv.forward(w, &x)?;
                 }
@@ -354,7 +357,6 @@ impl Model for YoloV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgerun_tensor::Tensor;
     use serde_json::json;
 
     fn tiny() -> YoloV3 {

@@ -37,7 +37,9 @@ pub struct AlignedBuf {
 enum Storage {
     Heap(Layout),
     /// Owns the mapping `ptr` points into; unmapped on drop.
-    Mapped(#[allow(dead_code)] memmap2::MmapMut),
+    Mapped {
+        _map: memmap2::MmapMut,
+    },
 }
 
 // SAFETY: AlignedBuf uniquely owns its allocation; &AlignedBuf only hands out shared slices.
@@ -59,7 +61,7 @@ impl AlignedBuf {
             return Ok(Self {
                 ptr,
                 len,
-                storage: Storage::Mapped(map),
+                storage: Storage::Mapped { _map: map },
             });
         }
         let layout = Layout::from_size_align(size, PAGE_BYTES).map_err(|_| failed())?;
@@ -121,7 +123,7 @@ mod tests {
     fn large_buffers_are_mapped_aligned_and_zeroed() {
         let len = MAP_FROM_BYTES + 123;
         let mut buf = AlignedBuf::zeroed(len).unwrap();
-        assert!(matches!(buf.storage, Storage::Mapped(_)));
+        assert!(matches!(buf.storage, Storage::Mapped { .. }));
         assert_eq!(buf.bytes().as_ptr() as usize % PAGE_BYTES, 0);
         assert!(buf.bytes().iter().all(|&b| b == 0));
         buf.as_mut_slice()[len - 1] = 9;

@@ -141,10 +141,8 @@ pub fn run_mix(
     let steps: Vec<usize> = runners.iter().map(|r| r.plan.steps.len()).collect();
     let inferences: Vec<usize> = runners.iter().map(|r| r.inferences).collect();
     let turns = round_robin(&steps, &inferences);
-    let plans: Vec<_> = runners.iter().map(|r| r.plan.clone()).collect();
-    let quotas: Vec<u64> = runners.iter().map(|r| r.quota).collect();
-    let reserves: Vec<u64> = runners.iter().map(|r| r.reserve).collect();
-    let predicted = predict(&turns, &plans, &quotas, &reserves, options.prefetch);
+    let plans: Vec<_> = runners.iter().map(|r| &r.plan).collect();
+    let predicted = predict(&turns, &plans, options.prefetch);
     let governor = Governor::new(cap);
     let started = Instant::now();
     let executed = execute(
@@ -155,7 +153,7 @@ pub fn run_mix(
         .enumerate()
         .map(|(i, r)| ModelReport {
             name: r.name.clone(),
-            quota_bytes: quotas[i],
+            quota_bytes: r.quota,
             reserve_bytes: r.reserve,
             blocks: r.plan.steps.len(),
             kept_bytes: r.plan.kept_bytes,

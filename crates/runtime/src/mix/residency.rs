@@ -41,6 +41,8 @@ pub struct ModelPlan {
     pub kept_bytes: u64,
     /// The largest streamed step (0 when everything is kept).
     pub window_bytes: u64,
+    /// What streamed steps may hold at once: the quota less the reserve and kept units.
+    pub room_bytes: u64,
     /// One pass after the first, steps one after another: streamed steps' swap-in + execute
     /// + swap-out, kept steps' execute.
     pub predicted_steady_s: f64,
@@ -193,6 +195,7 @@ fn plan_with(
         steps,
         kept_bytes,
         window_bytes,
+        room_bytes: window_budget - reserve,
         predicted_steady_s: 0.0,
     };
     plan.predicted_steady_s = (0..plan.steps.len()).map(|s| plan.step_s(s, 1)).sum();
@@ -270,6 +273,8 @@ mod tests {
             prop_assert!(covers_in_order(&kept, u.len()));
             prop_assert!(covers_in_order(&swapped, u.len()));
             prop_assert!(kept.kept_bytes + kept.window_bytes + reserve <= quota);
+            prop_assert_eq!(kept.kept_bytes + kept.room_bytes + reserve, quota);
+            prop_assert!(kept.window_bytes <= kept.room_bytes);
             prop_assert!(swapped.window_bytes + reserve <= quota);
             prop_assert!(kept.streamed_bytes() <= swapped.streamed_bytes());
             prop_assert!(kept.swap_s() <= swapped.swap_s() + 1e-12);

@@ -62,13 +62,7 @@ pub struct Prediction {
 
 /// Replays `turns` on a reader and a compute thread. `depth` 0 reads inline (the compute
 /// thread waits for every read); `depth` d lets the reader run up to d steps ahead.
-pub fn predict(
-    turns: &[Turn],
-    plans: &[ModelPlan],
-    quotas: &[u64],
-    reserves: &[u64],
-    depth: usize,
-) -> Prediction {
+pub fn predict(turns: &[Turn], plans: &[&ModelPlan], depth: usize) -> Prediction {
     let n = turns.len();
     let mut read_start = vec![0.0; n];
     let mut compute_start = vec![0.0; n];
@@ -76,7 +70,7 @@ pub fn predict(
     let mut reader_free = 0.0f64;
     let mut last_streamed: Vec<Option<usize>> = vec![None; plans.len()];
     for (t, turn) in turns.iter().enumerate() {
-        let plan = &plans[turn.model];
+        let plan = plans[turn.model];
         let step = &plan.steps[turn.step];
         let previous_end = if t > 0 { compute_end[t - 1] } else { 0.0 };
         let reading = reads(plan, turn);
@@ -87,11 +81,7 @@ pub fn predict(
             reader_free.max(window)
         };
         if let Some(p) = last_streamed[turn.model].filter(|_| reading && !step.kept) {
-            let both = plan.kept_bytes
-                + plan.steps[turns[p].step].resident_bytes
-                + step.resident_bytes
-                + reserves[turn.model];
-            if both > quotas[turn.model] {
+            if plan.steps[turns[p].step].resident_bytes + step.resident_bytes > plan.room_bytes {
                 start = start.max(compute_end[p]);
             }
         }
@@ -109,7 +99,7 @@ pub fn predict(
     let mut count = vec![0usize; plans.len()];
     let mut began = vec![0.0; plans.len()];
     for (t, turn) in turns.iter().enumerate() {
-        let plan = &plans[turn.model];
+        let plan = plans[turn.model];
         if turn.step == 0 {
             began[turn.model] = if reads(plan, turn) {
                 read_start[t]
@@ -137,7 +127,8 @@ mod tests {
     use super::*;
     use crate::mix::residency::Step;
 
-    fn plan(steps: &[(bool, u64, f64, f64)]) -> ModelPlan {
+    /// Steps `(kept, bytes, t_in, t_ex)`; streamed steps may hold `room` bytes at once.
+    fn plan(steps: &[(bool, u64, f64, f64)], room: u64) -> ModelPlan {
         let steps: Vec<Step> = steps
             .iter()
             .enumerate()
@@ -157,6 +148,7 @@ mod tests {
                 .map(|s| s.resident_bytes)
                 .sum(),
             window_bytes: 0,
+            room_bytes: room,
             predicted_steady_s: 0.0,
             steps,
         }
@@ -175,15 +167,14 @@ mod tests {
     #[test]
     fn prefetch_hides_reads_behind_the_other_models_compute() {
         // Two models, one streamed step each: read 1 s, compute 1 s.
-        let plans = [
-            plan(&[(false, 10, 1.0, 1.0)]),
-            plan(&[(false, 10, 1.0, 1.0)]),
-        ];
+        let (a, b) = (
+            plan(&[(false, 10, 1.0, 1.0)], 10),
+            plan(&[(false, 10, 1.0, 1.0)], 10),
+        );
         let turns = round_robin(&[1, 1], &[2, 2]);
-        let quotas = [10, 10];
-        let inline = predict(&turns, &plans, &quotas, &[0, 0], 0);
+        let inline = predict(&turns, &[&a, &b], 0);
         assert!((inline.wall_s - 8.0).abs() < 1e-12);
-        let ahead = predict(&turns, &plans, &quotas, &[0, 0], 1);
+        let ahead = predict(&turns, &[&a, &b], 1);
         // Reads overlap compute: 1 s for the first read, then 4 computes back to back.
         assert!((ahead.wall_s - 5.0).abs() < 1e-12, "{}", ahead.wall_s);
         assert!(ahead.latency_s.iter().all(|&l| (l - 2.0).abs() < 1e-12));
@@ -191,15 +182,15 @@ mod tests {
 
     #[test]
     fn kept_steps_read_once_and_a_tight_quota_serialises_one_model() {
-        let plans = [plan(&[
+        let steps = [
             (true, 5, 1.0, 1.0),
             (false, 10, 1.0, 1.0),
             (false, 10, 1.0, 1.0),
-        ])];
+        ];
         let turns = round_robin(&[3], &[2]);
-        // Quota: the kept step plus one streamed step; the second cannot be read during the first.
-        let tight = predict(&turns, &plans, &[15], &[0], 2);
-        let roomy = predict(&turns, &plans, &[25], &[0], 2);
+        // Room for one streamed step: the second cannot be read during the first.
+        let tight = predict(&turns, &[&plan(&steps, 10)], 2);
+        let roomy = predict(&turns, &[&plan(&steps, 20)], 2);
         // Pass 1: 3 reads + 3 computes, partly overlapped; pass 2 reads the two streamed steps.
         assert!(tight.wall_s > roomy.wall_s);
         assert!((roomy.wall_s - 7.0).abs() < 1e-12, "{}", roomy.wall_s);
