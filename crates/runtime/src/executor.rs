@@ -12,6 +12,7 @@ use edgerun_models::{Inputs, Model, RunOptions, State, UnitWeights};
 use edgerun_store::{ModelSource, ReadOptions};
 use edgerun_tensor::Tensor;
 
+use crate::admit::admit_stage;
 use crate::governor::Governor;
 use crate::memory::MemorySample;
 use crate::{Result, RuntimeError};
@@ -282,12 +283,10 @@ impl Executor for StreamExecutor<'_> {
         let mut stats = ExecStats::default();
         for (i, stage) in self.model.stages().iter().enumerate() {
             let waited = Instant::now();
-            let lease = self
-                .governor
-                .acquire(self.source.resident_bytes(i, stage, self.read), &stage.id)?;
+            let admitted = admit_stage(&self.governor, self.source, i, stage, self.read)?;
             let loading = Instant::now();
             stats.wait_s += (loading - waited).as_secs_f64();
-            let weights = self.source.load_stage(i, stage, self.read)?;
+            let (weights, copies) = admitted.load_stage(self.source, i, stage, self.read)?;
             stats.bytes_read += self.source.read_bytes(i, stage);
             let computing = Instant::now();
             stats.load_s += (computing - loading).as_secs_f64();
@@ -295,7 +294,7 @@ impl Executor for StreamExecutor<'_> {
             stats.compute_s += computing.elapsed().as_secs_f64();
             stats.memory = stats.memory.max(MemorySample::now());
             drop(weights);
-            drop(lease);
+            drop(copies);
         }
         self.stats.lock().expect("stats lock").add(&stats);
         Ok(())

@@ -5,6 +5,7 @@
 //! overlaps loading (N agents) with in-order compute under the same cap. On top of any executor,
 //! [`generate`] decodes greedily with the KV cache and [`embed`] pools sentence embeddings.
 
+mod admit;
 pub mod attention_eval;
 pub mod delay;
 pub mod embed;

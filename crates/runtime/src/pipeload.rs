@@ -15,6 +15,7 @@ use std::time::Instant;
 use edgerun_models::{Model, State, UnitWeights};
 use edgerun_store::{ModelSource, ReadOptions};
 
+use crate::admit::admit_stage;
 use crate::executor::{
     check_minimum, minimum_bytes, reserve_activations, reserve_bytes, ExecStats,
 };
@@ -29,7 +30,7 @@ enum Event {
     Loaded {
         index: usize,
         weights: UnitWeights,
-        lease: Lease,
+        lease: Option<Lease>,
         load_s: f64,
         wait_s: f64,
         bytes: u64,
@@ -40,7 +41,7 @@ enum Event {
     Used {
         index: usize,
         weights: UnitWeights,
-        lease: Lease,
+        lease: Option<Lease>,
     },
 }
 
@@ -87,7 +88,7 @@ pub struct PipeLoadExecutor<'s> {
     /// every unit). Decided on the first pass by `planner::residency`.
     residency: bool,
     pin_plan: OnceLock<Vec<bool>>,
-    pinned: Mutex<HashMap<usize, (UnitWeights, Lease)>>,
+    pinned: Mutex<HashMap<usize, (UnitWeights, Option<Lease>)>>,
     /// Test hook: a delay or failure per unit index, applied by loaders after reading.
     #[allow(clippy::type_complexity)]
     fault: Option<Box<dyn Fn(usize) -> Option<String> + Send + Sync + 's>>,
@@ -176,26 +177,20 @@ impl<'s> PipeLoadExecutor<'s> {
         if !turnstile.wait(position, abort) {
             return None;
         }
-        let lease = self.governor.acquire(
-            self.source.resident_bytes(index, stage, self.read),
-            &stage.id,
-        );
+        let admitted = admit_stage(&self.governor, self.source, index, stage, self.read);
         turnstile.pass();
         self.record(Track::Loader(loader), SpanKind::WaitBudget, index, waited);
         self.record_bytes();
-        let lease = match lease {
-            Ok(l) => l,
+        let admitted = match admitted {
+            Ok(a) => a,
             Err(error) => return Some(Event::Failed { error }),
         };
         let loading = Instant::now();
-        let loaded = self
-            .source
-            .load_stage(index, stage, self.read)
-            .map_err(RuntimeError::from);
+        let loaded = admitted.load_stage(self.source, index, stage, self.read);
         let injected = self.fault.as_ref().and_then(|f| f(index));
         self.record(Track::Loader(loader), SpanKind::Load, index, loading);
         let result = match (loaded, injected) {
-            (Ok(weights), None) => Event::Loaded {
+            (Ok((weights, lease)), None) => Event::Loaded {
                 index,
                 weights,
                 lease,
@@ -292,7 +287,7 @@ impl Executor for PipeLoadExecutor<'_> {
                 }
             });
 
-            let mut ready: BTreeMap<usize, (UnitWeights, Lease)> = BTreeMap::new();
+            let mut ready: BTreeMap<usize, (UnitWeights, Option<Lease>)> = BTreeMap::new();
             let result = (|| -> Result<()> {
                 for (index, &pin) in pin_plan.iter().enumerate() {
                     let resident = self
@@ -302,7 +297,7 @@ impl Executor for PipeLoadExecutor<'_> {
                         .get(&index)
                         .map(|(w, _)| w.clone());
                     // Resident units hold their lease in `pinned`; loaded ones bring theirs.
-                    let (weights, lease) = match resident {
+                    let (weights, loaded) = match resident {
                         Some(weights) => (weights, None),
                         None => {
                             let waiting = Instant::now();
@@ -340,7 +335,7 @@ impl Executor for PipeLoadExecutor<'_> {
                     self.record(Track::Inference, SpanKind::Compute, index, computing);
                     stats.compute_s += computing.elapsed().as_secs_f64();
                     stats.memory = stats.memory.max(MemorySample::now());
-                    let Some(lease) = lease else { continue };
+                    let Some(lease) = loaded else { continue };
                     if pin {
                         self.pinned
                             .lock()

@@ -1,17 +1,23 @@
 //! Hermes' Layer Profiler: per unit its bytes, cold load time (O_DIRECT), compute time and the
 //! pass's activation reserve; per machine the aggregate read throughput with 1, 2 and 4
 //! concurrent loaders. The planner predicts from this.
+//!
+//! Units are loaded as the executors load them: through a governor, into recycled read
+//! buffers, so the costs measured are the costs PipeLoad pays.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use edgerun_models::{Inputs, Model, RunOptions};
+use std::sync::Arc;
+
+use edgerun_models::{Inputs, Model, RunOptions, StageSpec, UnitWeights};
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 use serde::{Deserialize, Serialize};
 
+use crate::admit::admit_stage;
 use crate::executor::reserve_bytes;
 use crate::planner::{Throughput, UnitCost};
-use crate::{Result, RuntimeError};
+use crate::{Governor, Lease, Result, RuntimeError};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct UnitProfile {
@@ -79,15 +85,25 @@ const DIRECT: ReadOptions = ReadOptions {
     verify: false,
 };
 
-/// Profiles `source` on `inputs` with `runs` streamed passes.
 fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
+/// Loads stage `index` as the executors do: into a read buffer from `governor`.
+fn load(
+    governor: &Arc<Governor>,
+    source: &ModelSource,
+    index: usize,
+    stage: &StageSpec,
+) -> Result<(UnitWeights, Option<Lease>)> {
+    admit_stage(governor, source, index, stage, DIRECT)?.load_stage(source, index, stage, DIRECT)
+}
+
 /// One streamed pass whose compute is timed while `loaders` threads keep reading units.
 fn compute_under_load(
+    governor: &Arc<Governor>,
     source: &ModelSource,
     model: &dyn Model,
     inputs: &Inputs,
@@ -103,7 +119,7 @@ fn compute_under_load(
                 let mut i = k;
                 while !stop.load(Ordering::Relaxed) {
                     let index = i % stages.len();
-                    let _ = source.load_stage(index, &stages[index], DIRECT);
+                    let _ = load(governor, source, index, &stages[index]);
                     i += loaders;
                 }
             });
@@ -111,9 +127,9 @@ fn compute_under_load(
         let mut busy = 0.0;
         let result = (|| -> Result<()> {
             for (i, stage) in stages.iter().enumerate() {
-                let weights = source.load_stage(i, stage, DIRECT)?;
+                let weights = load(governor, source, i, stage)?;
                 let t = Instant::now();
-                model.run_stage(i, &weights, &mut state)?;
+                model.run_stage(i, &weights.0, &mut state)?;
                 busy += t.elapsed().as_secs_f64();
             }
             Ok(())
@@ -123,12 +139,19 @@ fn compute_under_load(
     })
 }
 
+/// Profiles `source` on `inputs` with `runs` streamed passes.
 pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Profile> {
     if !matches!(source, ModelSource::Packed(_)) {
         return Err(RuntimeError::Unsupported("profiling needs a packed store (edgerun pack MODEL OUT): load times are measured per unit with O_DIRECT".into()));
     }
     let model = source.model()?;
     let stages = model.stages();
+    let sizes = stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| source.resident_bytes(i, stage, DIRECT));
+    // Room for every unit once plus one per loader and the pass: loads never wait here.
+    let governor = Governor::new(sizes.clone().sum::<u64>() + 6 * sizes.max().unwrap_or(0));
     let mut load_s = vec![f64::INFINITY; stages.len()];
     let mut compute: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
     let mut flops = vec![0u64; stages.len()];
@@ -139,10 +162,10 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
         reserve = reserve_bytes(model.as_ref(), &state);
         for (i, stage) in stages.iter().enumerate() {
             let t = Instant::now();
-            let weights = source.load_stage(i, stage, DIRECT)?;
+            let weights = load(&governor, source, i, stage)?;
             load_s[i] = load_s[i].min(t.elapsed().as_secs_f64());
             let (t, before) = (Instant::now(), edgerun_tensor::kernels::matmul_flops());
-            model.run_stage(i, &weights, &mut state)?;
+            model.run_stage(i, &weights.0, &mut state)?;
             compute[i].push(t.elapsed().as_secs_f64());
             flops[i] = edgerun_tensor::kernels::matmul_flops() - before;
             let t = Instant::now();
@@ -165,12 +188,12 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
         .collect();
     let throughput = [1, 2, 4]
         .iter()
-        .map(|&k| aggregate_throughput(source, model.as_ref(), k))
+        .map(|&k| aggregate_throughput(&governor, source, model.as_ref(), k))
         .collect::<Result<Vec<_>>>()?;
     let alone: f64 = compute.iter().map(|c| median(c)).sum();
     let mut compute_slowdown = Vec::new();
     for k in [1, 2, 4] {
-        let busy = compute_under_load(source, model.as_ref(), &inputs, k)?;
+        let busy = compute_under_load(&governor, source, model.as_ref(), &inputs, k)?;
         compute_slowdown.push(Slowdown {
             loaders: k,
             factor: (busy / alone.max(1e-9)).max(1.0),
@@ -188,6 +211,7 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
 
 /// Reads every unit once with `loaders` threads (O_DIRECT) and returns bytes per second.
 fn aggregate_throughput(
+    governor: &Arc<Governor>,
     source: &ModelSource,
     model: &dyn Model,
     loaders: usize,
@@ -205,7 +229,7 @@ fn aggregate_throughput(
                         let Some(stage) = stages.get(i) else {
                             return Ok(bytes);
                         };
-                        drop(source.load_stage(i, stage, DIRECT)?);
+                        drop(load(governor, source, i, stage)?);
                         bytes += source.read_bytes(i, stage);
                     }
                 })

@@ -14,6 +14,7 @@ use edgerun_models::{Model, State, UnitWeights};
 use edgerun_store::packed::{IoMode, PackedStore};
 use edgerun_store::{ModelSource, ReadOptions};
 
+use crate::admit::admit_block;
 use crate::delay::DelayModels;
 use crate::executor::{check_minimum, reserve_activations, reserve_bytes};
 use crate::governor::Lease;
@@ -46,10 +47,11 @@ pub enum BlockPlan {
     },
 }
 
-/// A swapped-in block: its units bound, the lease on its bytes, what it cost.
+/// A swapped-in block: its units bound (holding its read buffer), the lease on the copies
+/// binding made, what it cost.
 pub(crate) struct Loaded {
     pub units: Vec<UnitWeights>,
-    pub(crate) _lease: Lease,
+    pub(crate) _copies: Option<Lease>,
     pub load_s: f64,
     pub wait_s: f64,
     pub bytes_read: u64,
@@ -76,8 +78,8 @@ pub(crate) fn block_bytes(store: &PackedStore, block: &Range<usize>) -> u64 {
     block.clone().map(|i| store.resident_bytes(i)).sum()
 }
 
-/// Swap-in: leases the block's bytes, reads it with one read, binds its units by reference,
-/// and counts what binding had to copy.
+/// Swap-in: books the block's bytes, reads it with one read into a governed (recycled where
+/// possible) buffer, binds its units by reference, and counts what binding had to copy.
 pub(crate) fn swap_in(
     store: &PackedStore,
     model: &dyn Model,
@@ -87,9 +89,9 @@ pub(crate) fn swap_in(
 ) -> Result<Loaded> {
     let waited = Instant::now();
     let label = &model.stages()[block.start].id;
-    let lease = governor.acquire(block_bytes(store, block), label)?;
+    let admitted = admit_block(governor, store, read, block, label)?;
     let loading = Instant::now();
-    let buffer = store.read_block(block.clone(), read.io, read.verify)?;
+    let (buffer, copies) = admitted.read_block(store, read, block)?;
     let mut units = Vec::with_capacity(block.len());
     let mut copied_bytes = 0;
     for i in block.clone() {
@@ -104,7 +106,7 @@ pub(crate) fn swap_in(
     }
     Ok(Loaded {
         units,
-        _lease: lease,
+        _copies: copies,
         load_s: loading.elapsed().as_secs_f64(),
         wait_s: (loading - waited).as_secs_f64(),
         bytes_read: buffer.len as u64,

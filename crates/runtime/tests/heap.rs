@@ -11,6 +11,7 @@ use common::{fixtures, FIXTURES};
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, Governor, MemorySample, StreamExecutor};
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
+use edgerun_tensor::FillBuffer;
 
 struct Counting;
 

@@ -103,7 +103,7 @@ fn stream_runs_at_exactly_its_minimum_budget_and_not_one_byte_less() {
             "{name}: peak {} > budget {minimum}",
             governor.peak()
         );
-        assert_eq!(governor.used(), 0, "{name}: leases leaked");
+        assert_eq!(governor.leased(), 0, "{name}: leases leaked");
 
         let short = StreamExecutor::new(&source, read, Governor::new(minimum - 1)).unwrap();
         let err = short.forward(inputs, options).unwrap_err();

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use edgerun_models::{Model, StageSpec, UnitWeights};
+use edgerun_tensor::FillBuffer;
 
 use crate::packed::{IoMode, PackedStore, MANIFEST_FILE};
 use crate::{HfFolder, Result};
@@ -71,6 +72,49 @@ impl ModelSource {
         match self {
             Self::Hf(f) => f.bind(stage),
             Self::Packed(p) => p.load_stage(index, stage, read.io, read.verify),
+        }
+    }
+
+    /// The length of the buffer loading stage `index` with `read` fills, or `None` where
+    /// nothing is read into a buffer (HF folders and mmap bind mapped pages).
+    pub fn read_buffer_len(&self, index: usize, read: ReadOptions) -> Option<usize> {
+        match self {
+            Self::Packed(p) if read.io != IoMode::Mmap => p.block_len(index..index + 1).ok(),
+            _ => None,
+        }
+    }
+
+    /// The bytes of f32 copies binding stage `index` widens from f16/bf16 into one buffer, or
+    /// `None` where there are none (or, in an HF folder, they are made tensor by tensor).
+    pub fn widened_len(&self, index: usize) -> Option<usize> {
+        match self {
+            Self::Packed(p) => Some(p.widened_bytes(index) as usize).filter(|&n| n > 0),
+            Self::Hf(_) => None,
+        }
+    }
+
+    /// As [`ModelSource::load_stage`], reading into `buffer` (of
+    /// [`ModelSource::read_buffer_len`]) and widening into `widened` (of
+    /// [`ModelSource::widened_len`]) where given; an HF folder takes neither.
+    pub fn load_stage_into<B: FillBuffer + 'static>(
+        &self,
+        index: usize,
+        stage: &StageSpec,
+        read: ReadOptions,
+        buffer: Option<B>,
+        widened: Option<B>,
+    ) -> Result<UnitWeights> {
+        match self {
+            Self::Packed(p) => {
+                p.load_stage_into(index, stage, read.io, read.verify, buffer, widened)
+            }
+            Self::Hf(f) => {
+                debug_assert!(
+                    buffer.is_none() && widened.is_none(),
+                    "HF folders are mapped"
+                );
+                f.bind(stage)
+            }
         }
     }
 

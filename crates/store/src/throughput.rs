@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::packed::io::{open_direct, read_aligned_into};
 use crate::{Result, StoreError};
-use edgerun_tensor::AlignedBuf;
+use edgerun_tensor::{AlignedBuf, FillBuffer};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Throughput {

@@ -40,20 +40,36 @@ impl DType {
 
     /// Decodes little-endian `bytes` of this dtype into f32 values.
     pub fn widen(self, bytes: &[u8]) -> Result<Vec<f32>> {
+        let mut out = vec![0.0f32; bytes.len() / self.size_bytes()];
+        self.widen_into(bytes, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`DType::widen`], into `out`, which must hold exactly as many values as `bytes`
+    /// encodes: a caller that recycles memory for widened weights fills it in place.
+    pub fn widen_into(self, bytes: &[u8], out: &mut [f32]) -> Result<()> {
         if !bytes.len().is_multiple_of(self.size_bytes()) {
             return Err(TensorError::RaggedBytes {
                 len: bytes.len(),
                 dtype: self.name(),
             });
         }
-        Ok(match self {
+        if out.len() != bytes.len() / self.size_bytes() {
+            return Err(TensorError::Shape {
+                op: "widen",
+                expected: format!("{} values", bytes.len() / self.size_bytes()),
+                got: vec![out.len()],
+            });
+        }
+        match self {
             DType::F32 => bytes
                 .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            DType::F16 => widen_halves::<f16>(bytes, |c| f16::from_le_bytes(c).to_f32()),
-            DType::BF16 => widen_halves::<bf16>(bytes, |c| bf16::from_le_bytes(c).to_f32()),
-        })
+                .zip(out.iter_mut())
+                .for_each(|(c, o)| *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            DType::F16 => widen_halves::<f16>(bytes, out, |c| f16::from_le_bytes(c).to_f32()),
+            DType::BF16 => widen_halves::<bf16>(bytes, out, |c| bf16::from_le_bytes(c).to_f32()),
+        }
+        Ok(())
     }
 
     /// Encodes f32 values as little-endian bytes of this dtype (round to nearest even).
@@ -77,7 +93,7 @@ impl DType {
 /// the values themselves, and `half`'s slice conversion runs 8 at a time (F16C where the CPU
 /// has it); GPT-J's 12 GB of f16 weights went through this one element at a time, which made
 /// loading CPU-bound.
-fn widen_halves<H>(bytes: &[u8], one: fn([u8; 2]) -> f32) -> Vec<f32>
+fn widen_halves<H>(bytes: &[u8], out: &mut [f32], one: fn([u8; 2]) -> f32)
 where
     [H]: HalfFloatSliceExt,
 {
@@ -87,11 +103,13 @@ where
         // SAFETY: H is f16 or bf16, both `repr(transparent)` over u16 (size checked above);
         // the pointer is aligned for H and valid for n * 2 bytes; any bit pattern is a value.
         let halves: &[H] = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<H>(), n) };
-        let mut out = vec![0.0f32; n];
-        halves.convert_to_f32_slice(&mut out);
-        return out;
+        halves.convert_to_f32_slice(out);
+        return;
     }
-    bytes.chunks_exact(2).map(|c| one([c[0], c[1]])).collect()
+    bytes
+        .chunks_exact(2)
+        .zip(out.iter_mut())
+        .for_each(|(c, o)| *o = one([c[0], c[1]]));
 }
 
 #[cfg(test)]

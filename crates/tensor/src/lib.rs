@@ -12,7 +12,7 @@ pub mod kernels;
 pub mod parallel;
 pub mod tensor;
 
-pub use buffer::{AlignedBuf, ByteBuffer};
+pub use buffer::{AlignedBuf, ByteBuffer, FillBuffer};
 pub use dtype::DType;
 pub use error::{Result, TensorError};
 pub use tensor::Tensor;

@@ -286,7 +286,7 @@ impl fmt::Debug for Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::AlignedBuf;
+    use crate::{AlignedBuf, FillBuffer};
 
     #[test]
     fn views_share_storage_and_copy_on_contiguous() {

@@ -5,8 +5,6 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-use edgerun_tensor::AlignedBuf;
-
 use crate::{Result, StoreError};
 
 /// How unit bytes reach memory.
@@ -45,26 +43,24 @@ pub fn open_direct(path: &Path) -> Result<Option<File>> {
     }
 }
 
-/// Reads `len` bytes at `offset` into a fresh aligned buffer. With O_DIRECT, `offset` and
-/// `len` must be multiples of 4096 (units are).
-pub fn read_aligned(file: &File, path: &Path, offset: u64, len: usize) -> Result<AlignedBuf> {
-    let mut buf = AlignedBuf::zeroed(len)?;
-    file.read_exact_at(buf.as_mut_slice(), offset)
-        .map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "range [{offset}, {}) runs past the end of the file",
-                        offset + len as u64
-                    ),
-                )
-            } else {
-                e
-            };
-            StoreError::io(path, why)
-        })?;
-    Ok(buf)
+/// Fills `buf` with the bytes at `offset`. With O_DIRECT, `offset` and the length must be
+/// multiples of 4096 and `buf` page-aligned (units and [`edgerun_tensor::FillBuffer`]s are).
+pub fn read_exact(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let len = buf.len();
+    file.read_exact_at(buf, offset).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "range [{offset}, {}) runs past the end of the file",
+                    offset + len as u64
+                ),
+            )
+        } else {
+            e
+        };
+        StoreError::io(path, why)
+    })
 }
 
 /// Reads up to `buf.len()` bytes at `offset` (a short read only at the end of the file).

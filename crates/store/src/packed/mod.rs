@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use edgerun_models::{build_model, Model, StageSpec, UnitWeights};
-use edgerun_tensor::{ByteBuffer, DType, Tensor};
+use edgerun_tensor::{AlignedBuf, ByteBuffer, DType, FillBuffer, Tensor};
 
 pub use io::IoMode;
 pub use manifest::{Manifest, UnitEntry};
@@ -208,64 +208,96 @@ impl PackedStore {
         self.read_block(index..index + 1, io, verify)
     }
 
+    /// Bytes of the file the consecutive units `units` span: the length of the buffer one
+    /// read of them fills.
+    pub fn block_len(&self, units: std::ops::Range<usize>) -> Result<usize> {
+        let entries = &self.manifest.units[units.clone()];
+        match (entries.first(), entries.last()) {
+            (Some(first), Some(last)) => Ok((last.offset + last.length - first.offset) as usize),
+            _ => Err(StoreError::BadTensor {
+                path: self.data_path.clone(),
+                name: format!("units {units:?}"),
+                why: "an empty block".into(),
+            }),
+        }
+    }
+
     /// Reads the consecutive units `units` with one read into one buffer (SwapNet's block),
     /// verifying each unit's checksum unless `verify` is false. [`PackedStore::unit_of_block`]
-    /// then views one unit inside it.
+    /// then views one unit inside it. The buffer is a fresh one (or the shared mapping).
     pub fn read_block(
         &self,
         units: std::ops::Range<usize>,
         io: IoMode,
         verify: bool,
     ) -> Result<UnitBuffer> {
-        let entries = &self.manifest.units[units.clone()];
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            return Err(StoreError::BadTensor {
-                path: self.data_path.clone(),
-                name: format!("units {units:?}"),
-                why: "an empty block".into(),
-            });
-        };
-        let offset = first.offset;
-        let len = (last.offset + last.length - offset) as usize;
-        let loaded = match io {
-            IoMode::Mmap => UnitBuffer {
+        let len = self.block_len(units.clone())?;
+        if io == IoMode::Mmap {
+            let loaded = UnitBuffer {
                 buffer: self.mapping()?,
-                base: offset as usize,
+                base: self.manifest.units[units.start].offset as usize,
                 len,
-            },
-            IoMode::Pread => UnitBuffer {
-                buffer: Arc::new(io::read_aligned(
-                    &self.buffered,
-                    &self.data_path,
-                    offset,
-                    len,
-                )?),
-                base: 0,
-                len,
-            },
+            };
+            self.verify_block(&loaded, units, verify)?;
+            return Ok(loaded);
+        }
+        self.read_block_into(units, io, verify, AlignedBuf::zeroed(len)?)
+    }
+
+    /// As [`PackedStore::read_block`], into `buffer`, whose length must be
+    /// [`PackedStore::block_len`]: a caller that recycles buffers skips the page faults and
+    /// zeroing of a fresh one. `io` must read (pread or O_DIRECT), not map.
+    pub fn read_block_into<B: FillBuffer + 'static>(
+        &self,
+        units: std::ops::Range<usize>,
+        io: IoMode,
+        verify: bool,
+        mut buffer: B,
+    ) -> Result<UnitBuffer> {
+        let len = self.block_len(units.clone())?;
+        assert_eq!(
+            buffer.bytes().len(),
+            len,
+            "a read buffer sized for its block"
+        );
+        assert_ne!(io, IoMode::Mmap, "mapped units are not read into buffers");
+        let file = match io {
             IoMode::Direct => {
                 let direct = self
                     .direct
                     .get_or_init(|| io::open_direct(&self.data_path).ok().flatten());
-                let file = match direct {
+                match direct {
                     Some(f) => f,
                     None => {
                         let mut notice = self.notice.lock().expect("notice lock");
                         notice.get_or_insert_with(|| format!("{}: the filesystem refuses O_DIRECT; reading through the page cache instead", self.data_path.display()));
                         &self.buffered
                     }
-                };
-                UnitBuffer {
-                    buffer: Arc::new(io::read_aligned(file, &self.data_path, offset, len)?),
-                    base: 0,
-                    len,
                 }
             }
+            _ => &self.buffered,
         };
+        let offset = self.manifest.units[units.start].offset;
+        io::read_exact(file, &self.data_path, offset, buffer.as_mut_slice())?;
+        let loaded = UnitBuffer {
+            buffer: Arc::new(buffer),
+            base: 0,
+            len,
+        };
+        self.verify_block(&loaded, units, verify)?;
+        Ok(loaded)
+    }
+
+    fn verify_block(
+        &self,
+        loaded: &UnitBuffer,
+        units: std::ops::Range<usize>,
+        verify: bool,
+    ) -> Result<()> {
         if verify {
             for index in units.clone() {
                 let unit = &self.manifest.units[index];
-                let view = self.unit_of_block(&loaded, units.start, index);
+                let view = self.unit_of_block(loaded, units.start, index);
                 let crc = crc32c::crc32c(view.bytes());
                 if crc != unit.crc32c {
                     return Err(StoreError::BadTensor {
@@ -276,7 +308,7 @@ impl PackedStore {
                 }
             }
         }
-        Ok(loaded)
+        Ok(())
     }
 
     /// Unit `index` inside `block`, a buffer [`PackedStore::read_block`] read from unit
@@ -294,34 +326,80 @@ impl PackedStore {
     /// Points the stage's tensors into the loaded unit: f32 tensors borrow it, f16/bf16 are
     /// widened into owned f32.
     pub fn bind_unit(&self, index: usize, unit: &UnitBuffer) -> Result<UnitWeights> {
+        self.bind_unit_with::<AlignedBuf>(index, unit, None)
+    }
+
+    /// As [`PackedStore::bind_unit`], widening f16/bf16 tensors one after another into
+    /// `widened` (of [`PackedStore::widened_bytes`]), which they then borrow: a caller that
+    /// recycles that memory spares the page faults of fresh f32 copies.
+    pub fn bind_unit_with<B: FillBuffer + 'static>(
+        &self,
+        index: usize,
+        unit: &UnitBuffer,
+        widened: Option<B>,
+    ) -> Result<UnitWeights> {
         let entry = &self.manifest.units[index];
         let mut weights = UnitWeights::default();
-        for t in &entry.tensors {
+        let narrow = |t: &&manifest::TensorEntry| t.dtype != "f32";
+        let source = |t: &manifest::TensorEntry| {
             let start = unit.base + t.offset as usize;
             let dtype = DType::parse(&t.dtype).expect("validated at open");
-            let tensor = if dtype == DType::F32 {
-                Tensor::from_buffer(unit.buffer.clone(), start, &t.shape)?
-            } else {
-                Tensor::from_vec(
-                    &t.shape,
-                    dtype.widen(&unit.buffer.bytes()[start..start + t.length as usize])?,
-                )?
-            };
+            (
+                dtype,
+                &unit.buffer.bytes()[start..start + t.length as usize],
+            )
+        };
+        for t in entry.tensors.iter().filter(|t| !narrow(t)) {
+            let tensor =
+                Tensor::from_buffer(unit.buffer.clone(), unit.base + t.offset as usize, &t.shape)?;
             weights.insert(t.name.clone(), tensor);
+        }
+        let Some(mut widened) = widened else {
+            for t in entry.tensors.iter().filter(narrow) {
+                let (dtype, bytes) = source(t);
+                weights.insert(
+                    t.name.clone(),
+                    Tensor::from_vec(&t.shape, dtype.widen(bytes)?)?,
+                );
+            }
+            return Ok(weights);
+        };
+        let values = widened
+            .as_mut_f32()
+            .filter(|v| v.len() as u64 * 4 == self.widened_bytes(index))
+            .expect("a widening buffer sized by widened_bytes");
+        let mut at = 0;
+        for t in entry.tensors.iter().filter(narrow) {
+            let (dtype, bytes) = source(t);
+            let n = bytes.len() / dtype.size_bytes();
+            dtype.widen_into(bytes, &mut values[at..at + n])?;
+            at += n;
+        }
+        let widened: Arc<dyn ByteBuffer> = Arc::new(widened);
+        let mut at = 0;
+        for t in entry.tensors.iter().filter(narrow) {
+            weights.insert(
+                t.name.clone(),
+                Tensor::from_buffer(widened.clone(), at, &t.shape)?,
+            );
+            at += t.shape.iter().product::<usize>() * 4;
         }
         Ok(weights)
     }
 
-    /// Bytes unit `index` holds once bound: its buffer plus f32 copies of narrower tensors.
-    pub fn resident_bytes(&self, index: usize) -> u64 {
-        let u = &self.manifest.units[index];
-        let widened: u64 = u
+    /// Bytes of the f32 copies binding makes of unit `index`'s f16/bf16 tensors.
+    pub fn widened_bytes(&self, index: usize) -> u64 {
+        self.manifest.units[index]
             .tensors
             .iter()
             .filter(|t| t.dtype != "f32")
             .map(|t| t.shape.iter().product::<usize>() as u64 * 4)
-            .sum();
-        u.length + widened
+            .sum()
+    }
+
+    /// Bytes unit `index` holds once bound: its buffer plus f32 copies of narrower tensors.
+    pub fn resident_bytes(&self, index: usize) -> u64 {
+        self.manifest.units[index].length + self.widened_bytes(index)
     }
 
     /// Loads and binds a stage in one call.
@@ -335,6 +413,26 @@ impl PackedStore {
         debug_assert_eq!(stage.id, self.manifest.units[index].id);
         let unit = self.read_unit(index, io, verify)?;
         self.bind_unit(index, &unit)
+    }
+
+    /// As [`PackedStore::load_stage`], reading into `buffer` where given (see
+    /// [`PackedStore::read_block_into`]) and widening into `widened` where given (see
+    /// [`PackedStore::bind_unit_with`]).
+    pub fn load_stage_into<B: FillBuffer + 'static>(
+        &self,
+        index: usize,
+        stage: &StageSpec,
+        io: IoMode,
+        verify: bool,
+        buffer: Option<B>,
+        widened: Option<B>,
+    ) -> Result<UnitWeights> {
+        debug_assert_eq!(stage.id, self.manifest.units[index].id);
+        let unit = match buffer {
+            Some(buffer) => self.read_block_into(index..index + 1, io, verify, buffer)?,
+            None => self.read_unit(index, io, verify)?,
+        };
+        self.bind_unit_with(index, &unit, widened)
     }
 
     /// Reads a side file copied at pack time (tokenizer.json, pooling configs).
