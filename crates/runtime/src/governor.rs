@@ -29,6 +29,13 @@ impl Ledger {
         self.peak = self.peak.max(self.used);
     }
 
+    /// Whether evicting idle buffers would make room for `bytes` under `cap`. When it would
+    /// not, evicting is pointless: the caller must wait for buffers in use or leases anyway,
+    /// and the idle ones may still be taken meanwhile.
+    fn eviction_helps(&self, bytes: u64, cap: u64) -> bool {
+        !self.idle.is_empty() && self.used - self.idle_bytes + bytes <= cap
+    }
+
     /// Removes the oldest idle buffer from the books; the caller drops it outside the lock,
     /// since unmapping takes time.
     fn evict(&mut self) -> Option<AlignedBuf> {
@@ -164,12 +171,13 @@ impl Governor {
         Ok(())
     }
 
-    /// Waits until `bytes` more fit, evicting idle buffers before waiting for leases, and
-    /// books them. An idle buffer never blocks an acquisition: only leases do.
+    /// Waits until `bytes` more fit, evicting idle buffers where that makes room, and books
+    /// them. An idle buffer never blocks an acquisition: only leases and buffers in use do.
     fn book(&self, bytes: u64) {
         let mut ledger = self.ledger.lock().expect("governor lock");
         while ledger.used + bytes > self.cap {
-            if let Some(evicted) = ledger.evict() {
+            if ledger.eviction_helps(bytes, self.cap) {
+                let evicted = ledger.evict();
                 drop(ledger);
                 drop(evicted);
                 ledger = self.ledger.lock().expect("governor lock");
@@ -193,9 +201,12 @@ impl Governor {
     /// Takes `bytes` only if they fit now (idle buffers are evicted to make room).
     pub fn try_acquire(self: &Arc<Self>, bytes: u64) -> Option<Lease> {
         let mut ledger = self.ledger.lock().expect("governor lock");
+        if ledger.used - ledger.idle_bytes + bytes > self.cap {
+            return None;
+        }
         let mut evicted = Vec::new();
         while ledger.used + bytes > self.cap {
-            evicted.push(ledger.evict()?);
+            evicted.extend(ledger.evict());
         }
         ledger.take(bytes);
         drop(ledger);
@@ -228,7 +239,8 @@ impl Governor {
                     }
                 }
             }
-            if let Some(evicted) = ledger.evict() {
+            if ledger.eviction_helps(len as u64, self.cap) {
+                let evicted = ledger.evict();
                 drop(ledger);
                 drop(evicted);
                 ledger = self.ledger.lock().expect("governor lock");
@@ -302,6 +314,22 @@ mod tests {
         let other = g.buffer(4096, "other").unwrap();
         assert_eq!((g.used(), g.idle_bytes()), (4096, 0));
         drop(other);
+    }
+
+    #[test]
+    fn idle_buffers_stay_while_evicting_them_would_not_make_room() {
+        let g = Governor::new(10_000);
+        let lease = g.acquire(5000, "held").unwrap();
+        drop(g.buffer(4096, "idle").unwrap());
+        assert!(g.try_acquire(6000).is_none());
+        assert_eq!(g.idle_bytes(), 4096, "a failed try evicts nothing");
+        let g2 = g.clone();
+        let waiter = std::thread::spawn(move || g2.buffer(8192, "big").map(|b| b.bytes().len()));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(g.idle_bytes(), 4096, "evicted for nothing");
+        drop(lease);
+        assert_eq!(waiter.join().unwrap().unwrap(), 8192);
+        assert_eq!(g.idle_bytes(), 8192);
     }
 
     #[test]

@@ -79,8 +79,8 @@ impl ModelSource {
     /// nothing is read into a buffer (HF folders and mmap bind mapped pages).
     pub fn read_buffer_len(&self, index: usize, read: ReadOptions) -> Option<usize> {
         match self {
-            Self::Packed(p) if read.io != IoMode::Mmap => p.block_len(index..index + 1).ok(),
-            _ => None,
+            Self::Packed(p) => p.read_buffer_len(index, read.io),
+            Self::Hf(_) => None,
         }
     }
 
@@ -118,17 +118,14 @@ impl ModelSource {
         }
     }
 
-    /// Bytes stage `index` holds in process memory once bound with `read`: the unit buffer
-    /// (not for mmap, whose pages belong to the page cache) plus f32 copies of transposed or
-    /// narrower tensors.
+    /// Bytes loading stage `index` with `read` holds in process memory at its peak: the read
+    /// buffer (the unit, or one piece of a unit widened in pieces; none for mmap, whose pages
+    /// belong to the page cache) plus f32 copies of transposed or narrower tensors.
     pub fn resident_bytes(&self, index: usize, stage: &StageSpec, read: ReadOptions) -> u64 {
         match self {
             // Mapped: f32 tensors borrow file pages; transposed or widened ones are copies.
             Self::Hf(_) => stage.tensors.iter().map(|t| t.elements() as u64 * 4).sum(),
-            Self::Packed(p) if read.io == IoMode::Mmap => {
-                p.resident_bytes(index) - p.manifest().units[index].length
-            }
-            Self::Packed(p) => p.resident_bytes(index),
+            Self::Packed(p) => p.load_bytes(index, read.io),
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod io;
 pub mod manifest;
+mod pieces;
 pub mod writer;
 
 use std::collections::HashSet;
@@ -18,6 +19,7 @@ use edgerun_tensor::{AlignedBuf, ByteBuffer, DType, FillBuffer, Tensor};
 
 pub use io::IoMode;
 pub use manifest::{Manifest, UnitEntry};
+pub use pieces::PIECE_BYTES;
 pub use writer::{pack, PackSummary, MANIFEST_FILE};
 
 use crate::{MappedFile, Result, StoreError};
@@ -260,25 +262,13 @@ impl PackedStore {
             len,
             "a read buffer sized for its block"
         );
-        assert_ne!(io, IoMode::Mmap, "mapped units are not read into buffers");
-        let file = match io {
-            IoMode::Direct => {
-                let direct = self
-                    .direct
-                    .get_or_init(|| io::open_direct(&self.data_path).ok().flatten());
-                match direct {
-                    Some(f) => f,
-                    None => {
-                        let mut notice = self.notice.lock().expect("notice lock");
-                        notice.get_or_insert_with(|| format!("{}: the filesystem refuses O_DIRECT; reading through the page cache instead", self.data_path.display()));
-                        &self.buffered
-                    }
-                }
-            }
-            _ => &self.buffered,
-        };
         let offset = self.manifest.units[units.start].offset;
-        io::read_exact(file, &self.data_path, offset, buffer.as_mut_slice())?;
+        io::read_exact(
+            self.reader(io),
+            &self.data_path,
+            offset,
+            buffer.as_mut_slice(),
+        )?;
         let loaded = UnitBuffer {
             buffer: Arc::new(buffer),
             base: 0,
@@ -286,6 +276,40 @@ impl PackedStore {
         };
         self.verify_block(&loaded, units, verify)?;
         Ok(loaded)
+    }
+
+    /// The file reads with `io` go through (O_DIRECT where the filesystem allows it).
+    fn reader(&self, io: IoMode) -> &File {
+        assert_ne!(io, IoMode::Mmap, "mapped units are not read into buffers");
+        if io == IoMode::Pread {
+            return &self.buffered;
+        }
+        let direct = self
+            .direct
+            .get_or_init(|| io::open_direct(&self.data_path).ok().flatten());
+        direct.as_ref().unwrap_or_else(|| {
+            let mut notice = self.notice.lock().expect("notice lock");
+            notice.get_or_insert_with(|| {
+                format!(
+                    "{}: the filesystem refuses O_DIRECT; reading through the page cache instead",
+                    self.data_path.display()
+                )
+            });
+            &self.buffered
+        })
+    }
+
+    /// Fails unless `crc` is unit `index`'s checksum in the manifest.
+    fn check_crc(&self, index: usize, crc: u32) -> Result<()> {
+        let unit = &self.manifest.units[index];
+        if crc == unit.crc32c {
+            return Ok(());
+        }
+        Err(StoreError::BadTensor {
+            path: self.data_path.clone(),
+            name: format!("unit {}", unit.id),
+            why: format!("checksum mismatch (CRC-32C {crc:08x}, manifest says {:08x}): the data file is corrupt", unit.crc32c),
+        })
     }
 
     fn verify_block(
@@ -296,16 +320,8 @@ impl PackedStore {
     ) -> Result<()> {
         if verify {
             for index in units.clone() {
-                let unit = &self.manifest.units[index];
                 let view = self.unit_of_block(loaded, units.start, index);
-                let crc = crc32c::crc32c(view.bytes());
-                if crc != unit.crc32c {
-                    return Err(StoreError::BadTensor {
-                        path: self.data_path.clone(),
-                        name: format!("unit {}", unit.id),
-                        why: format!("checksum mismatch (CRC-32C {crc:08x}, manifest says {:08x}): the data file is corrupt", unit.crc32c),
-                    });
-                }
+                self.check_crc(index, crc32c::crc32c(view.bytes()))?;
             }
         }
         Ok(())
@@ -397,7 +413,9 @@ impl PackedStore {
             .sum()
     }
 
-    /// Bytes unit `index` holds once bound: its buffer plus f32 copies of narrower tensors.
+    /// Bytes unit `index` holds once bound after a read of the whole unit (as in a block):
+    /// its buffer plus f32 copies of narrower tensors. See [`PackedStore::load_bytes`] for a
+    /// unit loaded alone.
     pub fn resident_bytes(&self, index: usize) -> u64 {
         self.manifest.units[index].length + self.widened_bytes(index)
     }
@@ -410,14 +428,13 @@ impl PackedStore {
         io: IoMode,
         verify: bool,
     ) -> Result<UnitWeights> {
-        debug_assert_eq!(stage.id, self.manifest.units[index].id);
-        let unit = self.read_unit(index, io, verify)?;
-        self.bind_unit(index, &unit)
+        self.load_stage_into::<AlignedBuf>(index, stage, io, verify, None, None)
     }
 
-    /// As [`PackedStore::load_stage`], reading into `buffer` where given (see
-    /// [`PackedStore::read_block_into`]) and widening into `widened` where given (see
-    /// [`PackedStore::bind_unit_with`]).
+    /// As [`PackedStore::load_stage`], reading into `buffer` (of
+    /// [`PackedStore::read_buffer_len`]) and widening into `widened` (of
+    /// [`PackedStore::widened_bytes`]) where given. Units of f16/bf16 tensors only are read
+    /// in pieces (see [`PackedStore::widens_in_pieces`]).
     pub fn load_stage_into<B: FillBuffer + 'static>(
         &self,
         index: usize,
@@ -428,6 +445,9 @@ impl PackedStore {
         widened: Option<B>,
     ) -> Result<UnitWeights> {
         debug_assert_eq!(stage.id, self.manifest.units[index].id);
+        if self.widens_in_pieces(index, io) {
+            return self.load_in_pieces_with(index, io, verify, buffer, widened);
+        }
         let unit = match buffer {
             Some(buffer) => self.read_block_into(index..index + 1, io, verify, buffer)?,
             None => self.read_unit(index, io, verify)?,
