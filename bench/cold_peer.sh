@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# PyTorch + transformers cold start (from_pretrained + one 128-token forward) on the same HF
-# folders edgerun's tables use, drop_caches before each run, as root. Usage: bench/cold_peer.sh [RUNS]
+# PyTorch + transformers cold start (from_pretrained + one 128-token forward, or one 224x224
+# image for ViT-Large) on the same HF folders edgerun's tables use, drop_caches before each
+# run, as root. Usage: bench/cold_peer.sh [RUNS]
 set -euo pipefail
 runs=${1:-3}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -8,7 +9,7 @@ models=${MODELS:-/tmp/bench-models}
 py=${PY:-python3}
 mkdir -p "$here/results"
 out="$here/results/cold-peer-$(date +%Y%m%d-%H%M%S).jsonl"
-for pair in bert-large:bert gpt2-medium:gpt2; do
+for pair in bert-large:bert gpt2-medium:gpt2 vit-large-16:vit; do
   arch=${pair%%:*}; task=${pair##*:}
   for run in $(seq "$runs"); do
     sync; echo 3 > /proc/sys/vm/drop_caches

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPT-J 6B (fp16 weights, 12.1 GB packed) on a budget of 25% of its packed bytes: pipeload with
-# 1 and 2 loaders and stream, cold (drop_caches before every run), O_DIRECT, 128 tokens,
-# 2 threads. `full` is not run: widened to f32 it needs ~24 GB, the whole machine.
+# 1, 2 and 3 loaders and stream, cold (drop_caches before every run), O_DIRECT, 128 tokens,
+# 2 threads. `full` is not run: widened to f32 it needs ~24 GB, the whole machine. First a
+# one-pass profile (STORE.profile.json), from which summarize_pipeload.py takes T_floor.
 # Needs root and ~25 GB of disk under $MODELS. Usage: bench/gptj.sh [RUNS]
 set -euo pipefail
 runs=${1:-2}
@@ -12,16 +13,17 @@ E="$here/../target/release/edgerun"
 S="$models/gpt-j-6b-packed"
 [ -f "$S/manifest.json" ] || { [ -f "$models/gpt-j-6b/config.json" ] || "$E" synth --arch gpt-j-6b --dtype f16 --out "$models/gpt-j-6b"; "$E" pack "$models/gpt-j-6b" "$S"; }
 python3 "$here/make_ids.py" "$models/ids-128.safetensors" 128
+"$E" --threads 2 profile "$S" --input "$models/ids-128.safetensors" --runs 1 --output "$S.profile.json"
 mkdir -p "$here/results"
 out="$here/results/gptj-$(date +%Y%m%d-%H%M%S).jsonl"
 quarter=$(( $(stat -c %s "$S/weights.bin") / 4 ))
 for run in $(seq "$runs"); do
-  for mode in "pipeload --loaders 2" "pipeload --loaders 1" "stream"; do
+  for mode in "pipeload --loaders 3" "pipeload --loaders 2" "pipeload --loaders 1" "stream"; do
     sync; echo 3 > /proc/sys/vm/drop_caches
     # shellcheck disable=SC2086
     "$E" --threads 2 run "$S" --input "$models/ids-128.safetensors" --output /tmp/edgerun-gptj.safetensors \
       --strategy $mode --io direct --budget "$quarter" --report /tmp/edgerun-gptj.json 2>/dev/null
-    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); r.update(model='gpt-j-6b-f16', run=int(sys.argv[2])); print(json.dumps(r))" /tmp/edgerun-gptj.json "$run" | tee -a "$out"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); r.update(model='gpt-j-6b', label=r['strategy'] + (f\" x{r['loaders']}\" if r.get('loaders') else ''), predicted_s=None, run=int(sys.argv[2])); print(json.dumps(r))" /tmp/edgerun-gptj.json "$run" | tee -a "$out"
   done
 done
 echo "wrote $out"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # PipeLoad vs the planner (128 token ids, or a 224x224 image for vit/resnet): for each model, profile the packed store, plan at a budget, then run
-# pipeload with 1..4 loaders (cold: drop_caches before each run) and record predicted and
+# pipeload with 1..4 loaders, each at the read-ahead depth the planner chose for that count
+# (cold: drop_caches before each run) and record predicted and
 # measured latency, plus full and stream for reference. With THROTTLE_BPS set (e.g. 100000000)
 # everything runs inside a cgroup v1 blkio group whose read_bps_device caps the model's disk:
 # an SD-card-class device. Needs root. Usage: bench/pipeload.sh [RUNS]
@@ -35,10 +36,11 @@ for pair in $budgets; do
   plan=$("$edgerun" plan "$store" --budget "$budget" --profile "$store.profile.json" --json)
   for run in $(seq "$runs"); do
     for loaders in 1 2 3 4; do
-      predicted=$(echo "$plan" | python3 -c "import json,sys; p=json.load(sys.stdin); print(next(c['predicted_latency_s'] for c in p['candidates'] if c['loaders']==$loaders))")
+      # The planner's prediction for this loader count, at the depth it chose for it.
+      read -r predicted depth < <(echo "$plan" | python3 -c "import json,sys; p=json.load(sys.stdin); c=next(c for c in p['candidates'] if c['loaders']==$loaders); print(c['predicted_latency_s'], c.get('depth') or '')")
       cold
       "$edgerun" --threads 2 run "$store" --input "$input" --output /tmp/edgerun-pl.safetensors \
-        --strategy pipeload --io direct --loaders "$loaders" --budget "$budget" --report /tmp/edgerun-pl.json 2>/dev/null
+        --strategy pipeload --io direct --loaders "$loaders" ${depth:+--depth "$depth"} --budget "$budget" --report /tmp/edgerun-pl.json 2>/dev/null
       record "$arch" "pipeload x$loaders" "$predicted" /tmp/edgerun-pl.json
     done
     for mode in "full" "stream"; do

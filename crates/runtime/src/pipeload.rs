@@ -45,33 +45,59 @@ enum Event {
     },
 }
 
-/// In-order admission to the budget: the loader of unit `i` leases only after unit `i - 1` has.
+/// In-order admission to the budget: the loader of position `p` (in the pass's load order)
+/// leases only after position `p - 1` has and, with a depth `d`, once `p - d` positions have
+/// been released (freed by the daemon, or kept resident). The inference agent always needs
+/// position `released` or one before it, which is admissible, so the depth can delay loads
+/// but never stall the pipeline.
 struct Turnstile {
-    admitted: Mutex<usize>,
+    gate: Mutex<Gate>,
     turn: Condvar,
+    depth: Option<usize>,
+}
+
+#[derive(Default)]
+struct Gate {
+    admitted: usize,
+    released: usize,
 }
 
 impl Turnstile {
-    /// Waits for `index`'s turn; false if the pass was aborted meanwhile.
-    fn wait(&self, index: usize, abort: &AtomicBool) -> bool {
-        let mut admitted = self.admitted.lock().expect("turnstile lock");
-        while *admitted != index {
+    fn new(depth: Option<usize>) -> Self {
+        Self {
+            gate: Mutex::new(Gate::default()),
+            turn: Condvar::new(),
+            depth,
+        }
+    }
+
+    /// Waits for `position`'s turn; false if the pass was aborted meanwhile.
+    fn wait(&self, position: usize, abort: &AtomicBool) -> bool {
+        let mut gate = self.gate.lock().expect("turnstile lock");
+        let too_far = |g: &Gate| self.depth.is_some_and(|d| position > g.released + d);
+        while gate.admitted != position || too_far(&gate) {
             if abort.load(Ordering::SeqCst) {
                 return false;
             }
-            admitted = self.turn.wait(admitted).expect("turnstile lock");
+            gate = self.turn.wait(gate).expect("turnstile lock");
         }
         !abort.load(Ordering::SeqCst)
     }
 
     fn pass(&self) {
-        *self.admitted.lock().expect("turnstile lock") += 1;
+        self.gate.lock().expect("turnstile lock").admitted += 1;
+        self.turn.notify_all();
+    }
+
+    /// One more loaded position is done with: freed, or kept resident.
+    fn released(&self) {
+        self.gate.lock().expect("turnstile lock").released += 1;
         self.turn.notify_all();
     }
 
     fn abort(&self, abort: &AtomicBool) {
         abort.store(true, Ordering::SeqCst);
-        let _guard = self.admitted.lock().expect("turnstile lock");
+        let _guard = self.gate.lock().expect("turnstile lock");
         self.turn.notify_all();
     }
 }
@@ -82,6 +108,8 @@ pub struct PipeLoadExecutor<'s> {
     read: ReadOptions,
     governor: Arc<Governor>,
     loaders: usize,
+    /// Units admitted ahead of the one computing, at most (`None`: as the budget allows).
+    depth: Option<usize>,
     stats: Mutex<ExecStats>,
     trace: Option<Arc<Trace>>,
     /// Keep units resident across passes where the budget allows (decoding: every token needs
@@ -112,6 +140,7 @@ impl<'s> PipeLoadExecutor<'s> {
             read,
             governor,
             loaders,
+            depth: None,
             stats: Mutex::new(ExecStats::default()),
             trace: None,
             residency: false,
@@ -128,6 +157,13 @@ impl<'s> PipeLoadExecutor<'s> {
         fault: impl Fn(usize) -> Option<String> + Send + Sync + 's,
     ) -> Self {
         self.fault = Some(Box::new(fault));
+        self
+    }
+
+    /// Reads at most `depth` units ahead of the one computing (at least 1), which bounds the
+    /// read buffers a pass holds below what the budget would allow.
+    pub fn with_depth(mut self, depth: usize) -> Self {
+        self.depth = Some(depth.max(1));
         self
     }
 
@@ -241,10 +277,7 @@ impl Executor for PipeLoadExecutor<'_> {
         };
         let next = AtomicUsize::new(0);
         let abort = AtomicBool::new(false);
-        let turnstile = Turnstile {
-            admitted: Mutex::new(0),
-            turn: Condvar::new(),
-        };
+        let turnstile = Turnstile::new(self.depth);
         let mut stats = ExecStats::default();
         let (to_inference, events) = mpsc::channel::<Event>();
         let (to_daemon, used) = mpsc::channel::<Event>();
@@ -269,6 +302,7 @@ impl Executor for PipeLoadExecutor<'_> {
                 });
             }
             drop(to_inference);
+            let gate = &turnstile;
             scope.spawn(move || {
                 for event in used {
                     // Dropping the weights and the lease frees the unit and wakes paused loaders.
@@ -281,6 +315,7 @@ impl Executor for PipeLoadExecutor<'_> {
                         let freeing = Instant::now();
                         drop(weights);
                         drop(lease);
+                        gate.released();
                         self.record(Track::Daemon, SpanKind::Free, index, freeing);
                         self.record_bytes();
                     }
@@ -341,6 +376,7 @@ impl Executor for PipeLoadExecutor<'_> {
                             .lock()
                             .expect("pinned lock")
                             .insert(index, (weights, lease));
+                        turnstile.released();
                         continue;
                     }
                     let _ = to_daemon.send(Event::Used {

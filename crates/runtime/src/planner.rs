@@ -1,8 +1,11 @@
 //! Hermes' Pipeline Planner: predicts PipeLoad's latency and peak memory for each number of
-//! loading agents by simulating the pipeline on a profile, and picks the fastest.
+//! loading agents and read-ahead depth by simulating the pipeline on a profile, and picks the
+//! fastest (per loader count, the shallowest depth within 1% of its best: reading further
+//! ahead only holds memory, which recycled read buffers then keep).
 //!
 //! The model: units are admitted to the budget in execution order, each by the first free
-//! loader, once the bytes of units not yet freed plus its own fit under the cap; a unit reads
+//! loader, once the bytes of units not yet freed plus its own fit under the cap and, with a
+//! depth d, once the unit d + 1 places before it is done; a unit reads
 //! at its share of the profiled aggregate throughput for the reads in flight when it starts;
 //! compute runs in order once a unit is loaded and its predecessor is done; a unit is freed when
 //! its compute ends; with a profile's slowdowns, compute stretches by the factor measured for
@@ -31,6 +34,10 @@ pub struct Throughput {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Candidate {
     pub loaders: usize,
+    /// At most this many units admitted ahead of the one computing; `None`: as many as the
+    /// budget holds.
+    #[serde(default)]
+    pub depth: Option<usize>,
     pub predicted_latency_s: f64,
     pub predicted_peak_bytes: u64,
 }
@@ -38,6 +45,8 @@ pub struct Candidate {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
     pub loaders: usize,
+    #[serde(default)]
+    pub depth: Option<usize>,
     pub predicted_latency_s: f64,
     pub predicted_peak_bytes: u64,
     pub budget_bytes: u64,
@@ -79,22 +88,24 @@ pub fn simulate(
         units,
         reserve_bytes,
         budget_bytes,
-        loaders,
+        (loaders, None),
         throughputs,
         &[],
     )
 }
 
-/// As [`simulate`], with compute slowed by `slowdowns[(k, factor)]` while k reads are in flight.
+/// As [`simulate`] for `(loaders, depth)`, with compute slowed by `slowdowns[(k, factor)]`
+/// while k reads are in flight.
 pub fn simulate_with(
     units: &[UnitCost],
     reserve_bytes: u64,
     budget_bytes: u64,
-    loaders: usize,
+    (loaders, depth): (usize, Option<usize>),
     throughputs: &[Throughput],
     slowdowns: &[(usize, f64)],
 ) -> Option<Candidate> {
     let loaders = loaders.max(1);
+    let depth = depth.map(|d| d.max(1));
     let mut loaded_at = vec![0.0f64; units.len()];
     let mut loader_free = vec![0.0f64; loaders];
     let mut admitted_at = vec![0.0f64; units.len()];
@@ -112,6 +123,10 @@ pub fn simulate_with(
             .min_by(|a, b| a.1.total_cmp(b.1))
             .expect("one loader");
         let mut start = free.max(previous_admit);
+        // Read-ahead depth: unit i waits for unit i - depth - 1 to be done.
+        if let Some(behind) = depth.and_then(|d| i.checked_sub(d + 1)) {
+            start = start.max(freed_at[behind]);
+        }
         let resident_at = |t: f64| -> u64 {
             (0..i)
                 .filter(|&j| admitted_at[j] <= t && freed_at[j] > t)
@@ -148,6 +163,7 @@ pub fn simulate_with(
     }
     Some(Candidate {
         loaders,
+        depth,
         predicted_latency_s: previous_done,
         predicted_peak_bytes: peak,
     })
@@ -183,14 +199,22 @@ pub fn plan_with(
 ) -> Option<Plan> {
     let candidates: Vec<Candidate> = (1..=max_loaders.max(1))
         .filter_map(|k| {
-            simulate_with(
-                units,
-                reserve_bytes,
-                budget_bytes,
-                k,
-                throughputs,
-                slowdowns,
-            )
+            // Depths below k would idle loaders; beyond k + 6 they only hold more memory.
+            let depths = (k..=k + 6).map(Some).chain([None]);
+            let shapes: Vec<Candidate> = depths
+                .filter_map(|d| {
+                    let shape = (k, d);
+                    simulate_with(
+                        units,
+                        reserve_bytes,
+                        budget_bytes,
+                        shape,
+                        throughputs,
+                        slowdowns,
+                    )
+                })
+                .collect();
+            leanest_within_1_percent(shapes)
         })
         .collect();
     let best_latency = candidates
@@ -203,11 +227,25 @@ pub fn plan_with(
         .clone();
     Some(Plan {
         loaders: best.loaders,
+        depth: best.depth,
         predicted_latency_s: best.predicted_latency_s,
         predicted_peak_bytes: best.predicted_peak_bytes,
         budget_bytes,
         candidates,
     })
+}
+
+/// Of candidates for one loader count, the one with the lowest peak among those within 1% of
+/// the fastest: reading further ahead than that buys nothing and holds memory.
+fn leanest_within_1_percent(candidates: Vec<Candidate>) -> Option<Candidate> {
+    let fastest = candidates
+        .iter()
+        .map(|c| c.predicted_latency_s)
+        .fold(f64::INFINITY, f64::min);
+    candidates
+        .into_iter()
+        .filter(|c| c.predicted_latency_s <= fastest * 1.01)
+        .min_by_key(|c| c.predicted_peak_bytes)
 }
 
 /// Which units to keep resident across passes (tokens of `generate`), greedily in execution
@@ -306,6 +344,28 @@ mod tests {
         assert!(
             p.predicted_latency_s < 0.6 * p.candidates[0].predicted_latency_s,
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_depth_bounds_memory_without_slowing_a_compute_bound_pipeline() {
+        // Reads of 0.01 s, compute of 0.1 s: unbounded, the loader reads everything ahead.
+        let units = vec![unit(100, 0.1); 10];
+        let t = [Throughput {
+            loaders: 1,
+            bytes_per_s: 10_000.0,
+        }];
+        let run = |depth| simulate_with(&units, 0, u64::MAX, (1, depth), &t, &[]).unwrap();
+        let (free, shallow) = (run(None), run(Some(2)));
+        assert_eq!(free.predicted_peak_bytes, 1000);
+        assert_eq!(shallow.predicted_peak_bytes, 300);
+        assert!((free.predicted_latency_s - 1.01).abs() < 1e-9);
+        assert!((shallow.predicted_latency_s - free.predicted_latency_s).abs() < 1e-9);
+        // The planner takes the shallowest depth that costs nothing: one unit ahead.
+        let p = plan(&units, 0, u64::MAX, 1, &t).unwrap();
+        assert_eq!(
+            (p.loaders, p.depth, p.predicted_peak_bytes),
+            (1, Some(1), 200)
         );
     }
 

@@ -116,6 +116,42 @@ fn narrow_stores_widen_into_recycled_buffers_bit_identically() {
     }
 }
 
+/// A read-ahead depth of d bounds what a pass holds by the reserve plus d + 1 of the largest
+/// units, whatever the budget allows, with the same outputs.
+#[test]
+fn a_depth_bounds_the_units_held() {
+    let Some(root) = fixtures() else { return };
+    for name in FIXTURES {
+        let dir = root.join(name);
+        let (_, source) = packed(&root, name);
+        let reference = bits(&forward(&FullExecutor::load(&source).unwrap(), &dir).unwrap());
+        let model = source.model().unwrap();
+        let largest = (0..model.stages().len())
+            .map(|i| source.resident_bytes(i, &model.stages()[i], ReadOptions::default()))
+            .max()
+            .unwrap();
+        let reserve = minimum(&source, &dir) - largest;
+        for depth in [1, 2] {
+            let governor = Governor::new(u64::MAX);
+            let executor =
+                PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), 4)
+                    .unwrap()
+                    .with_depth(depth);
+            assert_eq!(
+                bits(&forward(&executor, &dir).unwrap()),
+                reference,
+                "{name}"
+            );
+            let bound = reserve + (depth as u64 + 1) * largest;
+            assert!(
+                governor.peak() <= bound,
+                "{name}, depth {depth}: peak {} > {bound}",
+                governor.peak()
+            );
+        }
+    }
+}
+
 #[test]
 fn an_injected_read_error_surfaces_and_returns_every_lease() {
     let Some(root) = fixtures() else { return };
@@ -144,12 +180,12 @@ fn an_injected_read_error_surfaces_and_returns_every_lease() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// Random per-unit read delays, 1..8 loaders, caps from the minimum up: every pass ends
-    /// before a deadline, the peak stays under the cap, and outputs equal sequential execution
-    /// (any reordering of stages would change them).
+    /// Random per-unit read delays, 1..8 loaders, caps from the minimum up, read-ahead depths
+    /// of 1..3 or unbounded: every pass ends before a deadline, the peak stays under the cap,
+    /// and outputs equal sequential execution (any reordering of stages would change them).
     #[test]
     fn stress_never_deadlocks_passes_the_cap_or_reorders(
-        fixture in 0usize..5, loaders in 1usize..=8, slack in 0u64..3, delays in prop::collection::vec(0u64..3000, 64),
+        fixture in 0usize..5, loaders in 1usize..=8, slack in 0u64..3, delays in prop::collection::vec(0u64..3000, 64), depth in prop::option::of(1usize..4),
     ) {
         let Some(root) = fixtures() else { return Ok(()) };
         let name = FIXTURES[fixture];
@@ -166,6 +202,10 @@ proptest! {
                 std::thread::sleep(Duration::from_micros(delays[i % delays.len()]));
                 None
             });
+        let executor = match depth {
+            Some(d) => executor.with_depth(d),
+            None => executor,
+        };
         let started = Instant::now();
         let out = bits(&forward(&executor, &dir).unwrap());
         prop_assert!(started.elapsed() < Duration::from_secs(20), "pass took {:?}", started.elapsed());

@@ -1,4 +1,5 @@
-//! `edgerun plan`: Hermes' Pipeline Planner, the number of loading agents for a budget.
+//! `edgerun plan`: Hermes' Pipeline Planner, the number of loading agents and the read-ahead
+//! depth for a budget.
 
 use std::io::Write;
 
@@ -16,7 +17,7 @@ pub struct PlanArgs {
     /// Largest number of loading agents to consider.
     #[arg(long, default_value_t = 8)]
     pub max_loaders: usize,
-    /// Print JSON (loaders, predicted_latency_s, predicted_peak_bytes, candidates).
+    /// Print JSON (loaders, depth, predicted_latency_s, predicted_peak_bytes, candidates).
     #[arg(long)]
     pub json: bool,
 }
@@ -40,7 +41,11 @@ pub fn run(args: PlanArgs) -> Result<()> {
         units.len(),
         human_bytes(args.store.budget)
     )?;
-    writeln!(out, "{:>8} {:>14} {:>14}", "loaders", "latency s", "peak")?;
+    writeln!(
+        out,
+        "{:>8} {:>8} {:>14} {:>14}",
+        "loaders", "depth", "latency s", "peak"
+    )?;
     for c in &plan.candidates {
         let mark = if c.loaders == plan.loaders {
             "  <- plan"
@@ -49,11 +54,16 @@ pub fn run(args: PlanArgs) -> Result<()> {
         };
         writeln!(
             out,
-            "{:>8} {:>14.3} {:>14}{mark}",
+            "{:>8} {:>8} {:>14.3} {:>14}{mark}",
             c.loaders,
+            c.depth.map_or("budget".into(), |d| d.to_string()),
             c.predicted_latency_s,
             human_bytes(c.predicted_peak_bytes)
         )?;
     }
+    writeln!(
+        out,
+        "depth: units read ahead of the one computing (budget: as many as it holds)"
+    )?;
     Ok(())
 }

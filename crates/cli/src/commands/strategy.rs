@@ -53,9 +53,13 @@ pub struct StrategyArgs {
     /// else 2).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub loaders: Option<u64>,
-    /// A profile from `edgerun profile`: pipeload then runs the planner's loader count; swap
-    /// partitions with delay models fitted on it (without one, swap sizes blocks to
-    /// minimise reads).
+    /// Units pipeload reads ahead of the one computing, at most (default: the planner's choice
+    /// with --profile, else as many as the budget holds). Fewer hold less memory.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub depth: Option<u64>,
+    /// A profile from `edgerun profile`: pipeload then runs the planner's loader count and
+    /// depth; swap partitions with delay models fitted on it (without one, swap sizes blocks
+    /// to minimise reads).
     #[arg(long)]
     pub profile: Option<PathBuf>,
     /// Skip the per-unit CRC-32C check (for benchmarks).
@@ -72,9 +76,9 @@ pub struct StrategyArgs {
     pub timeline: Option<PathBuf>,
     #[arg(skip)]
     pub recorder: Arc<Trace>,
-    /// The loader count once decided (the planner runs at most once).
+    /// Loaders and depth once decided (the planner runs at most once).
     #[arg(skip)]
-    chosen_loaders: std::sync::OnceLock<usize>,
+    chosen_shape: std::sync::OnceLock<(usize, Option<usize>)>,
 }
 
 /// Parses `300MiB`, `1.5GB`, `64k`, `123456` into bytes.
@@ -155,13 +159,13 @@ impl StrategyArgs {
                 self.swap_plan(source)?,
             )?),
             Strategy::Pipeload => {
-                let pipeload = PipeLoadExecutor::new(
-                    source,
-                    read,
-                    Arc::clone(&governor),
-                    self.loader_count()?,
-                )?
-                .with_trace(Arc::clone(&self.recorder));
+                let (loaders, depth) = self.pipeline_shape()?;
+                let pipeload = PipeLoadExecutor::new(source, read, Arc::clone(&governor), loaders)?
+                    .with_trace(Arc::clone(&self.recorder));
+                let pipeload = match depth {
+                    Some(depth) => pipeload.with_depth(depth),
+                    None => pipeload,
+                };
                 Box::new(if decoding {
                     pipeload.with_residency()
                 } else {
@@ -190,21 +194,23 @@ impl StrategyArgs {
         })
     }
 
-    /// Loading agents: `--loaders`, else the planner's choice on `--profile`, else 2.
-    fn loader_count(&self) -> Result<usize> {
-        if let Some(&n) = self.chosen_loaders.get() {
-            return Ok(n);
+    /// Loading agents and depth: `--loaders` and `--depth`, else the planner's choice on
+    /// `--profile`, else 2 loaders reading as far ahead as the budget holds.
+    fn pipeline_shape(&self) -> Result<(usize, Option<usize>)> {
+        if let Some(&shape) = self.chosen_shape.get() {
+            return Ok(shape);
         }
-        let n = self.plan_loaders()?;
-        Ok(*self.chosen_loaders.get_or_init(|| n))
+        let shape = self.plan_shape()?;
+        Ok(*self.chosen_shape.get_or_init(|| shape))
     }
 
-    fn plan_loaders(&self) -> Result<usize> {
-        if let Some(n) = self.loaders {
-            return Ok(n as usize);
-        }
-        let Some(path) = &self.profile else {
-            return Ok(2);
+    fn plan_shape(&self) -> Result<(usize, Option<usize>)> {
+        let given = (
+            self.loaders.map(|n| n as usize),
+            self.depth.map(|d| d as usize),
+        );
+        let (Some(path), (None, _) | (_, None)) = (&self.profile, given) else {
+            return Ok((given.0.unwrap_or(2), given.1));
         };
         let profile = super::profile::load_profile(path)?;
         let budget = self.budget.unwrap_or(u64::MAX);
@@ -219,13 +225,19 @@ impl StrategyArgs {
         .ok_or_else(|| {
             anyhow::anyhow!("the profile's units do not fit a budget of {budget} bytes")
         })?;
+        // A loader count given on the command line takes the planner's best depth for it.
+        let loaders = given.0.unwrap_or(plan.loaders);
+        let Some(candidate) = plan.candidates.iter().find(|c| c.loaders == loaders) else {
+            return Ok((loaders, given.1));
+        };
+        let depth = given.1.or(candidate.depth);
         eprintln!(
-            "plan: {} loaders, predicted {:.3} s, peak {}",
-            plan.loaders,
-            plan.predicted_latency_s,
-            human_bytes(plan.predicted_peak_bytes)
+            "plan: {loaders} loaders, depth {}, predicted {:.3} s, peak {}",
+            depth.map_or("as the budget holds".into(), |d| d.to_string()),
+            candidate.predicted_latency_s,
+            human_bytes(candidate.predicted_peak_bytes)
         );
-        Ok(plan.loaders)
+        Ok((loaders, depth))
     }
 
     /// Prints the one-line summary and writes `--report` if asked.
@@ -271,7 +283,7 @@ impl StrategyArgs {
             let title = format!(
                 "{} pipeload, {} loaders, budget {}",
                 executor.model().architecture(),
-                self.loader_count()?,
+                self.pipeline_shape()?.0,
                 budget.map_or("none".into(), human_bytes)
             );
             std::fs::write(
@@ -283,7 +295,8 @@ impl StrategyArgs {
         if let Some(path) = &self.report {
             let report = serde_json::json!({
                 "strategy": format!("{:?}", self.strategy).to_lowercase(),
-                "loaders": (self.strategy == Strategy::Pipeload).then(|| self.loader_count().ok()).flatten(),
+                "loaders": (self.strategy == Strategy::Pipeload).then(|| self.pipeline_shape().ok().map(|s| s.0)).flatten(),
+                "depth": (self.strategy == Strategy::Pipeload).then(|| self.pipeline_shape().ok().and_then(|s| s.1)).flatten(),
                 "io": format!("{:?}", self.read_options().io).to_lowercase(),
                 "budget_bytes": budget,
                 "peak_bytes": governor.peak(),
