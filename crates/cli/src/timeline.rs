@@ -13,7 +13,7 @@ const CURVE: f64 = 140.0;
 
 fn colour(kind: SpanKind) -> &'static str {
     match kind {
-        SpanKind::WaitBudget => "#f4c542",
+        SpanKind::WaitAdmission => "#f4c542",
         SpanKind::Load => "#4a90d9",
         SpanKind::WaitUnit => "#cccccc",
         SpanKind::Compute => "#3fa34d",
@@ -111,7 +111,7 @@ pub fn render(trace: &Trace, unit_names: &[String], title: &str) -> String {
         base + 18.0
     );
     for (i, kind) in [
-        SpanKind::WaitBudget,
+        SpanKind::WaitAdmission,
         SpanKind::Load,
         SpanKind::WaitUnit,
         SpanKind::Compute,

@@ -215,7 +215,12 @@ impl<'s> PipeLoadExecutor<'s> {
         }
         let admitted = admit_stage(&self.governor, self.source, index, stage, self.read);
         turnstile.pass();
-        self.record(Track::Loader(loader), SpanKind::WaitBudget, index, waited);
+        self.record(
+            Track::Loader(loader),
+            SpanKind::WaitAdmission,
+            index,
+            waited,
+        );
         self.record_bytes();
         let admitted = match admitted {
             Ok(a) => a,

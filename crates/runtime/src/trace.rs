@@ -34,8 +34,8 @@ impl Track {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpanKind {
-    /// A loader waiting for its turn and for budget.
-    WaitBudget,
+    /// A loader waiting for its turn, its read-ahead depth and budget.
+    WaitAdmission,
     Load,
     /// The inference agent waiting for the next unit to arrive.
     WaitUnit,
@@ -46,7 +46,7 @@ pub enum SpanKind {
 impl SpanKind {
     pub fn name(self) -> &'static str {
         match self {
-            SpanKind::WaitBudget => "wait budget",
+            SpanKind::WaitAdmission => "wait admission",
             SpanKind::Load => "load",
             SpanKind::WaitUnit => "wait unit",
             SpanKind::Compute => "compute",
