@@ -1,9 +1,11 @@
 """Predicted vs measured latency per loader count from a pipeload-*.jsonl file (medians).
-python3 bench/summarize_pipeload.py bench/results/pipeload-....jsonl [MODELS_DIR]
+python3 bench/summarize_pipeload.py bench/results/pipeload-....jsonl [MODELS_DIR [DISK_GBPS]]
 
 With MODELS_DIR (where pipeload.sh left STORE.profile.json), a second table gives the issue's
 floor per model: T_floor = max(bytes / best O_DIRECT throughput of the profile, warm compute
-= the profile's summed unit compute), and each pipeload run's wall time over it."""
+= the profile's summed unit compute), and each pipeload run's wall time over it. With
+DISK_GBPS (the disk's O_DIRECT rate as dd or `edgerun bench-io` reads it), a second floor
+from that rate and the same warm compute."""
 import collections
 import json
 import os
@@ -29,8 +31,10 @@ for (model, label), v in groups.items():
 
 if len(sys.argv) > 2:
     print()
-    print("| model | run | bytes GB | read GB/s | warm compute s | T_floor s | measured s | / T_floor |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    disk = float(sys.argv[3]) * 1e9 if len(sys.argv) > 3 else None
+    extra = " disk T_floor s | / disk |" if disk else ""
+    print("| model | run | bytes GB | read GB/s | warm compute s | T_floor s | measured s | / T_floor |" + extra)
+    print("|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if disk else ""))
     for (model, label), v in groups.items():
         if not label.startswith("pipeload"):
             continue
@@ -43,5 +47,9 @@ if len(sys.argv) > 2:
         compute = sum(u["compute_s"] for u in profile["units"])
         floor = max(size / rate, compute)
         wall = statistics.median(x["wall_s"] for x in v)
-        print(f"| {model} | {label} | {size / 1e9:.2f} | {rate / 1e9:.2f} | {compute:.2f} | {floor:.2f} | {wall:.2f} | {wall / floor:.2f}x |")
+        row = f"| {model} | {label} | {size / 1e9:.2f} | {rate / 1e9:.2f} | {compute:.2f} | {floor:.2f} | {wall:.2f} | {wall / floor:.2f}x |"
+        if disk:
+            disk_floor = max(size / disk, compute)
+            row += f" {disk_floor:.2f} | {wall / disk_floor:.2f}x |"
+        print(row)
 
