@@ -4,7 +4,7 @@
 //! once instead of waiting forever.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use edgerun_tensor::{AlignedBuf, ByteBuffer, FillBuffer};
 
@@ -176,16 +176,25 @@ impl Governor {
     fn book(&self, bytes: u64) {
         let mut ledger = self.ledger.lock().expect("governor lock");
         while ledger.used + bytes > self.cap {
-            if ledger.eviction_helps(bytes, self.cap) {
-                let evicted = ledger.evict();
-                drop(ledger);
-                drop(evicted);
-                ledger = self.ledger.lock().expect("governor lock");
-            } else {
-                ledger = self.freed.wait(ledger).expect("governor lock");
-            }
+            ledger = self.make_room(ledger, bytes);
         }
         ledger.take(bytes);
+    }
+
+    /// One step towards `bytes` fitting: evict the oldest idle buffer if evicting makes room
+    /// (unmapped outside the lock), else wait for a holder to give bytes back.
+    fn make_room<'a>(
+        &'a self,
+        mut ledger: MutexGuard<'a, Ledger>,
+        bytes: u64,
+    ) -> MutexGuard<'a, Ledger> {
+        if !ledger.eviction_helps(bytes, self.cap) {
+            return self.freed.wait(ledger).expect("governor lock");
+        }
+        let evicted = ledger.evict();
+        drop(ledger);
+        drop(evicted);
+        self.ledger.lock().expect("governor lock")
     }
 
     /// Takes `bytes`, waiting while the cap would be passed. `what` names the holder in errors.
@@ -239,14 +248,7 @@ impl Governor {
                     }
                 }
             }
-            if ledger.eviction_helps(len as u64, self.cap) {
-                let evicted = ledger.evict();
-                drop(ledger);
-                drop(evicted);
-                ledger = self.ledger.lock().expect("governor lock");
-            } else {
-                ledger = self.freed.wait(ledger).expect("governor lock");
-            }
+            ledger = self.make_room(ledger, len as u64);
         };
         Ok(GovernedBuf {
             buf: Some(buf),
