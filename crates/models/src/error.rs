@@ -9,7 +9,7 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 pub enum ModelError {
     #[error("config.json is malformed: {0}")]
     Config(String),
-    #[error("unknown architecture: model_type {0:?} (supported: bert, vit, gpt2, gptj, resnet)")]
+    #[error("unknown architecture: {0}")]
     UnknownArchitecture(String),
     #[error("config.json field {field}: {why}")]
     BadConfigValue { field: &'static str, why: String },

@@ -89,7 +89,11 @@ pub fn build_model(config_json: &str, has_tensor: &dyn Fn(&str) -> bool) -> Resu
             architecture.as_deref(),
             has_tensor,
         )?),
-        other => return Err(ModelError::UnknownArchitecture(other.to_string())),
+        other => {
+            return Err(ModelError::UnknownArchitecture(format!(
+                "model_type {other:?} (supported: bert, vit, gpt2, gptj, resnet; or \"library\": \"torchvision\" or \"darknet\")"
+            )))
+        }
     })
 }
 
