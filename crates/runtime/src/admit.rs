@@ -14,7 +14,8 @@ use edgerun_store::packed::{PackedStore, UnitBuffer};
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 
 use crate::governor::{GovernedBuf, Lease};
-use crate::{Governor, Result, RuntimeError};
+use crate::swap::block_bytes;
+use crate::{Governor, Result};
 
 /// Bytes booked for one load: the buffer it reads into, the buffer it widens f16/bf16 into,
 /// and the lease on any other copies.
@@ -33,12 +34,7 @@ fn admit_bytes(
     widened_len: Option<usize>,
     what: &str,
 ) -> Result<Admitted> {
-    if resident > governor.cap() {
-        return Err(RuntimeError::Budget(format!(
-            "{what} needs {resident} bytes, more than the whole budget of {} bytes",
-            governor.cap()
-        )));
-    }
+    governor.refuse_beyond_cap(resident, what)?;
     let buffer = buffer_len
         .map(|len| governor.buffer(len, what))
         .transpose()?;
@@ -82,7 +78,7 @@ pub(crate) fn admit_block(
     block: &Range<usize>,
     what: &str,
 ) -> Result<Admitted> {
-    let resident = block.clone().map(|i| store.resident_bytes(i)).sum();
+    let resident = block_bytes(store, block);
     let buffer_len = match read.io {
         IoMode::Mmap => None,
         _ => Some(store.block_len(block.clone())?),

@@ -161,7 +161,8 @@ impl Governor {
         self.ledger.lock().expect("governor lock").idle_bytes
     }
 
-    fn refuse_beyond_cap(&self, bytes: u64, what: &str) -> Result<()> {
+    /// Fails at once when `bytes` could never fit, however much is given back.
+    pub(crate) fn refuse_beyond_cap(&self, bytes: u64, what: &str) -> Result<()> {
         if bytes > self.cap {
             return Err(RuntimeError::Budget(format!(
                 "{what} needs {bytes} bytes, more than the whole budget of {} bytes",

@@ -1,7 +1,7 @@
 //! Hermes' Pipeline Planner: predicts PipeLoad's latency and peak memory for each number of
 //! loading agents and read-ahead depth by simulating the pipeline on a profile, and picks the
-//! fastest (per loader count, the shallowest depth within 1% of its best: reading further
-//! ahead only holds memory, which recycled read buffers then keep).
+//! fastest (per loader count, the depth with the lowest predicted peak within 1% of its best:
+//! reading further ahead only holds memory, which recycled read buffers then keep).
 //!
 //! The model: units are admitted to the budget in execution order, each by the first free
 //! loader, once the bytes of units not yet freed plus its own fit under the cap and, with a

@@ -380,27 +380,57 @@ impl PackedStore {
             }
             return Ok(weights);
         };
-        let values = widened
-            .as_mut_f32()
-            .filter(|v| v.len() as u64 * 4 == self.widened_bytes(index))
-            .expect("a widening buffer sized by widened_bytes");
-        let mut at = 0;
-        for t in entry.tensors.iter().filter(narrow) {
+        let values = self.widening_values(index, &mut widened);
+        for (t, start) in self.widened_starts(index) {
             let (dtype, bytes) = source(t);
             let n = bytes.len() / dtype.size_bytes();
-            dtype.widen_into(bytes, &mut values[at..at + n])?;
-            at += n;
+            dtype.widen_into(bytes, &mut values[start..start + n])?;
         }
-        let widened: Arc<dyn ByteBuffer> = Arc::new(widened);
-        let mut at = 0;
-        for t in entry.tensors.iter().filter(narrow) {
-            weights.insert(
-                t.name.clone(),
-                Tensor::from_buffer(widened.clone(), at, &t.shape)?,
-            );
-            at += t.shape.iter().product::<usize>() * 4;
-        }
+        self.bind_widened(index, Arc::new(widened), &mut weights)?;
         Ok(weights)
+    }
+
+    /// Unit `index`'s f16/bf16 tensors with where each starts, in f32 values, in its widening
+    /// buffer: one after another, in manifest order.
+    fn widened_starts(&self, index: usize) -> Vec<(&manifest::TensorEntry, usize)> {
+        let mut at = 0;
+        self.manifest.units[index]
+            .tensors
+            .iter()
+            .filter(|t| t.dtype != "f32")
+            .map(|t| {
+                let start = at;
+                at += t.shape.iter().product::<usize>();
+                (t, start)
+            })
+            .collect()
+    }
+
+    /// `widened` as the f32 values of unit `index`'s widening buffer.
+    fn widening_values<'b, B: FillBuffer>(
+        &self,
+        index: usize,
+        widened: &'b mut B,
+    ) -> &'b mut [f32] {
+        widened
+            .as_mut_f32()
+            .filter(|v| v.len() as u64 * 4 == self.widened_bytes(index))
+            .expect("a widening buffer sized by widened_bytes")
+    }
+
+    /// Points unit `index`'s f16/bf16 tensors at their f32 values in `widened`, laid out as
+    /// [`PackedStore::widened_starts`] says.
+    fn bind_widened(
+        &self,
+        index: usize,
+        widened: Arc<dyn ByteBuffer>,
+        weights: &mut UnitWeights,
+    ) -> Result<()> {
+        for (t, start) in self.widened_starts(index) {
+            let tensor = Tensor::from_buffer(widened.clone(), start * 4, &t.shape)?;
+            weights.insert(t.name.clone(), tensor);
+        }
+        Ok(())
     }
 
     /// Bytes of the f32 copies binding makes of unit `index`'s f16/bf16 tensors.

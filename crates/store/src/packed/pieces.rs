@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use edgerun_models::UnitWeights;
-use edgerun_tensor::{AlignedBuf, ByteBuffer, DType, FillBuffer, Tensor};
+use edgerun_tensor::{AlignedBuf, DType, FillBuffer};
 
 use super::io::{self, IoMode};
 use super::PackedStore;
@@ -62,20 +62,9 @@ impl PackedStore {
             piece_len > 0 && piece_len.is_multiple_of(4096),
             "pieces are whole pages"
         );
-        let values = widened
-            .as_mut_f32()
-            .filter(|v| v.len() as u64 * 4 == self.widened_bytes(index))
-            .expect("a widening buffer sized by widened_bytes");
-        // Where each tensor's values start in `widened`, in manifest order.
-        let starts: Vec<usize> = unit
-            .tensors
-            .iter()
-            .scan(0, |at, t| {
-                let start = *at;
-                *at += t.shape.iter().product::<usize>();
-                Some(start)
-            })
-            .collect();
+        let values = self.widening_values(index, &mut widened);
+        // Every tensor is narrow here, so this lists them all.
+        let starts = self.widened_starts(index);
         let file = self.reader(io);
         let mut crc = 0u32;
         let mut done = 0;
@@ -86,7 +75,7 @@ impl PackedStore {
             if verify {
                 crc = crc32c::crc32c_append(crc, bytes);
             }
-            for (t, &start) in unit.tensors.iter().zip(&starts) {
+            for &(t, start) in &starts {
                 let (from, to) = (t.offset as usize, (t.offset + t.length) as usize);
                 let (lo, hi) = (from.max(done), to.min(done + n));
                 if lo >= hi {
@@ -106,14 +95,8 @@ impl PackedStore {
         if verify {
             self.check_crc(index, crc)?;
         }
-        let widened: Arc<dyn ByteBuffer> = Arc::new(widened);
         let mut weights = UnitWeights::default();
-        for (t, &start) in unit.tensors.iter().zip(&starts) {
-            weights.insert(
-                t.name.clone(),
-                Tensor::from_buffer(widened.clone(), start * 4, &t.shape)?,
-            );
-        }
+        self.bind_widened(index, Arc::new(widened), &mut weights)?;
         Ok(weights)
     }
 
