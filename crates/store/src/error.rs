@@ -40,6 +40,23 @@ pub enum StoreError {
         name: String,
         why: String,
     },
+    #[error("{flag} {} names the same file as {other}", path.display())]
+    OutputClash {
+        path: PathBuf,
+        flag: String,
+        other: String,
+    },
+    #[error("{}: {why}", path.display())]
+    NotRegular { path: PathBuf, why: String },
+    #[error("{}: {size} bytes is more than the {limit} bytes a {what} may have", path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{}: another edgerun pack is writing this store (lock {})", path.display(), lock.display())]
+    Locked { path: PathBuf, lock: PathBuf },
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]

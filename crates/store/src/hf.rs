@@ -41,8 +41,7 @@ impl HfFolder {
             ));
         }
         let config_path = dir.join("config.json");
-        let config_json =
-            std::fs::read_to_string(&config_path).map_err(|e| StoreError::io(&config_path, e))?;
+        let config_json = crate::read_metadata(&config_path, "config.json")?;
         let files = weight_files(dir)?;
         let mut shards = Vec::with_capacity(files.len());
         let mut locations = HashMap::new();
@@ -201,8 +200,7 @@ fn transpose(t: &Tensor) -> Result<Tensor> {
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index_path = dir.join("model.safetensors.index.json");
     if index_path.exists() {
-        let text =
-            std::fs::read_to_string(&index_path).map_err(|e| StoreError::io(&index_path, e))?;
+        let text = crate::read_metadata(&index_path, "shard index")?;
         let index: ShardIndex = serde_json::from_str(&text).map_err(|e| StoreError::Json {
             path: index_path.clone(),
             why: e.to_string(),

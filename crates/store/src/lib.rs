@@ -9,7 +9,9 @@
 
 pub mod error;
 pub mod hf;
+pub mod input;
 mod mapped;
+pub mod output;
 pub mod packed;
 pub mod safetensors_index;
 pub mod source;
@@ -23,14 +25,18 @@ pub use error::{Result, StoreError};
 /// pooling configs).
 pub(crate) fn read_optional(dir: &std::path::Path, relative: &str) -> Result<Option<Vec<u8>>> {
     let path = dir.join(relative);
-    match std::fs::read(&path) {
+    match input::read_bounded(&path, "model side file", input::METADATA_LIMIT) {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::io(path, e)),
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 pub use hf::HfFolder;
+pub use input::{read_bounded, read_metadata};
 pub use mapped::MappedFile;
+pub use output::{check_distinct, write_file, NamedPath, OutputFile};
 pub use packed::{IoMode, PackedStore};
 pub use source::{ModelSource, ReadOptions};
 pub use tensor_file::{read_inputs, write_tensors, OutputTensor};

@@ -1,6 +1,5 @@
 //! A read-only memory-mapped file that tensors may borrow from.
 
-use std::fs::File;
 use std::path::Path;
 
 use edgerun_tensor::ByteBuffer;
@@ -8,13 +7,14 @@ use memmap2::Mmap;
 
 use crate::{Result, StoreError};
 
+
 pub struct MappedFile {
     map: Mmap,
 }
 
 impl MappedFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let (file, _) = crate::input::open_regular(path)?;
         // SAFETY: the map is read-only; edgerun never writes model files while they are mapped,
         // and a file truncated underneath us by another process is outside what we defend.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| StoreError::io(path, e))?;

@@ -1,16 +1,16 @@
 //! Tensors in and out: input files for `run`/`generate`, output files, and a streaming
 //! safetensors writer that never holds a whole file in memory (synthesized models reach
-//! tens of GB). Outputs are written to a temporary name and renamed, so a failed run leaves
-//! no partial file behind.
+//! tens of GB). Every file goes through [`OutputFile`], so a failed run leaves no partial
+//! file behind.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use edgerun_models::{IdTensor, Inputs};
 use edgerun_tensor::{DType, Tensor};
 use safetensors::Dtype;
 
+use crate::output::OutputFile;
 use crate::safetensors_index::SafetensorsIndex;
 use crate::{Result, StoreError};
 
@@ -23,7 +23,7 @@ pub enum OutputTensor {
 /// Reads the inputs transformers would take from a safetensors file: `input_ids`,
 /// `attention_mask`, `token_type_ids` (int64 or int32) and `pixel_values` (float).
 pub fn read_inputs(path: &Path) -> Result<Inputs> {
-    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    let bytes = crate::read_bounded(path, "input tensor file", crate::input::INPUT_LIMIT)?;
     let index = SafetensorsIndex::parse(path, &bytes)?;
     let ids = |name: &str| -> Result<Option<IdTensor>> {
         let Some(e) = index.tensors.get(name) else {
@@ -111,9 +111,7 @@ pub(crate) fn dtype_tag(dtype: DType) -> &'static str {
 
 /// Writes a safetensors file tensor by tensor, in the order of the header it was created with.
 pub struct SafetensorsWriter {
-    final_path: PathBuf,
-    temp_path: PathBuf,
-    out: BufWriter<File>,
+    out: OutputFile,
     pending: std::vec::IntoIter<EntryHeader>,
 }
 
@@ -140,18 +138,12 @@ impl SafetensorsWriter {
         let mut json = serde_json::Value::Object(header).to_string().into_bytes();
         // The data section starts 8-aligned, as the reference writer pads it.
         json.resize(json.len().next_multiple_of(8), b' ');
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".tmp");
-        let temp_path = path.with_file_name(name);
-        let file = File::create(&temp_path).map_err(|e| StoreError::io(&temp_path, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let io = |e| StoreError::io(&temp_path, e);
+        let mut out = OutputFile::create(path)?;
+        let io = |e| StoreError::io(path, e);
         out.write_all(&(json.len() as u64).to_le_bytes())
             .map_err(io)?;
         out.write_all(&json).map_err(io)?;
         Ok(Self {
-            final_path: path.to_path_buf(),
-            temp_path: temp_path.clone(),
             out,
             pending: entries.into_iter(),
         })
@@ -169,29 +161,18 @@ impl SafetensorsWriter {
             "tensor {} size differs from its header",
             entry.name
         );
-        self.out
-            .write_all(bytes)
-            .map_err(|e| StoreError::io(&self.temp_path, e))
+        let out = &mut self.out;
+        out.write_all(bytes)
+            .map_err(|e| StoreError::io(out.target().to_path_buf(), e))
     }
 
-    /// Flushes and moves the file into place.
+    /// Moves the complete file into place; dropping the writer instead discards it.
     pub fn finish(mut self) -> Result<()> {
         assert!(
             self.pending.next().is_none(),
             "fewer tensors written than declared"
         );
-        self.out
-            .flush()
-            .map_err(|e| StoreError::io(&self.temp_path, e))?;
-        std::fs::rename(&self.temp_path, &self.final_path)
-            .map_err(|e| StoreError::io(&self.final_path, e))
-    }
-}
-
-impl Drop for SafetensorsWriter {
-    fn drop(&mut self) {
-        // Unfinished: remove the partial file. After finish() the temp name no longer exists.
-        let _ = std::fs::remove_file(&self.temp_path);
+        self.out.commit()
     }
 }
 

@@ -1,10 +1,12 @@
 //! The packed store's manifest (manifest.json): format version, the model config, and the units
-//! in execution order with their byte ranges, checksums and tensor tables.
+//! in execution order with their byte ranges, checksums and tensor tables, and a checksum of
+//! the manifest itself.
 
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "edgerun-packed";
-pub const VERSION: u32 = 1;
+/// Version 2 added the manifest's own checksum.
+pub const VERSION: u32 = 2;
 /// Every unit starts and ends on this boundary, so one aligned read (O_DIRECT) fetches it.
 pub const UNIT_ALIGN: u64 = 4096;
 /// Tensors start on this boundary inside their unit (a cache line, and f32/f16 alignment).
@@ -20,6 +22,26 @@ pub struct Manifest {
     pub data_file: String,
     pub data_bytes: u64,
     pub units: Vec<UnitEntry>,
+    /// CRC-32C of [`Manifest::canonical_text`]: an edited or damaged manifest (a flipped
+    /// `transposed`, a removed unit, a changed config flag) fails at open.
+    #[serde(default)]
+    pub checksum: u32,
+}
+
+impl Manifest {
+    /// The text the checksum covers: this manifest serialised with `checksum` at 0. Every
+    /// value in it survives a JSON round trip exactly (integers, strings, and floats parsed
+    /// with correct rounding), so a reader recomputes the writer's text.
+    pub fn canonical_text(&self) -> String {
+        let mut copy = self.clone();
+        copy.checksum = 0;
+        serde_json::to_string_pretty(&copy).expect("a manifest serialises")
+    }
+
+    /// The manifest's checksum as the writer sets it.
+    pub fn compute_checksum(&self) -> u32 {
+        crc32c::crc32c(self.canonical_text().as_bytes())
+    }
 }
 
 /// One stage's tensors, stored contiguously at `offset .. offset + length` of the data file.

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use edgerun_models::{build_model, Model, StageSpec, UnitWeights};
+use edgerun_models::{build_model, Layout, Model, StageSpec, UnitWeights};
 use edgerun_tensor::{AlignedBuf, ByteBuffer, DType, FillBuffer, Tensor};
 
 pub use io::IoMode;
@@ -61,10 +61,19 @@ impl PackedStore {
     /// tensors inside their units. A truncated data file fails here, before any read.
     pub fn open(dir: &Path) -> Result<Self> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&manifest_path)
-            .map_err(|e| StoreError::io(&manifest_path, e))?;
+        let text = crate::read_metadata(&manifest_path, "manifest")?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| corrupt(&manifest_path, e.to_string()))?;
+        if manifest.format == manifest::FORMAT && manifest.version < manifest::VERSION {
+            return Err(corrupt(
+                &manifest_path,
+                format!(
+                    "a store of format version {} (this edgerun reads version {}): pack the model again",
+                    manifest.version,
+                    manifest::VERSION
+                ),
+            ));
+        }
         if manifest.format != manifest::FORMAT || manifest.version != manifest::VERSION {
             return Err(corrupt(
                 &manifest_path,
@@ -74,6 +83,16 @@ impl PackedStore {
                     manifest.version,
                     manifest::FORMAT,
                     manifest::VERSION
+                ),
+            ));
+        }
+        let computed = manifest.compute_checksum();
+        if computed != manifest.checksum {
+            return Err(corrupt(
+                &manifest_path,
+                format!(
+                    "checksum mismatch (CRC-32C {computed:08x}, the manifest says {:08x}): it was edited or damaged; pack the model again",
+                    manifest.checksum
                 ),
             ));
         }
@@ -87,11 +106,7 @@ impl PackedStore {
             ));
         }
         let data_path = dir.join(&manifest.data_file);
-        let buffered = File::open(&data_path).map_err(|e| StoreError::io(&data_path, e))?;
-        let size = buffered
-            .metadata()
-            .map_err(|e| StoreError::io(&data_path, e))?
-            .len();
+        let (buffered, size) = crate::input::open_regular(&data_path)?;
         if size < manifest.data_bytes {
             return Err(StoreError::io(
                 &data_path,
@@ -104,37 +119,7 @@ impl PackedStore {
                 ),
             ));
         }
-        let mut names = HashSet::new();
-        for u in &manifest.units {
-            let end = u.offset.checked_add(u.length);
-            if u.offset % manifest::UNIT_ALIGN != 0
-                || u.length % manifest::UNIT_ALIGN != 0
-                || end.is_none_or(|e| e > manifest.data_bytes)
-            {
-                return Err(corrupt(
-                    &manifest_path,
-                    format!(
-                        "unit {} range [{}, +{}) is unaligned or exceeds the data size {}",
-                        u.id, u.offset, u.length, manifest.data_bytes
-                    ),
-                ));
-            }
-            for t in &u.tensors {
-                let elements: usize = t.shape.iter().product();
-                let dtype = DType::parse(&t.dtype).ok_or_else(|| {
-                    corrupt(
-                        &manifest_path,
-                        format!("tensor {}: unknown dtype {}", t.name, t.dtype),
-                    )
-                })?;
-                if t.offset.checked_add(t.length).is_none_or(|e| e > u.length)
-                    || t.length != (elements * dtype.size_bytes()) as u64
-                {
-                    return Err(corrupt(&manifest_path, format!("tensor {} range [{}, +{}) does not fit unit {} of {} bytes or its shape", t.name, t.offset, t.length, u.id, u.length)));
-                }
-                names.insert(t.name.clone());
-            }
-        }
+        let names = validate_layout(&manifest).map_err(|why| corrupt(&manifest_path, why))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             data_path,
@@ -179,7 +164,27 @@ impl PackedStore {
                 ));
             }
             for (spec, t) in stage.tensors.iter().zip(&unit.tensors) {
-                if spec.name != t.name || spec.bound_shape() != t.shape {
+                if spec.name != t.name {
+                    return Err(corrupt(
+                        &path,
+                        format!(
+                            "unit {} holds tensor {:?} where stage {} reads {:?}",
+                            unit.id, t.name, stage.id, spec.name
+                        ),
+                    ));
+                }
+                if t.transposed != (spec.layout == Layout::Linear) {
+                    return Err(corrupt(
+                        &path,
+                        format!(
+                            "tensor {}: transposed is {}, but it is {} weight",
+                            t.name,
+                            t.transposed,
+                            if t.transposed { "not a Linear" } else { "a Linear" }
+                        ),
+                    ));
+                }
+                if spec.bound_shape() != t.shape {
                     return Err(StoreError::ShapeMismatch {
                         name: spec.name.clone(),
                         path: path.clone(),
@@ -489,4 +494,73 @@ impl PackedStore {
     pub fn read_optional(&self, relative: &str) -> Result<Option<Vec<u8>>> {
         crate::read_optional(&self.dir, relative)
     }
+}
+
+/// Checks the manifest's byte layout: units aligned, in file order, apart and inside the data
+/// file; each tensor's bytes inside its unit, of its shape's size, apart from every other
+/// tensor of its unit; names unique within a unit (a tied weight is in two units). Returns
+/// every tensor name.
+fn validate_layout(manifest: &Manifest) -> std::result::Result<HashSet<String>, String> {
+    let mut names = HashSet::new();
+    let mut previous_end = 0u64;
+    for u in &manifest.units {
+        let end = u.offset.checked_add(u.length);
+        if u.offset % manifest::UNIT_ALIGN != 0
+            || u.length % manifest::UNIT_ALIGN != 0
+            || end.is_none_or(|e| e > manifest.data_bytes)
+        {
+            return Err(format!(
+                "unit {} range [{}, +{}) is unaligned or exceeds the data size {}",
+                u.id, u.offset, u.length, manifest.data_bytes
+            ));
+        }
+        if u.offset < previous_end {
+            return Err(format!(
+                "unit {} starts at {}, inside the unit before it (which ends at {previous_end})",
+                u.id, u.offset
+            ));
+        }
+        previous_end = u.offset + u.length;
+        let mut ranges = Vec::with_capacity(u.tensors.len());
+        for t in &u.tensors {
+            let dtype = DType::parse(&t.dtype)
+                .ok_or_else(|| format!("tensor {}: unknown dtype {}", t.name, t.dtype))?;
+            let bytes = t
+                .shape
+                .iter()
+                .try_fold(dtype.size_bytes() as u64, |n, &d| n.checked_mul(d as u64));
+            if t.offset.checked_add(t.length).is_none_or(|e| e > u.length)
+                || bytes != Some(t.length)
+            {
+                return Err(format!(
+                    "tensor {} range [{}, +{}) does not fit unit {} of {} bytes or its shape {:?}",
+                    t.name, t.offset, t.length, u.id, u.length, t.shape
+                ));
+            }
+            if t.offset % manifest::TENSOR_ALIGN != 0 {
+                return Err(format!(
+                    "tensor {} starts at {}, not on a {}-byte boundary",
+                    t.name,
+                    t.offset,
+                    manifest::TENSOR_ALIGN
+                ));
+            }
+            if u.tensors.iter().filter(|o| o.name == t.name).count() > 1 {
+                return Err(format!("tensor {} appears twice in unit {}", t.name, u.id));
+            }
+            names.insert(t.name.clone());
+            ranges.push((t.offset, t.offset + t.length, &t.name));
+        }
+        ranges.sort();
+        for pair in ranges.windows(2) {
+            let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+            if start < end {
+                return Err(format!(
+                    "tensors {a} and {b} of unit {} share bytes",
+                    u.id
+                ));
+            }
+        }
+    }
+    Ok(names)
 }

@@ -1,11 +1,17 @@
 //! `edgerun pack`: an HF folder to a packed store. Each stage becomes one unit: its tensors
 //! bound exactly as the HF path binds them (so outputs stay bit-identical), converted to the
 //! target dtype, laid out 64-byte aligned, the unit padded to 4096 bytes and checksummed.
-//! The data file and manifest are written under temporary names and renamed at the end.
+//!
+//! A store is only ever the whole of one pack: a lock file serialises packs into one folder,
+//! the old manifest is removed before the new data file is renamed into place, and the new
+//! manifest (with its own checksum) is renamed in last. An interrupted pack leaves a folder
+//! without a manifest, which no reader takes for a store.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use edgerun_models::Layout;
 use edgerun_tensor::DType;
@@ -13,10 +19,13 @@ use edgerun_tensor::DType;
 use super::manifest::{
     Manifest, TensorEntry, UnitEntry, FORMAT, TENSOR_ALIGN, UNIT_ALIGN, VERSION,
 };
+use crate::output::{sync_dir, write_file, OutputFile};
 use crate::{HfFolder, Result, StoreError};
 
 pub const DATA_FILE: &str = "weights.bin";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Held (flock) by the pack writing a folder.
+pub const LOCK_FILE: &str = ".edgerun-pack.lock";
 /// Files copied beside the store so `embed` and `--prompt` work on it.
 pub const SIDE_FILES: &[&str] = &["tokenizer.json", "modules.json", "1_Pooling/config.json"];
 
@@ -36,10 +45,10 @@ pub fn pack(
 ) -> Result<PackSummary> {
     let model = folder.model()?;
     std::fs::create_dir_all(out_dir).map_err(|e| StoreError::io(out_dir, e))?;
+    refuse_source_folder(folder.dir(), out_dir)?;
+    let _lock = lock(out_dir)?;
     let data_path = out_dir.join(DATA_FILE);
-    let temp_path = out_dir.join(format!("{DATA_FILE}.tmp"));
-    let file = File::create(&temp_path).map_err(|e| StoreError::io(&temp_path, e))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut out = OutputFile::create(&data_path)?;
     let stages = model.stages();
     let mut units = Vec::with_capacity(stages.len());
     let mut offset = 0u64;
@@ -68,7 +77,7 @@ pub fn pack(
         }
         bytes.resize(bytes.len().max(1).next_multiple_of(UNIT_ALIGN as usize), 0);
         out.write_all(&bytes)
-            .map_err(|e| StoreError::io(&temp_path, e))?;
+            .map_err(|e| StoreError::io(&data_path, e))?;
         units.push(UnitEntry {
             id: stage.id.clone(),
             offset,
@@ -80,9 +89,13 @@ pub fn pack(
         offset += bytes.len() as u64;
         progress(i + 1, stages.len());
     }
-    out.flush().map_err(|e| StoreError::io(&temp_path, e))?;
-    drop(out);
-    std::fs::rename(&temp_path, &data_path).map_err(|e| StoreError::io(&data_path, e))?;
+    let manifest_path = out_dir.join(MANIFEST_FILE);
+    match std::fs::remove_file(&manifest_path) {
+        Ok(()) => sync_dir(out_dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::io(&manifest_path, e)),
+    }
+    out.commit()?;
 
     for side in SIDE_FILES {
         if let Some(content) = folder.read_optional(side)? {
@@ -90,10 +103,10 @@ pub fn pack(
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
             }
-            std::fs::write(&dest, content).map_err(|e| StoreError::io(&dest, e))?;
+            write_file(&dest, &content)?;
         }
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: FORMAT.into(),
         version: VERSION,
         config: serde_json::from_str(folder.config_json()).map_err(|e| StoreError::Json {
@@ -104,14 +117,57 @@ pub fn pack(
         data_file: DATA_FILE.into(),
         data_bytes: offset,
         units,
+        checksum: 0,
     };
-    let manifest_path = out_dir.join(MANIFEST_FILE);
-    let temp = out_dir.join(format!("{MANIFEST_FILE}.tmp"));
+    manifest.checksum = manifest.compute_checksum();
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-    std::fs::write(&temp, text).map_err(|e| StoreError::io(&temp, e))?;
-    std::fs::rename(&temp, &manifest_path).map_err(|e| StoreError::io(&manifest_path, e))?;
+    write_file(&manifest_path, text.as_bytes())?;
     Ok(PackSummary {
         units: manifest.units.len(),
         data_bytes: offset,
     })
+}
+
+/// Refuses to pack a folder into itself: the store's files would replace or sit among the
+/// checkpoint's own.
+fn refuse_source_folder(source: &Path, out_dir: &Path) -> Result<()> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).map_err(|e| StoreError::io(p, e));
+    if canonical(source)? == canonical(out_dir)? {
+        return Err(StoreError::OutputClash {
+            path: out_dir.to_path_buf(),
+            flag: "OUT".into(),
+            other: "the model folder being packed".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Held while a pack writes `dir`; released when dropped (the file itself stays, since
+/// removing a lock file races with the next pack opening it).
+struct PackLock {
+    _file: File,
+}
+
+fn lock(dir: &Path) -> Result<PackLock> {
+    let path: PathBuf = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(StoreError::Locked {
+                path: dir.to_path_buf(),
+                lock: path,
+            });
+        }
+        return Err(StoreError::io(&path, err));
+    }
+    Ok(PackLock { _file: file })
 }
