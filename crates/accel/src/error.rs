@@ -14,6 +14,12 @@ pub enum AccelError {
         expected: String,
         got: String,
     },
+    #[error("{what} is {value}, more than the {limit} the simulator accepts")]
+    TooLarge {
+        what: &'static str,
+        value: u128,
+        limit: u128,
+    },
     #[error(transparent)]
     Tensor(#[from] edgerun_tensor::TensorError),
 }

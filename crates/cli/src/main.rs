@@ -18,8 +18,8 @@ use clap::{Parser, Subcommand};
     about = "Run Hugging Face models on devices whose memory is smaller than the model"
 )]
 struct Cli {
-    /// Worker threads for kernels (default: all cores).
-    #[arg(long, global = true, value_name = "N")]
+    /// Worker threads for kernels, 1 to 256 (default: all cores).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
@@ -70,10 +70,6 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
-        if threads == 0 {
-            eprintln!("error: --threads must be at least 1");
-            return ExitCode::from(2);
-        }
         edgerun_tensor::parallel::set_threads(threads);
     }
     let result = match cli.command {

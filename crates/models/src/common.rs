@@ -404,15 +404,18 @@ pub(crate) fn start_causal(
     max_positions: usize,
 ) -> Result<State> {
     let mut state = State::for_tokens(inputs, options)?;
-    let capacity = state.seq + state.options.extra_tokens;
-    if capacity > max_positions {
-        return Err(crate::ModelError::input(
-            "input_ids",
-            format!(
-                "{capacity} positions (prompt and new tokens) exceed the model's {max_positions}"
-            ),
-        ));
-    }
+    let (prompt, extra) = (state.seq, state.options.extra_tokens);
+    let capacity = prompt
+        .checked_add(extra)
+        .filter(|&c| c <= max_positions)
+        .ok_or_else(|| {
+            crate::ModelError::input(
+                "input_ids",
+                format!(
+                    "{prompt} prompt tokens and {extra} new ones exceed the model's {max_positions} positions"
+                ),
+            )
+        })?;
     state.cache = Some(crate::KvCache::new(layers, state.batch, capacity, width));
     Ok(state)
 }

@@ -16,4 +16,12 @@ pub enum RuntimeError {
     Unsupported(String),
     #[error("budget: {0}")]
     Budget(String),
+    #[error("{what} is {value}, more than the {limit} edgerun accepts")]
+    TooLarge {
+        what: &'static str,
+        value: u128,
+        limit: u128,
+    },
+    #[error("profile: {why}")]
+    InvalidProfile { why: String },
 }

@@ -19,6 +19,7 @@ pub mod partition;
 pub mod pipeload;
 pub mod planner;
 pub mod profile;
+pub mod size;
 pub mod swap;
 pub mod trace;
 

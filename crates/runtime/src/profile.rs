@@ -59,6 +59,78 @@ pub struct Slowdown {
 }
 
 impl Profile {
+    /// Checks what the planner and the delay models take on trust: every time and rate
+    /// finite and positive (a free may take no measurable time), loader counts and threads
+    /// at least 1, at least one unit and one throughput.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(RuntimeError::InvalidProfile { why });
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if self.units.is_empty() {
+            return bad("no units".into());
+        }
+        if self.threads == 0 {
+            return bad("threads is 0".into());
+        }
+        for u in &self.units {
+            if !positive(u.load_s) || !positive(u.compute_s) {
+                return bad(format!(
+                    "unit {}: load_s {} and compute_s {} must be positive seconds",
+                    u.id, u.load_s, u.compute_s
+                ));
+            }
+            if !(u.free_s.is_finite() && u.free_s >= 0.0) {
+                return bad(format!("unit {}: free_s {} is not a time", u.id, u.free_s));
+            }
+            if u.resident_bytes == 0 || u.read_bytes == 0 {
+                return bad(format!("unit {}: a unit of 0 bytes", u.id));
+            }
+        }
+        if self.throughput.is_empty() {
+            return bad("no read throughput".into());
+        }
+        for t in &self.throughput {
+            if t.loaders == 0 || !positive(t.bytes_per_s) {
+                return bad(format!(
+                    "throughput of {} loaders at {} bytes/s: both must be positive",
+                    t.loaders, t.bytes_per_s
+                ));
+            }
+        }
+        for s in &self.compute_slowdown {
+            if s.loaders == 0 || !positive(s.factor) {
+                return bad(format!(
+                    "compute slowdown {} with {} loaders: both must be positive",
+                    s.factor, s.loaders
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the profile was taken of `model`: same architecture, same units in order.
+    pub fn check_model(&self, model: &dyn Model) -> Result<()> {
+        let bad = |why: String| Err(RuntimeError::InvalidProfile { why });
+        if self.architecture != model.architecture() {
+            return bad(format!(
+                "taken of a {}, not of this {}",
+                self.architecture,
+                model.architecture()
+            ));
+        }
+        let stages = model.stages();
+        if stages.len() != self.units.len() {
+            return bad(format!(
+                "{} units for a model of {} stages",
+                self.units.len(),
+                stages.len()
+            ));
+        }
+        if let Some((u, s)) = self.units.iter().zip(stages).find(|(u, s)| u.id != s.id) {
+            return bad(format!("unit {} where the model has stage {}", u.id, s.id));
+        }
+        Ok(())
+    }
+
     /// `(loaders, factor)` pairs for the planner.
     pub fn slowdowns(&self) -> Vec<(usize, f64)> {
         self.compute_slowdown

@@ -166,6 +166,11 @@ impl HfFolder {
         crate::read_optional(&self.dir, relative)
     }
 
+    /// The safetensors files this folder maps.
+    pub fn weight_paths(&self) -> Vec<PathBuf> {
+        self.shards.iter().map(|s| s.index.path.clone()).collect()
+    }
+
     /// Total bytes of all weight files.
     pub fn weight_bytes(&self) -> usize {
         self.shards.iter().map(|s| s.map.bytes().len()).sum()

@@ -76,7 +76,10 @@ mod tests {
     fn devices_and_directories_are_refused() {
         for path in ["/dev/zero", "/dev/null", "/tmp"] {
             let err = read_bounded(Path::new(path), "config", METADATA_LIMIT).unwrap_err();
-            assert!(matches!(err, StoreError::NotRegular { .. }), "{path}: {err}");
+            assert!(
+                matches!(err, StoreError::NotRegular { .. }),
+                "{path}: {err}"
+            );
         }
     }
 
@@ -87,7 +90,14 @@ mod tests {
         std::fs::write(&path, vec![b' '; 100]).unwrap();
         let err = read_bounded(&path, "config", 99).unwrap_err();
         assert!(
-            matches!(err, StoreError::TooLarge { size: 100, limit: 99, .. }),
+            matches!(
+                err,
+                StoreError::TooLarge {
+                    size: 100,
+                    limit: 99,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!(read_bounded(&path, "config", 100).unwrap().len(), 100);

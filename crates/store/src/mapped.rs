@@ -7,7 +7,6 @@ use memmap2::Mmap;
 
 use crate::{Result, StoreError};
 
-
 pub struct MappedFile {
     map: Mmap,
 }

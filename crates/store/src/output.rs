@@ -109,9 +109,9 @@ impl Write for OutputFile {
 }
 
 /// Writes `bytes` to `path` through an [`OutputFile`].
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     let mut file = OutputFile::create(path)?;
-    file.write_all(bytes)
+    file.write_all(bytes.as_ref())
         .map_err(|e| StoreError::io(file.target().to_path_buf(), e))?;
     file.commit()
 }
@@ -350,7 +350,10 @@ mod tests {
         std::os::unix::fs::symlink(&input, &link).unwrap();
         assert!(check_distinct(&[named("--output", &link)], &[named("--input", &input)]).is_err());
         check_distinct(
-            &[named("--output", &out), named("--report", Path::new("/dev/null"))],
+            &[
+                named("--output", &out),
+                named("--report", Path::new("/dev/null")),
+            ],
             &[named("--input", &input)],
         )
         .unwrap();

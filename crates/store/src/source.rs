@@ -164,6 +164,24 @@ impl ModelSource {
         }
     }
 
+    /// The files of the model this source reads (weights, config, manifest, side files
+    /// that exist), so that no output replaces one of them.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let dir = self.dir();
+        let mut files: Vec<_> = match self {
+            Self::Hf(f) => f.weight_paths(),
+            Self::Packed(p) => vec![p.data_path().to_path_buf()],
+        };
+        files.extend(
+            ["config.json", MANIFEST_FILE, "model.safetensors.index.json"]
+                .iter()
+                .chain(crate::packed::writer::SIDE_FILES)
+                .map(|name| dir.join(name))
+                .filter(|p| p.exists()),
+        );
+        files
+    }
+
     /// A message about how reads were served (an O_DIRECT fallback), once.
     pub fn take_notice(&self) -> Option<String> {
         match self {

@@ -135,7 +135,7 @@ fn torch_dtype(dtype: DType) -> &'static str {
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
-    std::fs::write(path, text).map_err(|e| StoreError::io(path, e))
+    crate::write_file(path, text.as_bytes())
 }
 
 /// Deterministic values for one tensor, scaled as transformers initialises its kind.

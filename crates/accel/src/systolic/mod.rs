@@ -110,6 +110,7 @@ pub fn simulate(
     fp: &FixedPoint,
     ops: &Operands,
 ) -> Result<GemmRun> {
+    ops.dims.check_simulation(shape, dataflow)?;
     let GemmDims { m, k, n } = ops.dims;
     if ops.a.len() != m * k || ops.b.len() != k * n {
         return Err(AccelError::Shape {

@@ -16,7 +16,7 @@ pub struct BenchIoArgs {
     #[arg(long, default_value = "4MiB", value_parser = parse_size)]
     pub block: u64,
     /// Runs per mode; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     pub runs: usize,
 }
 

@@ -16,10 +16,10 @@ pub struct DemoArgs {
     #[arg(long, default_value = "models/demo-bert-base")]
     pub dir: PathBuf,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=512))]
     pub seq: usize,
     /// Forward passes to time.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     pub runs: usize,
 }
 

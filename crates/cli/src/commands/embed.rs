@@ -22,6 +22,7 @@ pub struct EmbedArgs {
 
 pub fn run(args: EmbedArgs) -> Result<()> {
     let folder = super::open_model(&args.model)?;
+    super::check_outputs(&[("--output", args.output.as_deref())], &[], Some(&folder))?;
     let embedder = Embedder::load(&folder)?;
     let embeddings = embedder.embed(&args.text)?;
     match &args.output {

@@ -34,7 +34,7 @@ pub fn run(args: FitDelaysArgs) -> Result<()> {
         profiles.push(profile(&source, profiling_inputs(&source, None)?, 1)?);
     }
     for path in &args.profile {
-        profiles.push(load_profile(path)?);
+        profiles.push(load_profile(path, None)?);
     }
     let models = fit_profiles(&profiles)?;
     if args.json {

@@ -36,6 +36,16 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let folder = super::open_model(&args.model)?;
+    let mut outputs = vec![("--output", args.output.as_deref())];
+    outputs.extend(args.strategy.output_paths());
+    super::check_outputs(
+        &outputs,
+        &[
+            ("--input", args.input.as_deref()),
+            ("--profile", args.strategy.profile.as_deref()),
+        ],
+        Some(&folder),
+    )?;
     let attention = args.attention.algorithm(folder.model()?.as_ref())?;
     let tokenizer = match &args.prompt {
         Some(_) => {

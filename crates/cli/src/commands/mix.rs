@@ -55,7 +55,7 @@ pub struct MixArgs {
     pub strategy: String,
     /// Steps the reader thread may read ahead of compute (admitted by the budget governor);
     /// 0 reads each block when its turn comes.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000))]
     pub prefetch: usize,
     /// Stream every unit on every pass, as SwapNet does, instead of keeping what the quota
     /// allows resident between inferences.
@@ -99,7 +99,7 @@ fn unit_weight() -> f64 {
 }
 
 pub fn run(args: MixArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.scenario)
+    let text = edgerun_store::read_metadata(&args.scenario, "scenario")
         .with_context(|| format!("cannot read {}", args.scenario.display()))?;
     let scenario: Scenario = toml::from_str(&text)
         .with_context(|| format!("{} is not a valid scenario", args.scenario.display()))?;
@@ -134,14 +134,42 @@ pub fn run(args: MixArgs) -> Result<()> {
         .iter()
         .map(|m| super::open_model(&resolve(&m.store)))
         .collect::<Result<_>>()?;
+    let outputs = [
+        ("--report", args.report.as_deref()),
+        ("--trace", args.trace.as_deref()),
+    ];
+    let read: Vec<(String, Option<PathBuf>)> = scenario
+        .model
+        .iter()
+        .flat_map(|m| {
+            [
+                (
+                    format!("{}'s input", m.name),
+                    m.input.as_deref().map(resolve),
+                ),
+                (
+                    format!("{}'s profile", m.name),
+                    m.profile.as_deref().map(resolve),
+                ),
+            ]
+        })
+        .chain([("the scenario".to_string(), Some(args.scenario.clone()))])
+        .collect();
+    let read: Vec<(&str, Option<&Path>)> = read
+        .iter()
+        .map(|(flag, path)| (flag.as_str(), path.as_deref()))
+        .collect();
+    for source in &sources {
+        super::check_outputs(&outputs, &read, Some(source))?;
+    }
     let mut models = Vec::new();
     for (m, source) in scenario.model.iter().zip(&sources) {
         let inputs = profiling_inputs(source, m.input.as_deref().map(resolve).as_deref())
             .with_context(|| format!("model {}", m.name))?;
         let beside = PathBuf::from(format!("{}.profile.json", resolve(&m.store).display()));
         let profile = match &m.profile {
-            Some(p) => Some(load_profile(&resolve(p))?),
-            None if beside.exists() => Some(load_profile(&beside)?),
+            Some(p) => Some(load_profile(&resolve(p), Some(source.model()?.as_ref()))?),
+            None if beside.exists() => Some(load_profile(&beside, Some(source.model()?.as_ref()))?),
             None if args.profile => {
                 eprintln!("profiling {}", m.name);
                 Some(profile(source, inputs.clone(), 1)?)
@@ -160,7 +188,7 @@ pub fn run(args: MixArgs) -> Result<()> {
             source,
             inputs,
             importance: m.importance,
-            inferences: m.inferences.unwrap_or(scenario.inferences).max(1),
+            inferences: m.inferences.unwrap_or(scenario.inferences),
             delays,
         });
     }
@@ -337,7 +365,7 @@ pub fn run(args: MixArgs) -> Result<()> {
             .chain(std::iter::once(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": models.len(), "args": {"name": "reader"}})))
             .collect();
         let all: Vec<_> = names.into_iter().chain(trace_events).collect();
-        std::fs::write(path, serde_json::to_vec(&json!({"traceEvents": all}))?)
+        edgerun_store::write_file(path, serde_json::to_vec(&json!({"traceEvents": all}))?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.report {
@@ -355,7 +383,7 @@ pub fn run(args: MixArgs) -> Result<()> {
             "keep": !args.no_keep,
             "models": report.models,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&value)?)
+        edgerun_store::write_file(path, serde_json::to_string_pretty(&value)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())

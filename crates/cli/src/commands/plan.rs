@@ -14,8 +14,8 @@ use super::profile::BudgetedStore;
 pub struct PlanArgs {
     #[command(flatten)]
     pub store: BudgetedStore,
-    /// Largest number of loading agents to consider.
-    #[arg(long, default_value_t = 8)]
+    /// Largest number of loading agents to consider (1 to 64, as --loaders).
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub max_loaders: usize,
     /// Print JSON (loaders, depth, predicted_latency_s, predicted_peak_bytes, candidates).
     #[arg(long)]

@@ -16,7 +16,7 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub input: Option<PathBuf>,
     /// Streamed passes; compute times are their median.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     pub runs: usize,
     /// Where to write the profile.
     #[arg(long)]
@@ -43,9 +43,14 @@ pub fn profiling_inputs(source: &ModelSource, input: Option<&Path>) -> Result<In
 
 pub fn run(args: ProfileArgs) -> Result<()> {
     let source = super::open_model(&args.model)?;
+    super::check_outputs(
+        &[("--output", Some(args.output.as_path()))],
+        &[("--input", args.input.as_deref())],
+        Some(&source),
+    )?;
     let inputs = profiling_inputs(&source, args.input.as_deref())?;
     let profile = profile(&source, inputs, args.runs)?;
-    std::fs::write(&args.output, serde_json::to_string_pretty(&profile)? + "\n")
+    edgerun_store::write_file(&args.output, serde_json::to_string_pretty(&profile)? + "\n")
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let read: u64 = profile.units.iter().map(|u| u.read_bytes).sum();
     let load: f64 = profile.units.iter().map(|u| u.load_s).sum();
@@ -70,12 +75,18 @@ fn throughput_line(profile: &Profile) -> String {
         .join(", ")
 }
 
-/// Reads a profile written by `edgerun profile`.
-pub fn load_profile(path: &Path) -> Result<Profile> {
-    let text = std::fs::read_to_string(path)
+/// Reads a profile written by `edgerun profile` and validates it, against `model` where
+/// given (a profile of another model would plan for units it does not have).
+pub fn load_profile(path: &Path, model: Option<&dyn edgerun_models::Model>) -> Result<Profile> {
+    let text = edgerun_store::read_metadata(path, "profile")
         .with_context(|| format!("cannot read profile {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an edgerun profile", path.display()))
+    let profile: Profile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an edgerun profile", path.display()))?;
+    profile
+        .validate()
+        .and_then(|()| model.map_or(Ok(()), |m| profile.check_model(m)))
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(profile)
 }
 
 /// A packed store, a budget, and the profile to plan with: what `plan` and `partition` share.
@@ -99,7 +110,7 @@ impl BudgetedStore {
     pub fn open(&self) -> Result<(ModelSource, Profile)> {
         let source = super::open_model(&self.model)?;
         let profile = match &self.profile {
-            Some(path) => load_profile(path)?,
+            Some(path) => load_profile(path, Some(source.model()?.as_ref()))?,
             None => profile(
                 &source,
                 profiling_inputs(&source, self.input.as_deref())?,

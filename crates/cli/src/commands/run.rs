@@ -32,6 +32,16 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let source = super::open_model(&args.model)?;
+    let mut outputs = vec![("--output", Some(args.output.as_path()))];
+    outputs.extend(args.strategy.output_paths());
+    super::check_outputs(
+        &outputs,
+        &[
+            ("--input", Some(args.input.as_path())),
+            ("--profile", args.strategy.profile.as_deref()),
+        ],
+        Some(&source),
+    )?;
     let attention = args.attention.algorithm(source.model()?.as_ref())?;
     let inputs = read_inputs(&args.input).context("cannot read inputs")?;
     let started = Instant::now();

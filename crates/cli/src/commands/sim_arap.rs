@@ -31,7 +31,7 @@ pub struct SimArapArgs {
     #[arg(long, default_value = "all")]
     pub layers: String,
     /// Token rows per tile of the attention-output / FFN pipeline between PEG00 and PEG10.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub tile_rows: usize,
     /// Data format (default Q6.10: ViT activations after layernorm stay within +-32).
     #[command(flatten)]
@@ -49,6 +49,14 @@ pub struct SimArapArgs {
 
 pub fn run(args: SimArapArgs) -> Result<()> {
     let (source, model, inputs) = super::sim::open_vit(&args.model, args.input.as_deref(), "arap")?;
+    super::check_outputs(
+        &[
+            ("--trace", args.trace.as_deref()),
+            ("--asm", args.asm.as_deref()),
+        ],
+        &[("--input", args.input.as_deref())],
+        Some(&source),
+    )?;
     let config: serde_json::Value = serde_json::from_str(&source.config_json())?;
     let get = |key: &str| config.get(key).and_then(|v| v.as_u64()).map(|v| v as usize);
     let (Some(hidden), Some(heads), Some(intermediate), Some(total_layers)) = (
@@ -135,14 +143,14 @@ pub fn run(args: SimArapArgs) -> Result<()> {
         *counts.entry(ins.op.mnemonic()).or_default() += batch as u64;
     }
     if let Some(path) = &args.trace {
-        std::fs::write(
+        edgerun_store::write_file(
             path,
             serde_json::to_vec(&trace::chrome_trace(&result.records))?,
         )
         .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.asm {
-        std::fs::write(path, disassemble(&compiled.program.instructions))
+        edgerun_store::write_file(path, disassemble(&compiled.program.instructions))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let utilization: BTreeMap<String, f64> = result

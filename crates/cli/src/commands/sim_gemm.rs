@@ -58,10 +58,7 @@ pub fn run(args: SimGemmArgs) -> Result<()> {
         k: args.k,
         n: args.n,
     };
-    ensure!(
-        dims.m > 0 && dims.k > 0 && dims.n > 0,
-        "--m, --n and --k must be at least 1"
-    );
+    dims.check_simulation(args.array, args.dataflow)?;
     let fp = args
         .fixed
         .parse(Some(QFormat::new(8, 8)?))?

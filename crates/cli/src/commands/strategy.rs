@@ -81,38 +81,18 @@ pub struct StrategyArgs {
     chosen_shape: std::sync::OnceLock<(usize, Option<usize>)>,
 }
 
-/// Parses `300MiB`, `1.5GB`, `64k`, `123456` into bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 300MiB or 1.5GB"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {text:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
-            ))
-        }
-    };
-    let bytes = value * scale;
-    if !(bytes.is_finite() && bytes >= 1.0) {
-        return Err(format!("{text:?} is not a positive size"));
-    }
-    Ok(bytes as u64)
-}
+pub use edgerun_runtime::size::parse_size;
 
 impl StrategyArgs {
+    /// The files these flags write, by flag.
+    pub fn output_paths(&self) -> Vec<(&'static str, Option<&std::path::Path>)> {
+        vec![
+            ("--report", self.report.as_deref()),
+            ("--trace", self.trace.as_deref()),
+            ("--timeline", self.timeline.as_deref()),
+        ]
+    }
+
     fn read_options(&self) -> ReadOptions {
         let io = match (self.strategy, self.io) {
             (Strategy::Mmap, _) => IoMode::Mmap,
@@ -159,7 +139,7 @@ impl StrategyArgs {
                 self.swap_plan(source)?,
             )?),
             Strategy::Pipeload => {
-                let (loaders, depth) = self.pipeline_shape()?;
+                let (loaders, depth) = self.pipeline_shape(source)?;
                 let pipeload = PipeLoadExecutor::new(source, read, Arc::clone(&governor), loaders)?
                     .with_trace(Arc::clone(&self.recorder));
                 let pipeload = match depth {
@@ -181,7 +161,7 @@ impl StrategyArgs {
         let units = source.model()?.stages().len();
         let (models, flops) = match &self.profile {
             Some(path) => {
-                let profile = super::profile::load_profile(path)?;
+                let profile = super::profile::load_profile(path, Some(source.model()?.as_ref()))?;
                 let models = edgerun_runtime::delay::fit_profiles(std::slice::from_ref(&profile))?;
                 (models, profile.units.iter().map(|u| u.flops).collect())
             }
@@ -196,15 +176,15 @@ impl StrategyArgs {
 
     /// Loading agents and depth: `--loaders` and `--depth`, else the planner's choice on
     /// `--profile`, else 2 loaders reading as far ahead as the budget holds.
-    fn pipeline_shape(&self) -> Result<(usize, Option<usize>)> {
+    fn pipeline_shape(&self, source: &ModelSource) -> Result<(usize, Option<usize>)> {
         if let Some(&shape) = self.chosen_shape.get() {
             return Ok(shape);
         }
-        let shape = self.plan_shape()?;
+        let shape = self.plan_shape(source)?;
         Ok(*self.chosen_shape.get_or_init(|| shape))
     }
 
-    fn plan_shape(&self) -> Result<(usize, Option<usize>)> {
+    fn plan_shape(&self, source: &ModelSource) -> Result<(usize, Option<usize>)> {
         let given = (
             self.loaders.map(|n| n as usize),
             self.depth.map(|d| d as usize),
@@ -212,7 +192,7 @@ impl StrategyArgs {
         let (Some(path), (None, _) | (_, None)) = (&self.profile, given) else {
             return Ok((given.0.unwrap_or(2), given.1));
         };
-        let profile = super::profile::load_profile(path)?;
+        let profile = super::profile::load_profile(path, Some(source.model()?.as_ref()))?;
         let budget = self.budget.unwrap_or(u64::MAX);
         let plan = edgerun_runtime::planner::plan_with(
             &profile.unit_costs(),
@@ -276,17 +256,17 @@ impl StrategyArgs {
             .collect();
         if let Some(path) = &self.trace {
             let json = self.recorder.to_chrome_json(&names);
-            std::fs::write(path, serde_json::to_string(&json)?)
+            edgerun_store::write_file(path, serde_json::to_string(&json)?)
                 .with_context(|| format!("cannot write trace {}", path.display()))?;
         }
         if let Some(path) = &self.timeline {
             let title = format!(
                 "{} pipeload, {} loaders, budget {}",
                 executor.model().architecture(),
-                self.pipeline_shape()?.0,
+                self.pipeline_shape(source)?.0,
                 budget.map_or("none".into(), human_bytes)
             );
-            std::fs::write(
+            edgerun_store::write_file(
                 path,
                 crate::timeline::render(&self.recorder, &names, &title),
             )
@@ -295,8 +275,8 @@ impl StrategyArgs {
         if let Some(path) = &self.report {
             let report = serde_json::json!({
                 "strategy": format!("{:?}", self.strategy).to_lowercase(),
-                "loaders": (self.strategy == Strategy::Pipeload).then(|| self.pipeline_shape().ok().map(|s| s.0)).flatten(),
-                "depth": (self.strategy == Strategy::Pipeload).then(|| self.pipeline_shape().ok().and_then(|s| s.1)).flatten(),
+                "loaders": (self.strategy == Strategy::Pipeload).then(|| self.pipeline_shape(source).ok().map(|s| s.0)).flatten(),
+                "depth": (self.strategy == Strategy::Pipeload).then(|| self.pipeline_shape(source).ok().and_then(|s| s.1)).flatten(),
                 "io": format!("{:?}", self.read_options().io).to_lowercase(),
                 "budget_bytes": budget,
                 "peak_bytes": governor.peak(),
@@ -310,25 +290,9 @@ impl StrategyArgs {
                 "bytes_read": stats.bytes_read,
                 "copied_bytes": stats.copied_bytes,
             });
-            std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            edgerun_store::write_file(path, serde_json::to_string_pretty(&report)? + "\n")
                 .with_context(|| format!("cannot write report {}", path.display()))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("300MiB"), Ok(300 << 20));
-        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
-        assert_eq!(parse_size("123456"), Ok(123_456));
-        assert_eq!(parse_size("64 KiB"), Ok(65_536));
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("-5MB").is_err());
-        assert!(parse_size("0").is_err());
     }
 }

@@ -24,7 +24,7 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Largest shard in bytes before the checkpoint is split, as save_pretrained does.
-    #[arg(long, default_value_t = 5_000_000_000)]
+    #[arg(long, default_value_t = 5_000_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub shard_bytes: u64,
 }
 

@@ -15,6 +15,7 @@ pub fn run_mix_mapped(
     models: &[MixModel],
     on_event: &mut dyn FnMut(&MixEvent),
 ) -> Result<MixReport> {
+    super::check_models(models)?;
     let read = ReadOptions {
         io: edgerun_store::packed::IoMode::Mmap,
         verify: false,

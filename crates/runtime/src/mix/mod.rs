@@ -130,6 +130,12 @@ pub struct MixReport {
     pub outputs: Vec<Outputs>,
 }
 
+/// The most steps a schedule may hold: it is laid out in memory (a few tens of bytes a step)
+/// before the first read.
+pub const MAX_TURNS: usize = 1 << 22;
+/// The most inferences one model of a mix may run (each keeps its latency for the report).
+pub const MAX_INFERENCES: usize = 100_000;
+
 /// Runs every model `inferences` times under `cap`, calling `on_event` after every step.
 pub fn run_mix(
     models: &[MixModel],
@@ -140,7 +146,25 @@ pub fn run_mix(
     let (runners, scratch) = plan_runners(models, cap, options.keep)?;
     let steps: Vec<usize> = runners.iter().map(|r| r.plan.steps.len()).collect();
     let inferences: Vec<usize> = runners.iter().map(|r| r.inferences).collect();
+    let total: u128 = steps
+        .iter()
+        .zip(&inferences)
+        .map(|(&s, &i)| s as u128 * i as u128)
+        .sum();
+    if total > MAX_TURNS as u128 {
+        return Err(RuntimeError::TooLarge {
+            what: "the schedule's steps (blocks x inferences over all models)",
+            value: total,
+            limit: MAX_TURNS as u128,
+        });
+    }
     let turns = round_robin(&steps, &inferences);
+    // Reading further ahead than the schedule holds changes nothing; the bound keeps the
+    // channel's capacity to the schedule's length.
+    let options = MixOptions {
+        prefetch: options.prefetch.min(turns.len()),
+        ..options
+    };
     let plans: Vec<_> = runners.iter().map(|r| &r.plan).collect();
     let predicted = predict(&turns, &plans, options.prefetch);
     let governor = Governor::new(cap);
@@ -191,12 +215,46 @@ struct Prepared<'s> {
     minimum: u64,
 }
 
-fn prepare<'s>(models: &[MixModel<'s>]) -> Result<Vec<Prepared<'s>>> {
+/// Checks what a scenario says of its models: at least one, names distinct, importance
+/// finite and positive, at least one inference each.
+pub fn check_models(models: &[MixModel]) -> Result<()> {
     if models.is_empty() {
         return Err(RuntimeError::Unsupported(
             "a mix needs at least one model".into(),
         ));
     }
+    for (i, m) in models.iter().enumerate() {
+        if models[..i].iter().any(|o| o.name == m.name) {
+            return Err(RuntimeError::Unsupported(format!(
+                "two models are named {:?}: names must be distinct",
+                m.name
+            )));
+        }
+        if !(m.importance.is_finite() && m.importance > 0.0) {
+            return Err(RuntimeError::Unsupported(format!(
+                "{}: importance {} must be a positive number",
+                m.name, m.importance
+            )));
+        }
+        if m.inferences == 0 {
+            return Err(RuntimeError::Unsupported(format!(
+                "{}: inferences must be at least 1",
+                m.name
+            )));
+        }
+        if m.inferences > MAX_INFERENCES {
+            return Err(RuntimeError::TooLarge {
+                what: "inferences of one model",
+                value: m.inferences as u128,
+                limit: MAX_INFERENCES as u128,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn prepare<'s>(models: &[MixModel<'s>]) -> Result<Vec<Prepared<'s>>> {
+    check_models(models)?;
     models
         .iter()
         .map(|m| {

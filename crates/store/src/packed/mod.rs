@@ -136,6 +136,11 @@ impl PackedStore {
         &self.dir
     }
 
+    /// The data file the units are read from.
+    pub fn data_path(&self) -> &Path {
+        &self.data_path
+    }
+
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -180,7 +185,11 @@ impl PackedStore {
                             "tensor {}: transposed is {}, but it is {} weight",
                             t.name,
                             t.transposed,
-                            if t.transposed { "not a Linear" } else { "a Linear" }
+                            if t.transposed {
+                                "not a Linear"
+                            } else {
+                                "a Linear"
+                            }
                         ),
                     ));
                 }
@@ -555,10 +564,7 @@ fn validate_layout(manifest: &Manifest) -> std::result::Result<HashSet<String>, 
         for pair in ranges.windows(2) {
             let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
             if start < end {
-                return Err(format!(
-                    "tensors {a} and {b} of unit {} share bytes",
-                    u.id
-                ));
+                return Err(format!("tensors {a} and {b} of unit {} share bytes", u.id));
             }
         }
     }
