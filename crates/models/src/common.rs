@@ -416,7 +416,7 @@ pub(crate) fn start_causal(
                 ),
             )
         })?;
-    state.cache = Some(crate::KvCache::new(layers, state.batch, capacity, width));
+    state.cache = Some(crate::KvCache::new(layers, state.batch, capacity, width)?);
     Ok(state)
 }
 

@@ -58,11 +58,58 @@ pub trait Model: Send + Sync {
     }
 }
 
-/// Builds the family config.json names. `has_tensor` answers whether the checkpoint holds a
-/// tensor, which decides prefixes (`bert.`, `vit.`) and optional heads.
-pub fn build_model(config_json: &str, has_tensor: &dyn Fn(&str) -> bool) -> Result<Box<dyn Model>> {
+/// What a model is built against: the checkpoint's tensor names and how many it holds.
+#[derive(Clone, Copy)]
+pub struct Checkpoint<'a> {
+    /// Whether the checkpoint holds a tensor; it decides prefixes (`bert.`, `vit.`) and
+    /// optional heads.
+    pub has_tensor: &'a dyn Fn(&str) -> bool,
+    /// Tensors the checkpoint holds. Every stage reads at least one, so no count of repeated
+    /// blocks a config states may exceed it: the bound is checked before anything is
+    /// allocated for them. `None` only for a model about to be synthesized from a preset.
+    pub tensors: Option<usize>,
+}
+
+/// Config fields that count repeated blocks (layers, residual blocks), as integers or as
+/// lists of integers per stage, in any family's config or its `overrides`.
+const COUNT_FIELDS: &[&str] = &["num_hidden_layers", "n_layer", "num_layers", "depths", "layers"];
+
+/// Refuses a config whose block counts exceed the checkpoint's tensors (a config of 2^40
+/// layers would otherwise allocate stage skeletons until memory runs out).
+fn check_counts(value: &Value, tensors: usize) -> Result<()> {
+    let Value::Object(map) = value else {
+        return Ok(());
+    };
+    for (key, v) in map {
+        if let Some(field) = COUNT_FIELDS.iter().find(|f| **f == key) {
+            let count = match v {
+                Value::Number(n) => n.as_u64().map(u128::from),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_u64().map(u128::from))
+                    .sum::<Option<u128>>(),
+                _ => None,
+            };
+            if let Some(count) = count.filter(|&c| c > tensors as u128) {
+                return Err(ModelError::config(
+                    field,
+                    format!("states {count} blocks, but the checkpoint holds only {tensors} tensors"),
+                ));
+            }
+        }
+        check_counts(v, tensors)?;
+    }
+    Ok(())
+}
+
+/// Builds the family config.json names, against `checkpoint`.
+pub fn build_model(config_json: &str, checkpoint: Checkpoint) -> Result<Box<dyn Model>> {
     let value: Value =
         serde_json::from_str(config_json).map_err(|e| ModelError::Config(e.to_string()))?;
+    if let Some(tensors) = checkpoint.tensors {
+        check_counts(&value, tensors)?;
+    }
+    let has_tensor = checkpoint.has_tensor;
     if value.get("library").and_then(Value::as_str) == Some("torchvision") {
         return torchvision::build(value, has_tensor);
     }

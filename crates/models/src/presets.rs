@@ -137,9 +137,18 @@ pub fn preset(name: &str) -> Option<Preset> {
 mod tests {
     use super::*;
 
+    fn build(p: &Preset) -> Box<dyn crate::Model> {
+        let has_tensor = |n: &str| p.present.contains(&n);
+        let checkpoint = crate::Checkpoint {
+            has_tensor: &has_tensor,
+            tensors: None,
+        };
+        crate::build_model(&p.config.to_string(), checkpoint).unwrap()
+    }
+
     fn params(name: &str) -> usize {
         let p = preset(name).unwrap();
-        let model = crate::build_model(&p.config.to_string(), &|n| p.present.contains(&n)).unwrap();
+        let model = build(&p);
         let mut seen = std::collections::HashSet::new();
         model
             .stages()
@@ -152,7 +161,7 @@ mod tests {
 
     fn params_without_buffers(name: &str) -> usize {
         let p = preset(name).unwrap();
-        let model = crate::build_model(&p.config.to_string(), &|n| p.present.contains(&n)).unwrap();
+        let model = build(&p);
         model
             .stages()
             .iter()

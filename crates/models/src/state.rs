@@ -34,16 +34,37 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(layers: usize, batch: usize, capacity: usize, width: usize) -> Self {
-        let size = batch * capacity * width;
-        Self {
-            layers: (0..layers)
-                .map(|_| (vec![0.0; size], vec![0.0; size]))
-                .collect(),
+    /// Fails, rather than aborting, where the cache's size overflows or memory cannot hold
+    /// it: its size comes from the prompt and the tokens asked for.
+    pub fn new(layers: usize, batch: usize, capacity: usize, width: usize) -> Result<Self> {
+        let too_large = || {
+            ModelError::input(
+                "input_ids",
+                format!(
+                    "a KV cache of {layers} layers x {batch} sequences x {capacity} positions x {width} values does not fit in memory"
+                ),
+            )
+        };
+        let size = batch
+            .checked_mul(capacity)
+            .and_then(|n| n.checked_mul(width))
+            .filter(|n| n.checked_mul(8 * layers.max(1)).is_some())
+            .ok_or_else(too_large)?;
+        let zeroed = || -> Result<Vec<f32>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(size).map_err(|_| too_large())?;
+            v.resize(size, 0.0);
+            Ok(v)
+        };
+        let layers = (0..layers)
+            .map(|_| Ok((zeroed()?, zeroed()?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
             batch,
             capacity,
             width,
-        }
+        })
     }
 
     pub fn bytes(&self) -> usize {

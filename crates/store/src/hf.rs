@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use edgerun_models::{build_model, Layout, Model, StageSpec, TensorSpec, UnitWeights};
+use edgerun_models::{
+    build_model, Checkpoint, Layout, Model, StageSpec, TensorSpec, UnitWeights,
+};
 use edgerun_tensor::{ByteBuffer, DType, Tensor};
 use serde::Deserialize;
 
@@ -29,7 +31,7 @@ pub struct HfFolder {
 
 #[derive(Deserialize)]
 struct ShardIndex {
-    weight_map: HashMap<String, String>,
+    weight_map: WeightMap,
 }
 
 impl HfFolder {
@@ -42,15 +44,22 @@ impl HfFolder {
         }
         let config_path = dir.join("config.json");
         let config_json = crate::read_metadata(&config_path, "config.json")?;
-        let files = weight_files(dir)?;
+        let (files, weight_map) = weight_files(dir)?;
         let mut shards = Vec::with_capacity(files.len());
-        let mut locations = HashMap::new();
-        for (i, path) in files.iter().enumerate() {
+        for path in &files {
             let map = Arc::new(MappedFile::open(path)?);
             let index = SafetensorsIndex::parse(path, map.bytes())?;
-            locations.extend(index.tensors.keys().map(|name| (name.clone(), i)));
             shards.push(Shard { map, index });
         }
+        let locations = match weight_map {
+            None => shards[0]
+                .index
+                .tensors
+                .keys()
+                .map(|name| (name.clone(), 0))
+                .collect(),
+            Some(map) => locate(&dir.join(INDEX_FILE), &files, &shards, map)?,
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             config_json,
@@ -73,8 +82,11 @@ impl HfFolder {
 
     /// The family config.json names, with prefixes and heads chosen by this checkpoint.
     pub fn model(&self) -> Result<Box<dyn Model>> {
-        let model =
-            build_model(&self.config_json, &|name| self.has_tensor(name)).map_err(|e| match e {
+        let checkpoint = Checkpoint {
+            has_tensor: &|name| self.has_tensor(name),
+            tensors: Some(self.locations.len()),
+        };
+        let model = build_model(&self.config_json, checkpoint).map_err(|e| match e {
                 edgerun_models::ModelError::Config(why) => StoreError::Json {
                     path: self.dir.join("config.json"),
                     why,
@@ -201,16 +213,70 @@ fn transpose(t: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(&[cols, rows], out)?)
 }
 
-/// The safetensors files of a folder: the shards an index names, or model.safetensors.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index_path = dir.join("model.safetensors.index.json");
+const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// Tensor name to the shard file that holds it, as the index says.
+type WeightMap = HashMap<String, String>;
+
+/// Where each tensor is, by the index's weight map: every mapped tensor must be in the shard
+/// the map names, and every tensor of a shard must be mapped there, so a tensor copied into
+/// two shards, or a map that disagrees with the files, is refused instead of read from
+/// whichever shard came first.
+fn locate(
+    index_path: &Path,
+    files: &[PathBuf],
+    shards: &[Shard],
+    weight_map: WeightMap,
+) -> Result<HashMap<String, usize>> {
+    let bad = |why: String| StoreError::Json {
+        path: index_path.to_path_buf(),
+        why,
+    };
+    let shard_of = |file: &str| {
+        files
+            .iter()
+            .position(|f| f.file_name().is_some_and(|n| n == file))
+            .expect("every mapped file is a shard")
+    };
+    let mut locations = HashMap::with_capacity(weight_map.len());
+    for (name, file) in weight_map {
+        let i = shard_of(&file);
+        if !shards[i].index.tensors.contains_key(&name) {
+            return Err(bad(format!("maps {name} to {file}, which does not hold it")));
+        }
+        locations.insert(name, i);
+    }
+    for (i, shard) in shards.iter().enumerate() {
+        if let Some(name) = shard
+            .index
+            .tensors
+            .keys()
+            .find(|name| locations.get(*name) != Some(&i))
+        {
+            return Err(bad(format!(
+                "{} holds {name}, which the weight map places {}",
+                files[i].display(),
+                match locations.get(name) {
+                    Some(&j) => format!("in {}", files[j].display()),
+                    None => "nowhere".into(),
+                }
+            )));
+        }
+    }
+    Ok(locations)
+}
+
+/// The safetensors files of a folder with the index's weight map (tensor to file name):
+/// the shards an index names, or model.safetensors alone.
+fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<WeightMap>)> {
+    let index_path = dir.join(INDEX_FILE);
     if index_path.exists() {
         let text = crate::read_metadata(&index_path, "shard index")?;
         let index: ShardIndex = serde_json::from_str(&text).map_err(|e| StoreError::Json {
             path: index_path.clone(),
             why: e.to_string(),
         })?;
-        let mut files: Vec<String> = index.weight_map.into_values().collect();
+        let mut files: Vec<String> = index.weight_map.values().cloned().collect();
         files.sort();
         files.dedup();
         if let Some(bad) = files
@@ -222,11 +288,18 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
                 why: format!("shard {bad:?} is not a file name in this folder"),
             });
         }
-        return Ok(files.into_iter().map(|f| dir.join(f)).collect());
+        if files.is_empty() {
+            return Err(StoreError::Json {
+                path: index_path,
+                why: "the weight map is empty".into(),
+            });
+        }
+        let files = files.into_iter().map(|f| dir.join(f)).collect();
+        return Ok((files, Some(index.weight_map)));
     }
     let single = dir.join("model.safetensors");
     if single.exists() {
-        return Ok(vec![single]);
+        return Ok((vec![single], None));
     }
     Err(StoreError::NoWeights {
         path: dir.to_path_buf(),

@@ -54,7 +54,12 @@ pub fn synthesize(
     config["dtype"] = serde_json::Value::String(torch_dtype(options.dtype).into());
     config["_name_or_path"] =
         serde_json::Value::String(format!("edgerun synth {name} (shape of {})", preset.source));
-    let model = build_model(&config.to_string(), &|n| preset.present.contains(&n))?;
+    let has_tensor = |n: &str| preset.present.contains(&n);
+    let checkpoint = edgerun_models::Checkpoint {
+        has_tensor: &has_tensor,
+        tensors: None,
+    };
+    let model = build_model(&config.to_string(), checkpoint)?;
     let mut seen = HashSet::new();
     let specs: Vec<&TensorSpec> = model
         .stages()

@@ -13,7 +13,14 @@ use edgerun_tensor::Tensor;
 pub fn write_model(dir: &Path, config: &str, has_tensor: &dyn Fn(&str) -> bool) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), config).unwrap();
-    let model = build_model(config, has_tensor).unwrap();
+    let model = build_model(
+        config,
+        edgerun_models::Checkpoint {
+            has_tensor,
+            tensors: None,
+        },
+    )
+    .unwrap();
     let mut seen = std::collections::HashSet::new();
     let tensors: Vec<_> = model
         .stages()

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use edgerun_models::{build_model, Layout, Model, StageSpec, UnitWeights};
+use edgerun_models::{build_model, Checkpoint, Layout, Model, StageSpec, UnitWeights};
 use edgerun_tensor::{AlignedBuf, ByteBuffer, DType, FillBuffer, Tensor};
 
 pub use io::IoMode;
@@ -147,9 +147,14 @@ impl PackedStore {
 
     /// The model, checked against the units: same stages in the same order, same tensors.
     pub fn model(&self) -> Result<Box<dyn Model>> {
-        let model = build_model(&self.manifest.config.to_string(), &|n| {
-            self.names.contains(n)
-        })?;
+        let tensors = self.manifest.units.iter().map(|u| u.tensors.len()).sum();
+        let model = build_model(
+            &self.manifest.config.to_string(),
+            Checkpoint {
+                has_tensor: &|n| self.names.contains(n),
+                tensors: Some(tensors),
+            },
+        )?;
         let path = self.dir.join(MANIFEST_FILE);
         if model.stages().len() != self.manifest.units.len() {
             return Err(corrupt(
