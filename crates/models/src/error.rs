@@ -13,6 +13,8 @@ pub enum ModelError {
     UnknownArchitecture(String),
     #[error("config.json field {field}: {why}")]
     BadConfigValue { field: &'static str, why: String },
+    #[error("{what} is not supported: {why}")]
+    Unsupported { what: String, why: String },
     #[error("the checkpoint has no tensor {0} (is this the model config.json describes?)")]
     MissingTensor(String),
     #[error("input {name}: {why}")]

@@ -72,7 +72,13 @@ pub struct Checkpoint<'a> {
 
 /// Config fields that count repeated blocks (layers, residual blocks), as integers or as
 /// lists of integers per stage, in any family's config or its `overrides`.
-const COUNT_FIELDS: &[&str] = &["num_hidden_layers", "n_layer", "num_layers", "depths", "layers"];
+const COUNT_FIELDS: &[&str] = &[
+    "num_hidden_layers",
+    "n_layer",
+    "num_layers",
+    "depths",
+    "layers",
+];
 
 /// Refuses a config whose block counts exceed the checkpoint's tensors (a config of 2^40
 /// layers would otherwise allocate stage skeletons until memory runs out).
@@ -93,11 +99,47 @@ fn check_counts(value: &Value, tensors: usize) -> Result<()> {
             if let Some(count) = count.filter(|&c| c > tensors as u128) {
                 return Err(ModelError::config(
                     field,
-                    format!("states {count} blocks, but the checkpoint holds only {tensors} tensors"),
+                    format!(
+                        "states {count} blocks, but the checkpoint holds only {tensors} tensors"
+                    ),
                 ));
             }
         }
         check_counts(v, tensors)?;
+    }
+    Ok(())
+}
+
+/// Config flags that change what a family computes, with the one value edgerun implements.
+/// A config that sets one otherwise is refused rather than run as if it had not.
+fn unimplemented_flags(model_type: &str) -> &'static [(&'static str, bool)] {
+    match model_type {
+        // BertModel as a decoder (causal mask, cross-attention) is another model.
+        "bert" => &[("is_decoder", false), ("add_cross_attention", false)],
+        "vit" => &[("is_decoder", false), ("add_cross_attention", false)],
+        "gpt2" => &[("is_decoder", false), ("add_cross_attention", false)],
+        // GPT-J's head has a bias of its own; a head tied to wte is not implemented.
+        "gptj" => &[
+            ("is_decoder", false),
+            ("add_cross_attention", false),
+            ("tie_word_embeddings", false),
+        ],
+        _ => &[],
+    }
+}
+
+fn refuse_unimplemented(value: &Value, model_type: &str) -> Result<()> {
+    for &(field, implemented) in unimplemented_flags(model_type) {
+        match value.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) if *b == implemented => {}
+            Some(other) => {
+                return Err(ModelError::Unsupported {
+                    what: format!("config.json {field} = {other} for {model_type}"),
+                    why: format!("edgerun implements {field} = {implemented} only"),
+                })
+            }
+        }
     }
     Ok(())
 }
@@ -126,6 +168,7 @@ pub fn build_model(config_json: &str, checkpoint: Checkpoint) -> Result<Box<dyn 
         .and_then(|a| a.get(0))
         .and_then(Value::as_str)
         .map(str::to_string);
+    refuse_unimplemented(&value, &model_type)?;
     Ok(match model_type.as_str() {
         "bert" => Box::new(bert::Bert::new(parse(value)?, has_tensor)?),
         "vit" => Box::new(vit::Vit::new(parse(value)?, has_tensor)?),

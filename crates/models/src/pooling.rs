@@ -32,6 +32,10 @@ struct PoolingConfig {
     pooling_mode_max_tokens: bool,
     #[serde(default)]
     pooling_mode_mean_sqrt_len_tokens: bool,
+    #[serde(default)]
+    pooling_mode_weightedmean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_lasttoken: bool,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +53,21 @@ impl Pooling {
             Some(json) => {
                 let c: PoolingConfig = serde_json::from_str(json)
                     .map_err(|e| ModelError::Config(format!("1_Pooling/config.json: {e}")))?;
+                for (field, set) in [
+                    (
+                        "pooling_mode_weightedmean_tokens",
+                        c.pooling_mode_weightedmean_tokens,
+                    ),
+                    ("pooling_mode_lasttoken", c.pooling_mode_lasttoken),
+                ] {
+                    if set {
+                        return Err(ModelError::Unsupported {
+                            what: format!("1_Pooling/config.json sets {field}"),
+                            why: "only cls, mean, max and mean_sqrt_len pooling are implemented"
+                                .into(),
+                        });
+                    }
+                }
                 match (
                     c.pooling_mode_cls_token,
                     c.pooling_mode_mean_tokens,
@@ -72,7 +91,20 @@ impl Pooling {
             Some(json) => {
                 let modules: Vec<Module> = serde_json::from_str(json)
                     .map_err(|e| ModelError::Config(format!("modules.json: {e}")))?;
-                modules.iter().any(|m| m.kind.ends_with("Normalize"))
+                if let Some(m) = modules.iter().find(|m| {
+                    !["Transformer", "Pooling", "Normalize"]
+                        .iter()
+                        .any(|known| m.kind.rsplit('.').next() == Some(*known))
+                }) {
+                    return Err(ModelError::Unsupported {
+                        what: format!("modules.json module {}", m.kind),
+                        why: "only Transformer, Pooling and Normalize modules are implemented"
+                            .into(),
+                    });
+                }
+                modules
+                    .iter()
+                    .any(|m| m.kind.rsplit('.').next() == Some("Normalize"))
             }
         };
         Ok(Self { mode, normalize })

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use edgerun_models::{
-    build_model, Checkpoint, Layout, Model, StageSpec, TensorSpec, UnitWeights,
-};
+use edgerun_models::{build_model, Checkpoint, Layout, Model, StageSpec, TensorSpec, UnitWeights};
 use edgerun_tensor::{ByteBuffer, DType, Tensor};
 use serde::Deserialize;
 
@@ -87,12 +85,12 @@ impl HfFolder {
             tensors: Some(self.locations.len()),
         };
         let model = build_model(&self.config_json, checkpoint).map_err(|e| match e {
-                edgerun_models::ModelError::Config(why) => StoreError::Json {
-                    path: self.dir.join("config.json"),
-                    why,
-                },
-                other => other.into(),
-            })?;
+            edgerun_models::ModelError::Config(why) => StoreError::Json {
+                path: self.dir.join("config.json"),
+                why,
+            },
+            other => other.into(),
+        })?;
         // Check every tensor now so a config that disagrees with the weights fails before work.
         for stage in model.stages() {
             for spec in &stage.tensors {
@@ -242,7 +240,9 @@ fn locate(
     for (name, file) in weight_map {
         let i = shard_of(&file);
         if !shards[i].index.tensors.contains_key(&name) {
-            return Err(bad(format!("maps {name} to {file}, which does not hold it")));
+            return Err(bad(format!(
+                "maps {name} to {file}, which does not hold it"
+            )));
         }
         locations.insert(name, i);
     }

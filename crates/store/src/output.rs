@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn a_full_device_reports_the_error() {
-        let err = write_file(Path::new("/dev/full"), &[0u8; 1 << 21]).unwrap_err();
+        let err = write_file(Path::new("/dev/full"), vec![0u8; 1 << 21]).unwrap_err();
         assert!(matches!(err, StoreError::Io { .. }), "{err}");
     }
 
