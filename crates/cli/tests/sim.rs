@@ -168,3 +168,33 @@ fn gemm_with_an_empty_dimension_is_refused() {
     let out = edgerun(&["sim", "gemm", "--m", "0", "--n", "4", "--k", "4"]);
     expect_clean_failure(&out, "at least 1");
 }
+
+#[test]
+fn a_vit_without_qkv_bias_runs_on_the_arap_and_the_samm() {
+    let dir = scratch("arap-nobias");
+    let config = VIT.replace(r#""qkv_bias": true"#, r#""qkv_bias": false"#);
+    common::write_model(&dir, &config, &|n| {
+        n == "classifier.weight" || n.starts_with("vit.")
+    });
+    let arap = json(&edgerun(&[
+        "sim",
+        "arap",
+        "--model",
+        dir.to_str().unwrap(),
+        "--json",
+    ]));
+    let rel = arap["rel_error"].as_f64().unwrap();
+    assert!(
+        rel > 0.0 && rel <= arap["rel_error_bound"].as_f64().unwrap(),
+        "{arap}"
+    );
+    let samm = json(&edgerun(&[
+        "sim",
+        "samm",
+        "--model",
+        dir.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(samm["matches_fixed_point_model"], true);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

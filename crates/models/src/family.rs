@@ -116,11 +116,11 @@ fn unimplemented_flags(model_type: &str) -> &'static [(&'static str, bool)] {
     match model_type {
         // BertModel as a decoder (causal mask, cross-attention) is another model.
         "bert" => &[("is_decoder", false), ("add_cross_attention", false)],
-        "vit" => &[("is_decoder", false), ("add_cross_attention", false)],
-        "gpt2" => &[("is_decoder", false), ("add_cross_attention", false)],
+        // Cross-attention blocks hold weights an encoder-decoder pairing would use; running
+        // without them would silently ignore part of the checkpoint.
+        "gpt2" => &[("add_cross_attention", false)],
         // GPT-J's head has a bias of its own; a head tied to wte is not implemented.
         "gptj" => &[
-            ("is_decoder", false),
             ("add_cross_attention", false),
             ("tie_word_embeddings", false),
         ],

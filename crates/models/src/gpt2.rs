@@ -38,6 +38,9 @@ pub struct Gpt2Config {
     pub eos_token_id: Option<i64>,
     #[serde(default)]
     pub pad_token_id: Option<i64>,
+    /// Hugging Face's default: the head is `wte`, and a saved `lm_head.weight` is ignored.
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
 }
 
 fn default_act() -> String {
@@ -67,7 +70,7 @@ pub struct Gpt2 {
     wpe: Param,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    /// An untied `lm_head.weight`, when the checkpoint has one.
+    /// The checkpoint's `lm_head.weight` when `tie_word_embeddings` is false.
     lm_head: Option<Linear>,
     stages: Vec<StageSpec>,
 }
@@ -102,8 +105,9 @@ impl Gpt2 {
             })
             .collect();
         let wte = Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]);
+        // Untied, the head must be the checkpoint's own `lm_head.weight` (checked with the rest).
         let lm_head =
-            has_tensor("lm_head.weight").then(|| Linear::new("lm_head", d, c.vocab_size, false));
+            (!c.tie_word_embeddings).then(|| Linear::new("lm_head", d, c.vocab_size, false));
         let ln_f = LayerNorm::new(&join(&p, "ln_f"), d, c.layer_norm_epsilon);
         let mut stages = vec![StageSpec {
             id: "embeddings".into(),

@@ -256,18 +256,29 @@ fn encoder_weights(
             take(&format!("{prefix}.bias"))?,
         ))
     };
+    // A projection without a bias (ViT's `qkv_bias: false`) adds zeros. The store has already
+    // checked the checkpoint against the model's own tensor list, so an absent bias is one the
+    // config says the model lacks, not one the file lost.
+    let linear = |prefix: &str, outputs: usize| -> Result<(Vec<f32>, Vec<f32>)> {
+        let weight = take(&format!("{prefix}.weight"))?;
+        let bias = match all.get(format!("{prefix}.bias").as_str()) {
+            Some(t) => t.contiguous().values().to_vec(),
+            None => vec![0.0; outputs],
+        };
+        Ok((weight, bias))
+    };
     let layers = (0..layers)
         .map(|l| {
             let p = format!("encoder.layer.{l}");
             Ok(LayerWeights {
                 ln_before: pair(&format!("{p}.layernorm_before"))?,
-                query: pair(&format!("{p}.attention.attention.query"))?,
-                key: pair(&format!("{p}.attention.attention.key"))?,
-                value: pair(&format!("{p}.attention.attention.value"))?,
-                output: pair(&format!("{p}.attention.output.dense"))?,
+                query: linear(&format!("{p}.attention.attention.query"), hidden)?,
+                key: linear(&format!("{p}.attention.attention.key"), hidden)?,
+                value: linear(&format!("{p}.attention.attention.value"), hidden)?,
+                output: linear(&format!("{p}.attention.output.dense"), hidden)?,
                 ln_after: pair(&format!("{p}.layernorm_after"))?,
-                intermediate: pair(&format!("{p}.intermediate.dense"))?,
-                ffn_output: pair(&format!("{p}.output.dense"))?,
+                intermediate: linear(&format!("{p}.intermediate.dense"), intermediate)?,
+                ffn_output: linear(&format!("{p}.output.dense"), hidden)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
