@@ -5,6 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+
+use common::Scratch;
 use std::process::Command;
 
 use edgerun_models::IdTensor;
@@ -14,23 +16,6 @@ use edgerun_tensor::Tensor;
 const CONFIG: &str = r#"{"model_type": "bert", "architectures": ["BertModel"], "vocab_size": 50,
   "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
   "max_position_embeddings": 16, "type_vocab_size": 2, "hidden_act": "gelu"}"#;
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("edgerun-bad-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Writes the tiny BERT and an input file into `dir`.
 fn tiny_bert(dir: &Path) {

@@ -5,7 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{edgerun, ok, Scratch};
 
 use edgerun_models::IdTensor;
 use edgerun_store::{write_tensors, OutputTensor};
@@ -15,28 +16,8 @@ const GPT2: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"
 const VGG: &str = r#"{"library": "torchvision", "architecture": "vgg11", "num_classes": 5,
   "overrides": {"cfg": [8, "M", 16, "M"], "pool_size": 2, "classifier_hidden": 16}}"#;
 
-fn edgerun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgerun"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = edgerun(args);
-    assert!(
-        out.status.success(),
-        "edgerun {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgerun-swapnet-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("swapnet-{name}"))
 }
 
 /// A packed tiny GPT-2 with token ids, and a packed tiny VGG (it profiles on a default image).
@@ -56,8 +37,9 @@ fn stores(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 #[test]
 fn partition_swap_and_fit_delays_through_the_binary() {
-    let dir = scratch("chain");
-    let (gpt2, _, ids) = stores(&dir);
+    let scratch = scratch("chain");
+    let dir = &scratch.0;
+    let (gpt2, _, ids) = stores(dir);
     let (store, ids) = (gpt2.to_str().unwrap(), ids.to_str().unwrap());
     let profile = dir.join("profile.json");
     ok(&[
@@ -134,13 +116,13 @@ fn partition_swap_and_fit_delays_through_the_binary() {
         serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(report["copied_bytes"], 0);
     assert!(report["peak_bytes"].as_u64().unwrap() <= 8 << 20);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn two_models_mix_under_one_cap() {
-    let dir = scratch("mix");
-    let (gpt2, vgg, ids) = stores(&dir);
+    let scratch = scratch("mix");
+    let dir = &scratch.0;
+    let (gpt2, vgg, ids) = stores(dir);
     let scenario = dir.join("mix.toml");
     std::fs::write(
         &scenario,
@@ -211,12 +193,12 @@ fn two_models_mix_under_one_cap() {
     assert_eq!(bad.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("budgt"), "{stderr}");
     assert!(!stderr.contains("panicked"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn swap_on_a_hugging_face_folder_is_refused() {
-    let dir = scratch("hf");
+    let scratch = scratch("hf");
+    let dir = &scratch.0;
     common::write_model(&dir.join("m"), GPT2, &|n| n.starts_with("transformer."));
     let ids = dir.join("ids.safetensors");
     let tokens = IdTensor::new(vec![1, 4], vec![1, 2, 3, 4]).unwrap();
@@ -234,5 +216,4 @@ fn swap_on_a_hugging_face_folder_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("packed store"), "{stderr}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -135,6 +135,13 @@ impl State {
     /// A state for token inputs: positions 0..seq, the mask taken from `attention_mask`.
     pub fn for_tokens(inputs: Inputs, options: RunOptions) -> Result<Self> {
         let (batch, seq) = inputs.ids()?.dims2("input_ids")?;
+        // Every pooling and head reads a token of each row; an empty batch or sequence has none.
+        if batch == 0 || seq == 0 {
+            return Err(ModelError::input(
+                "input_ids",
+                format!("needs at least one row of at least one token, got [{batch}, {seq}]"),
+            ));
+        }
         let key_mask = match &inputs.attention_mask {
             Some(mask) => Some(mask_rows(mask, batch, seq)?),
             None => None,
@@ -157,7 +164,14 @@ impl State {
 
     /// A state for image inputs.
     pub fn for_pixels(inputs: Inputs, options: RunOptions) -> Result<Self> {
-        let batch = inputs.pixels()?.shape().first().copied().unwrap_or(0);
+        let shape = inputs.pixels()?.shape();
+        if shape.is_empty() || shape.contains(&0) {
+            return Err(ModelError::input(
+                "pixel_values",
+                format!("needs at least one non-empty image, got {shape:?}"),
+            ));
+        }
+        let batch = shape[0];
         Ok(Self {
             inputs,
             options,

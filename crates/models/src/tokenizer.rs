@@ -39,6 +39,12 @@ impl Tokenizer {
             .map(|e| e.get_ids().len())
             .max()
             .unwrap_or(0);
+        if seq == 0 {
+            return Err(ModelError::input(
+                "text",
+                "encodes to no tokens (this tokenizer adds no special tokens to an empty text)",
+            ));
+        }
         let pad_id = self.pad_id;
         let (mut ids, mut mask, mut types) = (Vec::new(), Vec::new(), Vec::new());
         for e in &encodings {

@@ -15,6 +15,7 @@ use crate::safetensors_index::SafetensorsIndex;
 use crate::{Result, StoreError};
 
 /// A tensor to write: f32 activations or int64 ids.
+#[derive(Clone)]
 pub enum OutputTensor {
     F32(Tensor),
     I64(IdTensor),

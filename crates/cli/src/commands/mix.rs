@@ -129,6 +129,13 @@ pub fn run(args: MixArgs) -> Result<()> {
     if scenario.model.is_empty() {
         bail!("{} lists no [[model]]", args.scenario.display());
     }
+    edgerun_runtime::mix::check_entries(scenario.model.iter().map(|m| {
+        (
+            m.name.as_str(),
+            m.importance,
+            m.inferences.unwrap_or(scenario.inferences),
+        )
+    }))?;
     let sources: Vec<ModelSource> = scenario
         .model
         .iter()
@@ -194,8 +201,9 @@ pub fn run(args: MixArgs) -> Result<()> {
     }
     let weights: u64 = sources.iter().map(ModelSource::weight_bytes).sum();
     eprintln!(
-        "{} models, {} of weights under a cap of {} (overcommit {:.2}x)",
+        "{} model{}, {} of weights under a cap of {} (overcommit {:.2}x)",
         models.len(),
+        if models.len() == 1 { "" } else { "s" },
         human_bytes(weights),
         human_bytes(cap),
         weights as f64 / cap as f64

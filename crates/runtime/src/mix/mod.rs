@@ -218,37 +218,46 @@ struct Prepared<'s> {
 /// Checks what a scenario says of its models: at least one, names distinct, importance
 /// finite and positive, at least one inference each.
 pub fn check_models(models: &[MixModel]) -> Result<()> {
-    if models.is_empty() {
-        return Err(RuntimeError::Unsupported(
-            "a mix needs at least one model".into(),
-        ));
-    }
-    for (i, m) in models.iter().enumerate() {
-        if models[..i].iter().any(|o| o.name == m.name) {
+    check_entries(
+        models
+            .iter()
+            .map(|m| (m.name.as_str(), m.importance, m.inferences)),
+    )
+}
+
+/// `check_models` on `(name, importance, inferences)` alone, so that a scenario can be
+/// checked as it is read, before any model is opened or profiled.
+pub fn check_entries<'a>(entries: impl IntoIterator<Item = (&'a str, f64, usize)>) -> Result<()> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, importance, inferences) in entries {
+        if seen.contains(&name) {
             return Err(RuntimeError::Unsupported(format!(
-                "two models are named {:?}: names must be distinct",
-                m.name
+                "two models are named {name:?}: names must be distinct"
             )));
         }
-        if !(m.importance.is_finite() && m.importance > 0.0) {
+        seen.push(name);
+        if !(importance.is_finite() && importance > 0.0) {
             return Err(RuntimeError::Unsupported(format!(
-                "{}: importance {} must be a positive number",
-                m.name, m.importance
+                "{name}: importance {importance} must be a positive number"
             )));
         }
-        if m.inferences == 0 {
+        if inferences == 0 {
             return Err(RuntimeError::Unsupported(format!(
-                "{}: inferences must be at least 1",
-                m.name
+                "{name}: inferences must be at least 1"
             )));
         }
-        if m.inferences > MAX_INFERENCES {
+        if inferences > MAX_INFERENCES {
             return Err(RuntimeError::TooLarge {
                 what: "inferences of one model",
-                value: m.inferences as u128,
+                value: inferences as u128,
                 limit: MAX_INFERENCES as u128,
             });
         }
+    }
+    if seen.is_empty() {
+        return Err(RuntimeError::Unsupported(
+            "a mix needs at least one model".into(),
+        ));
     }
     Ok(())
 }
