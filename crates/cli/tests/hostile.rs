@@ -171,6 +171,10 @@ fn devices_in_place_of_metadata_inputs_scenarios_and_profiles_are_refused() {
     let out = dir.path("out.safetensors");
     refused(&run_args(&model, zero, &out, &[]), "not a regular file");
     refused(&["mix", "/dev/zero"], "not a regular file");
+    refused(&["bench-io", "/dev/zero"], "not a regular file");
+    let empty = dir.path("empty");
+    std::fs::write(&empty, b"").unwrap();
+    refused(&["bench-io", s(&empty)], "empty");
     let store = dir.path("store");
     ok(&["pack", s(&model), s(&store)]);
     refused(

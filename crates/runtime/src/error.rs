@@ -22,6 +22,8 @@ pub enum RuntimeError {
         value: u128,
         limit: u128,
     },
+    #[error("scenario: {0}")]
+    Scenario(String),
     #[error("profile: {why}")]
     InvalidProfile { why: String },
 }

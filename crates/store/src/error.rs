@@ -48,6 +48,8 @@ pub enum StoreError {
     },
     #[error("{}: {why}", path.display())]
     NotRegular { path: PathBuf, why: String },
+    #[error("{}: the file is empty", path.display())]
+    EmptyFile { path: PathBuf },
     #[error("{}: {size} bytes is more than the {limit} bytes a {what} may have", path.display())]
     TooLarge {
         path: PathBuf,

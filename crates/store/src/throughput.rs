@@ -37,11 +37,14 @@ pub fn evict(file: &File, path: &Path) -> Result<()> {
 
 /// Reads the whole file sequentially in `block` bytes (a multiple of 4096).
 pub fn measure(path: &Path, direct: bool, block: usize) -> Result<Throughput> {
-    let buffered = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let len = buffered
-        .metadata()
-        .map_err(|e| StoreError::io(path, e))?
-        .len();
+    // A device reports no length, and an empty file has nothing to time: either would print
+    // a rate of zero as if it were measured.
+    let (buffered, len) = crate::input::open_regular(path)?;
+    if len == 0 {
+        return Err(StoreError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
     evict(&buffered, path)?;
     let direct_file = if direct { open_direct(path)? } else { None };
     let file = direct_file.as_ref().unwrap_or(&buffered);

@@ -27,11 +27,11 @@ pub fn run(args: BenchIoArgs) -> Result<()> {
             args.block
         );
     }
-    println!("mode      GB/s (median of {})  runs", args.runs.max(1));
+    let mut lines = vec![format!("mode      GB/s (median of {})  runs", args.runs)];
     for (name, direct) in [("buffered", false), ("o_direct", true)] {
         let mut rates = Vec::new();
         let mut fell_back = false;
-        for _ in 0..args.runs.max(1) {
+        for _ in 0..args.runs {
             let t = measure(&args.file, direct, args.block as usize)?;
             fell_back |= direct && !t.direct;
             rates.push(t.gb_per_s());
@@ -43,11 +43,13 @@ pub fn run(args: BenchIoArgs) -> Result<()> {
         } else {
             ""
         };
-        println!(
+        lines.push(format!(
             "{name:<9} {:>6.2}              {}{note}",
             rates[rates.len() / 2],
             runs.join(" ")
-        );
+        ));
     }
+    // Printed once measured, so that a refused file leaves only the error.
+    println!("{}", lines.join("\n"));
     Ok(())
 }

@@ -1,33 +1,21 @@
 //! `edgerun mix SCENARIO.toml`: several models under one memory cap, SwapNet's way -- quotas
 //! by importance, within each quota units kept resident and the rest streamed in blocks,
 //! round-robin swap-in / execute / swap-out with a reader thread reading ahead.
-//!
-//! ```toml
-//! budget = "843MB"          # the global cap
-//! inferences = 3            # per model, unless a model says otherwise
-//! io = "direct"             # or "pread"
-//! [[model]]
-//! name = "segmentation"
-//! store = "$MODELS/fcn-resnet101.packed"   # $MODELS: --models; else relative to this file
-//! importance = 1.0
-//! input = "pixels.safetensors"             # optional; default: one image or 128 token ids
-//! profile = "fcn.profile.json"             # optional delay models (edgerun profile);
-//!                                          # default: STORE.profile.json if it exists
-//! ```
+//! The scenario's format: `edgerun_runtime::mix::scenario`. Store, input and profile paths
+//! are relative to the scenario file, or under `--models` where they start with `$MODELS/`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use edgerun_runtime::delay::fit_profiles;
 use edgerun_runtime::human_bytes;
-use edgerun_runtime::mix::{run_mix, run_mix_mapped, MixEvent, MixModel, MixOptions};
+use edgerun_runtime::mix::{run_mix, run_mix_mapped, MixEvent, MixModel, MixOptions, Scenario};
 use edgerun_runtime::profile::profile;
-use edgerun_store::{IoMode, ModelSource, ReadOptions};
+use edgerun_store::{ModelSource, ReadOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::profile::{load_profile, profiling_inputs};
@@ -67,41 +55,10 @@ pub struct MixArgs {
     pub profile: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Scenario {
-    budget: String,
-    #[serde(default = "one")]
-    inferences: usize,
-    #[serde(default)]
-    io: Option<String>,
-    model: Vec<ModelEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelEntry {
-    name: String,
-    store: String,
-    #[serde(default = "unit_weight")]
-    importance: f64,
-    inferences: Option<usize>,
-    input: Option<String>,
-    profile: Option<String>,
-}
-
-fn one() -> usize {
-    1
-}
-
-fn unit_weight() -> f64 {
-    1.0
-}
-
 pub fn run(args: MixArgs) -> Result<()> {
     let text = edgerun_store::read_metadata(&args.scenario, "scenario")
         .with_context(|| format!("cannot read {}", args.scenario.display()))?;
-    let scenario: Scenario = toml::from_str(&text)
+    let scenario = Scenario::parse(&text)
         .with_context(|| format!("{} is not a valid scenario", args.scenario.display()))?;
     let base = args
         .scenario
@@ -117,27 +74,10 @@ pub fn run(args: MixArgs) -> Result<()> {
         Some(rest) => models_dir.join(rest),
         None => base.join(p),
     };
-    let cap = match args.budget {
-        Some(b) => b,
-        None => parse_size(&scenario.budget).map_err(anyhow::Error::msg)?,
-    };
-    let io = match scenario.io.as_deref() {
-        None | Some("direct") => IoMode::Direct,
-        Some("pread") => IoMode::Pread,
-        Some(other) => bail!("io = {other:?}: choose \"direct\" or \"pread\""),
-    };
-    if scenario.model.is_empty() {
-        bail!("{} lists no [[model]]", args.scenario.display());
-    }
-    edgerun_runtime::mix::check_entries(scenario.model.iter().map(|m| {
-        (
-            m.name.as_str(),
-            m.importance,
-            m.inferences.unwrap_or(scenario.inferences),
-        )
-    }))?;
+    let cap = args.budget.unwrap_or(scenario.budget);
+    let io = scenario.io;
     let sources: Vec<ModelSource> = scenario
-        .model
+        .models
         .iter()
         .map(|m| super::open_model(&resolve(&m.store)))
         .collect::<Result<_>>()?;
@@ -146,7 +86,7 @@ pub fn run(args: MixArgs) -> Result<()> {
         ("--trace", args.trace.as_deref()),
     ];
     let read: Vec<(String, Option<PathBuf>)> = scenario
-        .model
+        .models
         .iter()
         .flat_map(|m| {
             [
@@ -170,7 +110,7 @@ pub fn run(args: MixArgs) -> Result<()> {
         super::check_outputs(&outputs, &read, Some(source))?;
     }
     let mut models = Vec::new();
-    for (m, source) in scenario.model.iter().zip(&sources) {
+    for (m, source) in scenario.models.iter().zip(&sources) {
         let inputs = profiling_inputs(source, m.input.as_deref().map(resolve).as_deref())
             .with_context(|| format!("model {}", m.name))?;
         let beside = PathBuf::from(format!("{}.profile.json", resolve(&m.store).display()));
@@ -195,7 +135,7 @@ pub fn run(args: MixArgs) -> Result<()> {
             source,
             inputs,
             importance: m.importance,
-            inferences: m.inferences.unwrap_or(scenario.inferences),
+            inferences: m.inferences,
             delays,
         });
     }

@@ -19,6 +19,7 @@
 mod execute;
 mod mapped;
 pub mod residency;
+pub mod scenario;
 pub mod schedule;
 
 use std::time::Instant;
@@ -34,6 +35,7 @@ use crate::{human_bytes, Governor, Outputs, Result, RuntimeError};
 use execute::{execute, Runner};
 pub use mapped::run_mix_mapped;
 use residency::plan_model;
+pub use scenario::{Scenario, ScenarioModel};
 use schedule::{predict, round_robin};
 
 /// One model of a mix.
