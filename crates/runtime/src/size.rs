@@ -53,10 +53,12 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
                 .ok_or_else(too_large)
         })
     };
-    // A fraction finer than 10^-30 cannot change a u64 count of bytes at these scales.
-    let fraction = &fraction[..fraction.len().min(30)];
+    // A fraction finer than 10^-24 changes a count of bytes by less than 10^-11 at these
+    // scales, and 24 digits times the largest scale (2^40) stay inside u128.
+    let fraction = &fraction[..fraction.len().min(24)];
     let whole_bytes = digits(whole)?.checked_mul(scale).ok_or_else(too_large)?;
-    let fraction_bytes = digits(fraction)? * scale / 10u128.pow(fraction.len() as u32);
+    let fraction_bytes = digits(fraction)?.checked_mul(scale).ok_or_else(too_large)?
+        / 10u128.pow(fraction.len() as u32);
     let bytes = u64::try_from(whole_bytes + fraction_bytes).map_err(|_| too_large())?;
     if bytes == 0 {
         return Err(SizeError::NotPositive(text.to_string()));
@@ -73,6 +75,15 @@ mod tests {
         assert_eq!(parse_size("300MiB"), Ok(300 << 20));
         assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
         assert_eq!(parse_size("123456"), Ok(123_456));
+        // Found by fuzz/size: a long fraction times a binary unit overflowed u128.
+        assert_eq!(
+            parse_size(".88211184480321818444803218184460 3gib").ok(),
+            None
+        );
+        assert_eq!(
+            parse_size(".882111844803218184448032181844603gib"),
+            Ok(947_160_381)
+        );
         assert_eq!(parse_size("64 KiB"), Ok(65_536));
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("-5MB").is_err());

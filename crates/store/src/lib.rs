@@ -39,4 +39,4 @@ pub use mapped::MappedFile;
 pub use output::{check_distinct, write_file, NamedPath, OutputFile};
 pub use packed::{IoMode, PackedStore};
 pub use source::{ModelSource, ReadOptions};
-pub use tensor_file::{read_inputs, write_tensors, OutputTensor};
+pub use tensor_file::{parse_inputs, read_inputs, write_tensors, OutputTensor};

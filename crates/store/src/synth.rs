@@ -55,8 +55,20 @@ pub fn synthesize(
     config["_name_or_path"] =
         serde_json::Value::String(format!("edgerun synth {name} (shape of {})", preset.source));
     let has_tensor = |n: &str| preset.present.contains(&n);
+    synthesize_config(&config, &has_tensor, out_dir, options, progress)
+}
+
+/// Writes a model of any `config` (a config.json's value) into `out_dir`: the tensors its
+/// family names, `has_tensor` choosing prefixes and optional heads as a checkpoint would.
+pub fn synthesize_config(
+    config: &serde_json::Value,
+    has_tensor: &dyn Fn(&str) -> bool,
+    out_dir: &Path,
+    options: &SynthOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SynthSummary> {
     let checkpoint = edgerun_models::Checkpoint {
-        has_tensor: &has_tensor,
+        has_tensor,
         tensors: None,
     };
     let model = build_model(&config.to_string(), checkpoint)?;
@@ -122,7 +134,7 @@ pub fn synthesize(
             serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
         write_json(&out_dir.join("model.safetensors.index.json"), &index)?;
     }
-    write_json(&out_dir.join("config.json"), &config)?;
+    write_json(&out_dir.join("config.json"), config)?;
     Ok(SynthSummary {
         parameters: specs.iter().map(|s| s.elements() as u64).sum(),
         bytes: total,

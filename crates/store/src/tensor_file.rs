@@ -25,7 +25,12 @@ pub enum OutputTensor {
 /// `attention_mask`, `token_type_ids` (int64 or int32) and `pixel_values` (float).
 pub fn read_inputs(path: &Path) -> Result<Inputs> {
     let bytes = crate::read_bounded(path, "input tensor file", crate::input::INPUT_LIMIT)?;
-    let index = SafetensorsIndex::parse(path, &bytes)?;
+    parse_inputs(path, &bytes)
+}
+
+/// `read_inputs` on bytes already read; `path` names them in errors.
+pub fn parse_inputs(path: &Path, bytes: &[u8]) -> Result<Inputs> {
+    let index = SafetensorsIndex::parse(path, bytes)?;
     let ids = |name: &str| -> Result<Option<IdTensor>> {
         let Some(e) = index.tensors.get(name) else {
             return Ok(None);
