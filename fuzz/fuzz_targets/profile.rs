@@ -3,7 +3,7 @@
 #![no_main]
 
 use edgerun_runtime::delay::fit_profiles;
-use edgerun_runtime::partition::{partition, PartUnit};
+use edgerun_runtime::partition::partition;
 use edgerun_runtime::planner::plan_with;
 use edgerun_runtime::profile::Profile;
 use libfuzzer_sys::fuzz_target;
@@ -20,16 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let model = source.model().expect("the tiny model builds");
     let _ = profile.check_model(model.as_ref());
     let units = profile.unit_costs();
-    let parts: Vec<PartUnit> = profile
-        .units
-        .iter()
-        .map(|u| PartUnit {
-            id: u.id.clone(),
-            resident_bytes: u.resident_bytes,
-            read_bytes: u.read_bytes,
-            flops: u.flops,
-        })
-        .collect();
+    let parts = profile.part_units();
     let delays = fit_profiles(std::slice::from_ref(&profile));
     for budget in [1 << 20, 64 << 20, u64::MAX] {
         let plan = plan_with(

@@ -139,6 +139,19 @@ impl Profile {
             .collect()
     }
 
+    /// The units as SwapNet's partitioner takes them.
+    pub fn part_units(&self) -> Vec<crate::partition::PartUnit> {
+        self.units
+            .iter()
+            .map(|u| crate::partition::PartUnit {
+                id: u.id.clone(),
+                resident_bytes: u.resident_bytes,
+                read_bytes: u.read_bytes,
+                flops: u.flops,
+            })
+            .collect()
+    }
+
     pub fn unit_costs(&self) -> Vec<UnitCost> {
         self.units
             .iter()

@@ -5,7 +5,7 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use edgerun_runtime::delay::fit_profiles;
 use edgerun_runtime::human_bytes;
-use edgerun_runtime::partition::{partition, PartUnit};
+use edgerun_runtime::partition::partition;
 use serde_json::json;
 
 use super::profile::BudgetedStore;
@@ -25,16 +25,7 @@ pub struct PartitionArgs {
 pub fn run(args: PartitionArgs) -> Result<()> {
     let (_source, profile) = args.store.open()?;
     let models = fit_profiles(std::slice::from_ref(&profile))?;
-    let units: Vec<PartUnit> = profile
-        .units
-        .iter()
-        .map(|u| PartUnit {
-            id: u.id.clone(),
-            resident_bytes: u.resident_bytes,
-            read_bytes: u.read_bytes,
-            flops: u.flops,
-        })
-        .collect();
+    let units = profile.part_units();
     let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
     let plan = partition(&units, &models, args.store.budget, profile.reserve_bytes, !args.no_prefetch).ok_or_else(|| {
         anyhow!(
