@@ -43,10 +43,9 @@ pub fn evaluate_attention(
 ) -> Result<Vec<VariantReport>> {
     let runner = Runner::load(source, input)?;
     if !runner.model().has_attention() {
-        return Err(RuntimeError::Unsupported(format!(
-            "{} has no attention layers to swap",
-            runner.model().architecture()
-        )));
+        return Err(RuntimeError::NoAttention {
+            architecture: runner.model().architecture().to_string(),
+        });
     }
     let causal = runner.model().causal().is_some();
     let (name, reference, _) = runner.run(input, AttentionAlgorithm::default())?;
@@ -125,11 +124,7 @@ impl Runner {
                 ["logits", "last_hidden_state"]
                     .iter()
                     .find_map(|n| outputs.get(n).map(|t| (n.to_string(), t.clone())))
-                    .ok_or_else(|| {
-                        RuntimeError::Unsupported(
-                            "the model returned no logits or hidden state".into(),
-                        )
-                    })?
+                    .ok_or(RuntimeError::NoOutput)?
             }
             (Self::Texts(embedder), EvalInput::Texts(texts)) => (
                 "sentence_embedding".to_string(),

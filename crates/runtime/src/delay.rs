@@ -77,10 +77,7 @@ impl DelayModels {
 /// coefficient instead of a singular system.
 pub fn fit(samples: &[Sample]) -> Result<LinearDelay> {
     if samples.len() < 3 {
-        return Err(RuntimeError::Unsupported(format!(
-            "fitting a delay model needs at least 3 samples, got {}",
-            samples.len()
-        )));
+        return Err(RuntimeError::TooFewSamples { got: samples.len() });
     }
     let n = samples.len() as f64;
     let mean = |f: fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>() / n;
@@ -108,9 +105,7 @@ pub fn fit(samples: &[Sample]) -> Result<LinearDelay> {
             }
         }
     }
-    let beta = solve(gram, rhs).ok_or_else(|| {
-        RuntimeError::Unsupported("the delay samples are collinear (size and depth move together); add models or blocks of other sizes".into())
-    })?;
+    let beta = solve(gram, rhs).ok_or(RuntimeError::CollinearSamples)?;
     let (mut per_x, mut per_depth, mut constant) = (0.0, 0.0, mt);
     for (&(size, mean, spread), b) in columns.iter().zip(&beta) {
         let coefficient = b / spread;
@@ -212,9 +207,7 @@ pub fn fit_profiles(profiles: &[Profile]) -> Result<DelayModels> {
         .iter()
         .any(|p| p.units.iter().all(|u| u.flops == 0))
     {
-        return Err(RuntimeError::Unsupported(
-            "a profile has no FLOPs per unit (written by an older edgerun); profile the model again".into(),
-        ));
+        return Err(RuntimeError::ProfileWithoutFlops);
     }
     Ok(DelayModels {
         t_in: fit(&samples(&|u| (u.read_bytes as f64, u.load_s)))?,

@@ -1,5 +1,6 @@
 //! Sentence embeddings: tokenize, run the encoder, pool as the folder's sentence-transformers
-//! modules say.
+//! modules say. [`TextHead`] is the part that is not the encoder (tokenizer and pooling), so
+//! any executor can embed; [`Embedder`] pairs it with every weight loaded.
 
 use edgerun_models::pooling::Pooling;
 use edgerun_models::tokenizer::Tokenizer;
@@ -9,10 +10,55 @@ use edgerun_tensor::Tensor;
 
 use crate::{Executor, FullExecutor, Result, RuntimeError};
 
-pub struct Embedder {
-    executor: FullExecutor,
+/// A sentence-transformers folder's tokenizer and pooling.
+pub struct TextHead {
     tokenizer: Tokenizer,
     pooling: Pooling,
+}
+
+impl TextHead {
+    pub fn load(folder: &ModelSource) -> Result<Self> {
+        let tokenizer_json =
+            folder
+                .read_optional("tokenizer.json")?
+                .ok_or_else(|| RuntimeError::NoTokenizer {
+                    dir: folder.dir().to_path_buf(),
+                })?;
+        let tokenizer = Tokenizer::from_bytes(&tokenizer_json)?;
+        let text = |bytes: Option<Vec<u8>>| bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let pooling = Pooling::from_json(
+            text(folder.read_optional("1_Pooling/config.json")?).as_deref(),
+            text(folder.read_optional("modules.json")?).as_deref(),
+        )?;
+        Ok(Self { tokenizer, pooling })
+    }
+
+    /// `[texts, dim]` sentence embeddings, the encoder run by `executor` with `options`.
+    pub fn embed(
+        &self,
+        executor: &dyn Executor,
+        texts: &[String],
+        options: RunOptions,
+    ) -> Result<Tensor> {
+        let inputs = self.tokenizer.encode_batch(texts)?;
+        let mask = inputs
+            .attention_mask
+            .clone()
+            .expect("the tokenizer returns a mask");
+        let outputs = executor.forward(inputs, options)?;
+        let hidden =
+            outputs
+                .get("last_hidden_state")
+                .ok_or_else(|| RuntimeError::NoTokenEmbeddings {
+                    architecture: executor.model().architecture().to_string(),
+                })?;
+        Ok(self.pooling.apply(hidden, &mask)?)
+    }
+}
+
+pub struct Embedder {
+    executor: FullExecutor,
+    head: TextHead,
 }
 
 impl Embedder {
@@ -21,22 +67,9 @@ impl Embedder {
     }
 
     pub fn load(folder: &ModelSource) -> Result<Self> {
-        let tokenizer_json = folder.read_optional("tokenizer.json")?.ok_or_else(|| {
-            RuntimeError::Unsupported(format!(
-                "{} has no tokenizer.json; embed needs one",
-                folder.dir().display()
-            ))
-        })?;
-        let tokenizer = Tokenizer::from_bytes(&tokenizer_json)?;
-        let text = |bytes: Option<Vec<u8>>| bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let pooling = Pooling::from_json(
-            text(folder.read_optional("1_Pooling/config.json")?).as_deref(),
-            text(folder.read_optional("modules.json")?).as_deref(),
-        )?;
         Ok(Self {
+            head: TextHead::load(folder)?,
             executor: FullExecutor::load(folder)?,
-            tokenizer,
-            pooling,
         })
     }
 
@@ -47,18 +80,6 @@ impl Embedder {
 
     /// [`Embedder::embed`] with run options (another attention, for one).
     pub fn embed_with(&self, texts: &[String], options: RunOptions) -> Result<Tensor> {
-        let inputs = self.tokenizer.encode_batch(texts)?;
-        let mask = inputs
-            .attention_mask
-            .clone()
-            .expect("the tokenizer returns a mask");
-        let outputs = self.executor.forward(inputs, options)?;
-        let hidden = outputs.get("last_hidden_state").ok_or_else(|| {
-            RuntimeError::Unsupported(format!(
-                "{} gives no token embeddings to pool",
-                self.executor.model().architecture()
-            ))
-        })?;
-        Ok(self.pooling.apply(hidden, &mask)?)
+        self.head.embed(&self.executor, texts, options)
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! [`FullExecutor`] binds every stage before the first runs (the load-all baseline; with
 //! `IoMode::Mmap` it is the mmap strategy). [`StreamExecutor`] loads one unit, runs it, and
-//! frees it before the next, every byte leased from the [`Governor`]. Both run the same stage
-//! code, so their outputs are identical.
+//! frees it before the next, every byte leased from the [`Governor`]. Each is a feed for the
+//! one pass loop (`pass::run_pass`), so their outputs are identical.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,9 +12,10 @@ use edgerun_models::{Inputs, Model, RunOptions, State, UnitWeights};
 use edgerun_store::{ModelSource, ReadOptions};
 use edgerun_tensor::Tensor;
 
-use crate::admit::admit_stage;
 use crate::governor::Governor;
+use crate::inline_feed::InlineFeed;
 use crate::memory::MemorySample;
+use crate::pass::{run_pass, Resident};
 use crate::{Result, RuntimeError};
 
 /// Named outputs of a pass in transformers' order, then `hidden_states.N` if recorded.
@@ -70,11 +71,10 @@ impl ExecStats {
 /// Fails at once when `governor`'s cap is below `minimum`, naming the minimum.
 pub(crate) fn check_minimum(governor: &Governor, minimum: u64) -> Result<()> {
     if minimum > governor.cap() {
-        return Err(RuntimeError::Budget(format!(
-            "a budget of {} bytes is below this model's minimum of {minimum} bytes ({}: the largest unit plus activations)",
-            governor.cap(),
-            human_bytes(minimum)
-        )));
+        return Err(RuntimeError::BelowMinimum {
+            budget: governor.cap(),
+            minimum,
+        });
     }
     Ok(())
 }
@@ -186,7 +186,10 @@ impl FullExecutor {
         for (i, stage) in model.stages().iter().enumerate() {
             let bytes = source.resident_bytes(i, stage, read);
             leases.push(governor.try_acquire(bytes).ok_or_else(|| {
-                RuntimeError::Budget(format!("loading every stage needs more than the budget of {} bytes (stage {} does not fit); use --strategy stream", governor.cap(), stage.id))
+                RuntimeError::FullDoesNotFit {
+                    budget: governor.cap(),
+                    stage: stage.id.clone(),
+                }
             })?);
             weights.push(source.load_stage(i, stage, read)?);
             bytes_read += source.read_bytes(i, stage);
@@ -214,13 +217,11 @@ impl Executor for FullExecutor {
 
     fn run_stages(&self, state: &mut State) -> Result<()> {
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
-        let started = Instant::now();
-        let mut pass = ExecStats::default();
-        for (i, w) in self.weights.iter().enumerate() {
-            self.model.run_stage(i, w, state)?;
-            pass.memory = pass.memory.max(MemorySample::now());
-        }
-        pass.compute_s = started.elapsed().as_secs_f64();
+        let mut feed = Resident {
+            first: 0,
+            units: &self.weights,
+        };
+        let pass = run_pass(self.model.as_ref(), state, &mut feed)?;
         self.stats.lock().expect("stats lock").add(&pass);
         Ok(())
     }
@@ -235,17 +236,17 @@ impl Executor for FullExecutor {
 }
 
 /// One unit at a time: lease, load, bind, run, free. No overlap of loading and compute.
-pub struct StreamExecutor<'s> {
-    source: &'s ModelSource,
+pub struct StreamExecutor {
+    source: Arc<ModelSource>,
     model: Box<dyn Model>,
     read: ReadOptions,
     governor: Arc<Governor>,
     stats: Mutex<ExecStats>,
 }
 
-impl<'s> StreamExecutor<'s> {
+impl StreamExecutor {
     pub fn new(
-        source: &'s ModelSource,
+        source: Arc<ModelSource>,
         read: ReadOptions,
         governor: Arc<Governor>,
     ) -> Result<Self> {
@@ -260,19 +261,11 @@ impl<'s> StreamExecutor<'s> {
 
     /// The smallest budget a pass on `state` can run in: the largest unit plus the reserve.
     pub fn minimum_bytes(&self, state: &State) -> u64 {
-        let largest = self
-            .model
-            .stages()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| self.source.resident_bytes(i, s, self.read))
-            .max()
-            .unwrap_or(0);
-        largest + reserve_bytes(self.model.as_ref(), state)
+        minimum_bytes(&self.source, self.model.as_ref(), self.read, state)
     }
 }
 
-impl Executor for StreamExecutor<'_> {
+impl Executor for StreamExecutor {
     fn model(&self) -> &dyn Model {
         self.model.as_ref()
     }
@@ -280,23 +273,14 @@ impl Executor for StreamExecutor<'_> {
     fn run_stages(&self, state: &mut State) -> Result<()> {
         check_minimum(&self.governor, self.minimum_bytes(state))?;
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
-        let mut stats = ExecStats::default();
-        for (i, stage) in self.model.stages().iter().enumerate() {
-            let waited = Instant::now();
-            let admitted = admit_stage(&self.governor, self.source, i, stage, self.read)?;
-            let loading = Instant::now();
-            stats.wait_s += (loading - waited).as_secs_f64();
-            let (weights, copies) = admitted.load_stage(self.source, i, stage, self.read)?;
-            stats.bytes_read += self.source.read_bytes(i, stage);
-            let computing = Instant::now();
-            stats.load_s += (computing - loading).as_secs_f64();
-            self.model.run_stage(i, &weights, state)?;
-            stats.compute_s += computing.elapsed().as_secs_f64();
-            stats.memory = stats.memory.max(MemorySample::now());
-            drop(weights);
-            drop(copies);
-        }
-        self.stats.lock().expect("stats lock").add(&stats);
+        let mut feed = InlineFeed {
+            source: &self.source,
+            model: self.model.as_ref(),
+            read: self.read,
+            governor: &self.governor,
+        };
+        let pass = run_pass(self.model.as_ref(), state, &mut feed)?;
+        self.stats.lock().expect("stats lock").add(&pass);
         Ok(())
     }
 
@@ -322,5 +306,46 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Like [`human_bytes`] but never below `bytes`: the tenths are rounded up, so the text read
+/// back by `size::parse_size` is at least `bytes` (for minimums a user may paste as a budget).
+pub fn human_bytes_up(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let unit = (1..UNITS.len())
+        .rev()
+        .find(|&u| bytes >= 1 << (10 * u))
+        .unwrap_or(0);
+    if unit == 0 {
+        return format!("{bytes} B");
+    }
+    let tenths = (u128::from(bytes) * 10).div_ceil(1 << (10 * unit));
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size::parse_size;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn rounded_up_sizes_read_back_at_least_as_large(bytes in 1..u64::MAX / 2) {
+            let text = human_bytes_up(bytes);
+            let back = parse_size(&text).unwrap();
+            prop_assert!(back >= bytes, "{bytes} printed as {text} reads back as {back}");
+        }
+    }
+
+    #[test]
+    fn rounds_tenths_up() {
+        assert_eq!(human_bytes_up(1023), "1023 B");
+        assert_eq!(human_bytes_up(1024), "1.0 KiB");
+        assert_eq!(human_bytes_up(1025), "1.1 KiB");
+        assert_eq!(human_bytes_up(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(1363149), "1.3 MiB");
+        assert_eq!(human_bytes_up(1363149), "1.4 MiB");
     }
 }

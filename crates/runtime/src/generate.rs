@@ -25,10 +25,9 @@ pub fn generate(
     let info = match (model.kind(), model.causal()) {
         (ModelKind::CausalLm, Some(info)) => info,
         _ => {
-            return Err(RuntimeError::Unsupported(format!(
-                "{} is not a causal language model; generate needs GPT-2 or GPT-J",
-                model.architecture()
-            )))
+            return Err(RuntimeError::NotCausal {
+                architecture: model.architecture().to_string(),
+            })
         }
     };
     let prompt = inputs.ids()?.clone();

@@ -164,10 +164,11 @@ impl Governor {
     /// Fails at once when `bytes` could never fit, however much is given back.
     pub(crate) fn refuse_beyond_cap(&self, bytes: u64, what: &str) -> Result<()> {
         if bytes > self.cap {
-            return Err(RuntimeError::Budget(format!(
-                "{what} needs {bytes} bytes, more than the whole budget of {} bytes",
-                self.cap
-            )));
+            return Err(RuntimeError::BeyondCap {
+                what: what.to_string(),
+                bytes,
+                budget: self.cap,
+            });
         }
         Ok(())
     }
@@ -245,7 +246,10 @@ impl Governor {
                     Err(e) => {
                         self.ledger.lock().expect("governor lock").used -= len as u64;
                         self.freed.notify_all();
-                        return Err(RuntimeError::Budget(format!("{what}: {e}")));
+                        return Err(RuntimeError::Allocation {
+                            what: what.to_string(),
+                            source: e,
+                        });
                     }
                 }
             }

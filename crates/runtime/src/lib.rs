@@ -13,23 +13,31 @@ pub mod error;
 pub mod executor;
 pub mod generate;
 pub mod governor;
+mod inline_feed;
 pub mod memory;
 pub mod mix;
 pub mod partition;
+pub mod pass;
 pub mod pipeload;
 pub mod planner;
 pub mod profile;
+mod read_ahead;
+pub mod session;
 pub mod size;
 pub mod swap;
 pub mod trace;
 
 pub use attention_eval::{evaluate_attention, EvalInput, VariantReport};
-pub use embed::Embedder;
+pub use embed::{Embedder, TextHead};
 pub use error::{Result, RuntimeError};
-pub use executor::{human_bytes, ExecStats, Executor, FullExecutor, Outputs, StreamExecutor};
+pub use executor::{
+    human_bytes, human_bytes_up, ExecStats, Executor, FullExecutor, Outputs, StreamExecutor,
+};
 pub use generate::{generate, GenerateOptions};
 pub use governor::{Governor, Lease};
 pub use memory::MemorySample;
+pub use pass::{run_pass, run_range, Bound, Delivery, Feed, Resident, Runner};
 pub use pipeload::PipeLoadExecutor;
+pub use session::{Io, PipelineShape, Session, SessionOptions, Strategy};
 pub use swap::SwapExecutor;
 pub use trace::{Span, SpanKind, Trace, Track};

@@ -20,7 +20,7 @@ use crate::executor::{
     check_minimum, minimum_bytes, reserve_activations, reserve_bytes, ExecStats,
 };
 use crate::governor::{Governor, Lease};
-use crate::memory::MemorySample;
+use crate::pass::{Bound, Delivery, Feed, Runner, Weights};
 use crate::trace::{SpanKind, Trace, Track};
 use crate::{Executor, Result, RuntimeError};
 
@@ -102,8 +102,14 @@ impl Turnstile {
     }
 }
 
-pub struct PipeLoadExecutor<'s> {
-    source: &'s ModelSource,
+/// A unit in the pin table: kept resident across passes with its lease.
+type Pinned = Mutex<HashMap<usize, (UnitWeights, Option<Lease>)>>;
+
+/// A per-unit hook for tests: may sleep, and may return a message to fail the unit's read.
+type FaultHook = Box<dyn Fn(usize) -> Option<String> + Send + Sync>;
+
+pub struct PipeLoadExecutor {
+    source: Arc<ModelSource>,
     model: Box<dyn Model>,
     read: ReadOptions,
     governor: Arc<Governor>,
@@ -116,23 +122,20 @@ pub struct PipeLoadExecutor<'s> {
     /// every unit). Decided on the first pass by `planner::residency`.
     residency: bool,
     pin_plan: OnceLock<Vec<bool>>,
-    pinned: Mutex<HashMap<usize, (UnitWeights, Option<Lease>)>>,
+    pinned: Pinned,
     /// Test hook: a delay or failure per unit index, applied by loaders after reading.
-    #[allow(clippy::type_complexity)]
-    fault: Option<Box<dyn Fn(usize) -> Option<String> + Send + Sync + 's>>,
+    fault: Option<FaultHook>,
 }
 
-impl<'s> PipeLoadExecutor<'s> {
+impl PipeLoadExecutor {
     pub fn new(
-        source: &'s ModelSource,
+        source: Arc<ModelSource>,
         read: ReadOptions,
         governor: Arc<Governor>,
         loaders: usize,
     ) -> Result<Self> {
         if loaders == 0 {
-            return Err(RuntimeError::Unsupported(
-                "pipeload needs at least one loader".into(),
-            ));
+            return Err(RuntimeError::NoLoaders);
         }
         Ok(Self {
             model: source.model()?,
@@ -154,7 +157,7 @@ impl<'s> PipeLoadExecutor<'s> {
     /// schedule) and may return an error message to inject a read failure.
     pub fn with_fault(
         mut self,
-        fault: impl Fn(usize) -> Option<String> + Send + Sync + 's,
+        fault: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.fault = Some(Box::new(fault));
         self
@@ -197,7 +200,7 @@ impl<'s> PipeLoadExecutor<'s> {
     }
 
     pub fn minimum_bytes(&self, state: &State) -> u64 {
-        minimum_bytes(self.source, self.model.as_ref(), self.read, state)
+        minimum_bytes(&self.source, self.model.as_ref(), self.read, state)
     }
 
     fn load(
@@ -213,7 +216,7 @@ impl<'s> PipeLoadExecutor<'s> {
         if !turnstile.wait(position, abort) {
             return None;
         }
-        let admitted = admit_stage(&self.governor, self.source, index, stage, self.read);
+        let admitted = admit_stage(&self.governor, &self.source, index, stage, self.read);
         turnstile.pass();
         self.record(
             Track::Loader(loader),
@@ -227,7 +230,7 @@ impl<'s> PipeLoadExecutor<'s> {
             Err(error) => return Some(Event::Failed { error }),
         };
         let loading = Instant::now();
-        let loaded = admitted.load_stage(self.source, index, stage, self.read);
+        let loaded = admitted.load_stage(&self.source, index, stage, self.read);
         let injected = self.fault.as_ref().and_then(|f| f(index));
         self.record(Track::Loader(loader), SpanKind::Load, index, loading);
         let result = match (loaded, injected) {
@@ -241,17 +244,17 @@ impl<'s> PipeLoadExecutor<'s> {
             },
             (Err(error), _) => Event::Failed { error },
             (Ok(_), Some(why)) => Event::Failed {
-                error: RuntimeError::Unsupported(format!(
-                    "injected read error on unit {}: {why}",
-                    stage.id
-                )),
+                error: RuntimeError::InjectedFault {
+                    unit: stage.id.clone(),
+                    why,
+                },
             },
         };
         Some(result)
     }
 }
 
-impl Executor for PipeLoadExecutor<'_> {
+impl Executor for PipeLoadExecutor {
     fn model(&self) -> &dyn Model {
         self.model.as_ref()
     }
@@ -283,11 +286,10 @@ impl Executor for PipeLoadExecutor<'_> {
         let next = AtomicUsize::new(0);
         let abort = AtomicBool::new(false);
         let turnstile = Turnstile::new(self.depth);
-        let mut stats = ExecStats::default();
         let (to_inference, events) = mpsc::channel::<Event>();
         let (to_daemon, used) = mpsc::channel::<Event>();
 
-        let outcome = std::thread::scope(|scope| -> Result<()> {
+        let outcome = std::thread::scope(|scope| -> Result<ExecStats> {
             for loader in 0..self.loaders.min(to_load.len().max(1)) {
                 let tx = to_inference.clone();
                 let (next, abort, turnstile, to_load) = (&next, &abort, &turnstile, &to_load);
@@ -327,82 +329,26 @@ impl Executor for PipeLoadExecutor<'_> {
                 }
             });
 
-            let mut ready: BTreeMap<usize, (UnitWeights, Option<Lease>)> = BTreeMap::new();
-            let result = (|| -> Result<()> {
-                for (index, &pin) in pin_plan.iter().enumerate() {
-                    let resident = self
-                        .pinned
-                        .lock()
-                        .expect("pinned lock")
-                        .get(&index)
-                        .map(|(w, _)| w.clone());
-                    // Resident units hold their lease in `pinned`; loaded ones bring theirs.
-                    let (weights, loaded) = match resident {
-                        Some(weights) => (weights, None),
-                        None => {
-                            let waiting = Instant::now();
-                            while !ready.contains_key(&index) {
-                                match events.recv() {
-                                    Ok(Event::Loaded {
-                                        index: i,
-                                        weights,
-                                        lease,
-                                        load_s,
-                                        wait_s,
-                                        bytes,
-                                    }) => {
-                                        stats.load_s += load_s;
-                                        stats.wait_s += wait_s;
-                                        stats.bytes_read += bytes;
-                                        ready.insert(i, (weights, lease));
-                                    }
-                                    Ok(Event::Failed { error, .. }) => return Err(error),
-                                    Ok(Event::Used { .. }) => unreachable!("the daemon's event"),
-                                    Err(_) => {
-                                        return Err(RuntimeError::Unsupported(format!(
-                                            "loaders stopped before unit {index} arrived"
-                                        )))
-                                    }
-                                }
-                            }
-                            let (weights, lease) = ready.remove(&index).expect("present");
-                            self.record(Track::Inference, SpanKind::WaitUnit, index, waiting);
-                            (weights, Some(lease))
-                        }
-                    };
-                    let computing = Instant::now();
-                    self.model.run_stage(index, &weights, state)?;
-                    self.record(Track::Inference, SpanKind::Compute, index, computing);
-                    stats.compute_s += computing.elapsed().as_secs_f64();
-                    stats.memory = stats.memory.max(MemorySample::now());
-                    let Some(lease) = loaded else { continue };
-                    if pin {
-                        self.pinned
-                            .lock()
-                            .expect("pinned lock")
-                            .insert(index, (weights, lease));
-                        turnstile.released();
-                        continue;
-                    }
-                    let _ = to_daemon.send(Event::Used {
-                        index,
-                        weights,
-                        lease,
-                    });
-                }
-                Ok(())
-            })();
+            let mut feed = Arrivals {
+                events,
+                ready: BTreeMap::new(),
+                pinned: &self.pinned,
+                pin_plan,
+                to_daemon,
+                turnstile: &turnstile,
+            };
+            let runner = Runner::new(self.model.as_ref()).traced(self.trace.as_deref());
+            let result = runner.run(state, 0..units, &mut feed);
             if result.is_err() {
                 turnstile.abort(&abort);
-                // Free what arrived early so loaders blocked at the cap can finish and exit.
-                ready.clear();
-                for _ in events.iter() {}
+                feed.drain();
             }
-            drop(to_daemon);
-            result
+            drop(feed);
+            result.map(|record| record.stats)
         });
+        let stats = outcome?;
         self.stats.lock().expect("stats lock").add(&stats);
-        outcome
+        Ok(())
     }
 
     fn stats(&self) -> ExecStats {
@@ -411,5 +357,87 @@ impl Executor for PipeLoadExecutor<'_> {
 
     fn governor(&self) -> &Arc<Governor> {
         &self.governor
+    }
+}
+
+/// The inference agent's feed: units as the loaders deliver them (in any order, handed over
+/// in execution order), or from the pin table when an earlier pass kept them. A used unit
+/// goes to the daemon to be freed, or into the pin table if the plan keeps it.
+struct Arrivals<'p> {
+    events: mpsc::Receiver<Event>,
+    ready: BTreeMap<usize, (UnitWeights, Option<Lease>, Delivery)>,
+    pinned: &'p Pinned,
+    pin_plan: &'p [bool],
+    to_daemon: mpsc::Sender<Event>,
+    turnstile: &'p Turnstile,
+}
+
+impl Arrivals<'_> {
+    /// After a failed pass: frees what arrived early and waits out the loaders, so none stays
+    /// blocked at the cap.
+    fn drain(&mut self) {
+        self.ready.clear();
+        for _ in self.events.iter() {}
+    }
+}
+
+impl<'w> Feed<'w> for Arrivals<'_> {
+    fn take(&mut self, index: usize) -> Result<Bound<'w>> {
+        // A resident unit's lease stays in the pin table; the pass gets a second handle.
+        if let Some((weights, _)) = self.pinned.lock().expect("pinned lock").get(&index) {
+            return Ok(Bound::owned(weights.clone(), None, Delivery::default()));
+        }
+        while !self.ready.contains_key(&index) {
+            match self.events.recv() {
+                Ok(Event::Loaded {
+                    index: i,
+                    weights,
+                    lease,
+                    load_s,
+                    wait_s,
+                    bytes,
+                }) => {
+                    let cost = Delivery {
+                        load_s,
+                        wait_s,
+                        bytes_read: bytes,
+                        copied_bytes: 0,
+                    };
+                    self.ready.insert(i, (weights, lease, cost));
+                }
+                Ok(Event::Failed { error }) => return Err(error),
+                Ok(Event::Used { .. }) | Err(_) => {
+                    return Err(RuntimeError::LoaderStopped { unit: index })
+                }
+            }
+        }
+        let (weights, lease, cost) = self
+            .ready
+            .remove(&index)
+            .ok_or(RuntimeError::LoaderStopped { unit: index })?;
+        Ok(Bound::owned(weights, lease, cost))
+    }
+
+    fn give_back(&mut self, index: usize, unit: Bound<'w>) {
+        let mut pinned = self.pinned.lock().expect("pinned lock");
+        if pinned.contains_key(&index) {
+            return;
+        }
+        let Bound { weights, lease, .. } = unit;
+        let Weights::Owned(weights) = weights else {
+            return;
+        };
+        if self.pin_plan.get(index).copied().unwrap_or(false) {
+            pinned.insert(index, (weights, lease));
+            drop(pinned);
+            self.turnstile.released();
+            return;
+        }
+        drop(pinned);
+        let _ = self.to_daemon.send(Event::Used {
+            index,
+            weights,
+            lease,
+        });
     }
 }

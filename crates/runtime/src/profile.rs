@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admit::admit_stage;
 use crate::executor::reserve_bytes;
+use crate::inline_feed::InlineFeed;
+use crate::pass::{run_pass, Runner};
 use crate::planner::{Throughput, UnitCost};
 use crate::{Governor, Lease, Result, RuntimeError};
 
@@ -197,6 +199,12 @@ fn compute_under_load(
     let stages = model.stages();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut state = model.start(inputs.clone(), RunOptions::default())?;
+    let mut feed = InlineFeed {
+        source,
+        model,
+        read: DIRECT,
+        governor,
+    };
     std::thread::scope(|scope| -> Result<f64> {
         for k in 0..loaders {
             let stop = &stop;
@@ -209,25 +217,18 @@ fn compute_under_load(
                 }
             });
         }
-        let mut busy = 0.0;
-        let result = (|| -> Result<()> {
-            for (i, stage) in stages.iter().enumerate() {
-                let weights = load(governor, source, i, stage)?;
-                let t = Instant::now();
-                model.run_stage(i, &weights.0, &mut state)?;
-                busy += t.elapsed().as_secs_f64();
-            }
-            Ok(())
-        })();
+        let result = run_pass(model, &mut state, &mut feed);
         stop.store(true, Ordering::Relaxed);
-        result.map(|()| busy)
+        result.map(|stats| stats.compute_s)
     })
 }
 
 /// Profiles `source` on `inputs` with `runs` streamed passes.
 pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Profile> {
     if !matches!(source, ModelSource::Packed(_)) {
-        return Err(RuntimeError::Unsupported("profiling needs a packed store (edgerun pack MODEL OUT): load times are measured per unit with O_DIRECT".into()));
+        return Err(RuntimeError::NeedsPackedStore {
+            what: "profiling times each unit's O_DIRECT read".into(),
+        });
     }
     let model = source.model()?;
     let stages = model.stages();
@@ -242,20 +243,23 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
     let mut flops = vec![0u64; stages.len()];
     let mut free_s = vec![f64::INFINITY; stages.len()];
     let mut reserve = 0;
+    let runner = Runner::new(model.as_ref()).per_unit();
     for _ in 0..runs.max(1) {
         let mut state = model.start(inputs.clone(), RunOptions::default())?;
         reserve = reserve_bytes(model.as_ref(), &state);
-        for (i, stage) in stages.iter().enumerate() {
-            let t = Instant::now();
-            let weights = load(&governor, source, i, stage)?;
-            load_s[i] = load_s[i].min(t.elapsed().as_secs_f64());
-            let (t, before) = (Instant::now(), edgerun_tensor::kernels::matmul_flops());
-            model.run_stage(i, &weights.0, &mut state)?;
-            compute[i].push(t.elapsed().as_secs_f64());
-            flops[i] = edgerun_tensor::kernels::matmul_flops() - before;
-            let t = Instant::now();
-            drop(weights);
-            free_s[i] = free_s[i].min(t.elapsed().as_secs_f64());
+        let mut feed = InlineFeed {
+            source,
+            model: model.as_ref(),
+            read: DIRECT,
+            governor: &governor,
+        };
+        let record = runner.run(&mut state, 0..stages.len(), &mut feed)?;
+        for unit in record.units {
+            let i = unit.index;
+            load_s[i] = load_s[i].min(unit.take_s);
+            compute[i].push(unit.compute_s);
+            flops[i] = unit.flops;
+            free_s[i] = free_s[i].min(unit.give_back_s);
         }
     }
     let units = stages

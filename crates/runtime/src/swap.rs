@@ -5,8 +5,8 @@
 //! reads the next block while the current one runs, admitted by the same governor, so the two
 //! blocks and the activation reserve never exceed the budget.
 
+use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,10 +19,12 @@ use crate::delay::DelayModels;
 use crate::executor::{check_minimum, reserve_activations, reserve_bytes};
 use crate::governor::Lease;
 use crate::partition::{partition, PartUnit};
-use crate::{human_bytes, ExecStats, Executor, Governor, MemorySample, Result, RuntimeError};
+use crate::pass::{run_pass, Bound, Delivery, Feed};
+use crate::read_ahead::read_ahead;
+use crate::{ExecStats, Executor, Governor, Result, RuntimeError};
 
-pub struct SwapExecutor<'s> {
-    store: &'s PackedStore,
+pub struct SwapExecutor {
+    source: Arc<ModelSource>,
     model: Box<dyn Model>,
     read: ReadOptions,
     governor: Arc<Governor>,
@@ -114,22 +116,20 @@ pub(crate) fn swap_in(
     })
 }
 
-impl<'s> SwapExecutor<'s> {
+impl SwapExecutor {
     pub fn new(
-        source: &'s ModelSource,
+        source: Arc<ModelSource>,
         read: ReadOptions,
         governor: Arc<Governor>,
         plan: BlockPlan,
     ) -> Result<Self> {
-        let ModelSource::Packed(store) = source else {
-            return Err(RuntimeError::Unsupported(
-                "--strategy swap reads blocks of a packed store (edgerun pack MODEL OUT)".into(),
-            ));
-        };
+        if !matches!(*source, ModelSource::Packed(_)) {
+            return Err(RuntimeError::NeedsPackedStore {
+                what: "--strategy swap reads blocks".into(),
+            });
+        }
         if read.io == IoMode::Mmap {
-            return Err(RuntimeError::Unsupported(
-                "--strategy swap swaps blocks in with a read; use --io direct or --io pread".into(),
-            ));
+            return Err(RuntimeError::SwapNeedsReads);
         }
         let model = source.model()?;
         let units = model.stages().len();
@@ -140,27 +140,35 @@ impl<'s> SwapExecutor<'s> {
                     && blocks.windows(2).all(|w| w[0].end == w[1].start)
                     && blocks.iter().all(|b| b.start < b.end);
                 if !tiles {
-                    return Err(RuntimeError::Unsupported(format!(
-                        "the blocks {blocks:?} do not cover the model's {units} units in order"
-                    )));
+                    return Err(RuntimeError::BlocksDoNotTile {
+                        blocks: blocks.clone(),
+                        units,
+                    });
                 }
             }
             BlockPlan::Partition { flops, .. } if flops.len() != units => {
-                return Err(RuntimeError::Unsupported(format!(
-                    "the profile has {} units, the model {units}: profile this store again",
-                    flops.len()
-                )));
+                return Err(RuntimeError::ProfileMismatch {
+                    profiled: flops.len(),
+                    stages: units,
+                });
             }
             BlockPlan::Partition { .. } => {}
         }
         Ok(Self {
-            store,
+            source,
             model,
             read,
             governor,
             plan,
             stats: Mutex::new(ExecStats::default()),
         })
+    }
+
+    fn store(&self) -> &PackedStore {
+        match &*self.source {
+            ModelSource::Packed(store) => store,
+            ModelSource::Hf(_) => unreachable!("checked packed in SwapExecutor::new"),
+        }
     }
 
     /// The blocks of a pass on `state`, and whether the next is read while one runs.
@@ -173,35 +181,26 @@ impl<'s> SwapExecutor<'s> {
                 allow_prefetch,
             } => (models, flops, *allow_prefetch),
         };
-        let units = packed_units(self.store, self.model.as_ref(), flops);
+        let units = packed_units(self.store(), self.model.as_ref(), flops);
         let reserve = reserve_bytes(self.model.as_ref(), state);
-        let plan = partition(&units, models, self.governor.cap(), reserve, allow_prefetch).ok_or_else(|| {
-            let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
-            RuntimeError::Budget(format!(
-                "a budget of {} bytes is below this model's minimum of {} bytes ({}: the largest unit plus activations)",
-                self.governor.cap(),
-                largest + reserve,
-                human_bytes(largest + reserve)
-            ))
-        })?;
-        let blocks = plan.ranges();
-        Ok((blocks, plan.prefetch))
-    }
-
-    fn block_bytes(&self, block: &Range<usize>) -> u64 {
-        block_bytes(self.store, block)
+        let plan = partition(&units, models, self.governor.cap(), reserve, allow_prefetch)
+            .ok_or_else(|| {
+                let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
+                RuntimeError::BelowMinimum {
+                    budget: self.governor.cap(),
+                    minimum: largest + reserve,
+                }
+            })?;
+        Ok((plan.ranges(), plan.prefetch))
     }
 
     /// The largest block (two consecutive ones with prefetch) plus the activation reserve.
     fn minimum_bytes(&self, blocks: &[Range<usize>], prefetch: bool, state: &State) -> u64 {
-        let single = blocks
-            .iter()
-            .map(|b| self.block_bytes(b))
-            .max()
-            .unwrap_or(0);
+        let bytes = |b: &Range<usize>| block_bytes(self.store(), b);
+        let single = blocks.iter().map(bytes).max().unwrap_or(0);
         let pair = blocks
             .windows(2)
-            .map(|w| self.block_bytes(&w[0]) + self.block_bytes(&w[1]))
+            .map(|w| bytes(&w[0]) + bytes(&w[1]))
             .max()
             .unwrap_or(0);
         let largest = if prefetch { single.max(pair) } else { single };
@@ -210,38 +209,79 @@ impl<'s> SwapExecutor<'s> {
 
     fn swap_in(&self, block: &Range<usize>) -> Result<Loaded> {
         swap_in(
-            self.store,
+            self.store(),
             self.model.as_ref(),
             &self.governor,
             self.read,
             block,
         )
     }
+}
 
-    /// Runs one swapped-in block, then swaps it out (drops it).
-    fn execute(
-        &self,
-        block: &Range<usize>,
-        loaded: Loaded,
-        state: &mut State,
-        stats: &mut ExecStats,
-    ) -> Result<()> {
-        stats.load_s += loaded.load_s;
-        stats.wait_s += loaded.wait_s;
-        stats.bytes_read += loaded.bytes_read;
-        stats.copied_bytes += loaded.copied_bytes;
-        let computing = Instant::now();
-        for (i, weights) in block.clone().zip(&loaded.units) {
-            self.model.run_stage(i, weights, state)?;
+/// Swapped-in blocks handed to the pass unit by unit. A block's first unit carries the cost
+/// of its read; the block's buffer is freed when its last unit is given back (its tensors
+/// all borrow it), and the lease on its copies with it.
+struct BlockFeed<'b, N> {
+    blocks: &'b [Range<usize>],
+    next_block: N,
+    position: usize,
+    expected: usize,
+    units: VecDeque<UnitWeights>,
+    copies: Option<Lease>,
+}
+
+impl<'b, N: FnMut(&Range<usize>) -> Result<Loaded>> BlockFeed<'b, N> {
+    fn new(blocks: &'b [Range<usize>], next_block: N) -> Self {
+        Self {
+            blocks,
+            next_block,
+            position: 0,
+            expected: blocks.first().map_or(0, |b| b.start),
+            units: VecDeque::new(),
+            copies: None,
         }
-        stats.compute_s += computing.elapsed().as_secs_f64();
-        stats.memory = stats.memory.max(MemorySample::now());
-        drop(loaded);
-        Ok(())
     }
 }
 
-impl Executor for SwapExecutor<'_> {
+impl<'w, N: FnMut(&Range<usize>) -> Result<Loaded>> Feed<'w> for BlockFeed<'_, N> {
+    fn take(&mut self, index: usize) -> Result<Bound<'w>> {
+        if index != self.expected {
+            return Err(RuntimeError::NotDelivered { unit: index });
+        }
+        let mut cost = Delivery::default();
+        if self.units.is_empty() {
+            let block = self
+                .blocks
+                .get(self.position)
+                .ok_or(RuntimeError::NotDelivered { unit: index })?;
+            self.position += 1;
+            let loaded = (self.next_block)(block)?;
+            cost = Delivery {
+                load_s: loaded.load_s,
+                wait_s: loaded.wait_s,
+                bytes_read: loaded.bytes_read,
+                copied_bytes: loaded.copied_bytes,
+            };
+            self.units = loaded.units.into();
+            self.copies = loaded._copies;
+        }
+        let weights = self
+            .units
+            .pop_front()
+            .ok_or(RuntimeError::NotDelivered { unit: index })?;
+        self.expected += 1;
+        Ok(Bound::owned(weights, None, cost))
+    }
+
+    fn give_back(&mut self, _index: usize, unit: Bound<'w>) {
+        drop(unit);
+        if self.units.is_empty() {
+            self.copies = None;
+        }
+    }
+}
+
+impl Executor for SwapExecutor {
     fn model(&self) -> &dyn Model {
         self.model.as_ref()
     }
@@ -250,35 +290,20 @@ impl Executor for SwapExecutor<'_> {
         let (blocks, prefetch) = self.blocks(state)?;
         check_minimum(&self.governor, self.minimum_bytes(&blocks, prefetch, state))?;
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
-        let mut stats = ExecStats::default();
-        if !prefetch {
-            for block in &blocks {
-                let loaded = self.swap_in(block)?;
-                self.execute(block, loaded, state, &mut stats)?;
-            }
+        let model = self.model.as_ref();
+        let stats = if !prefetch {
+            let mut feed = BlockFeed::new(&blocks, |b: &Range<usize>| self.swap_in(b));
+            run_pass(model, state, &mut feed)?
         } else {
-            // One block in flight: the channel holds at most one swapped-in block.
-            let (sender, receiver) = sync_channel::<Result<Loaded>>(0);
-            std::thread::scope(|scope| -> Result<()> {
-                let blocks = &blocks;
-                scope.spawn(move || {
-                    for block in blocks {
-                        let loaded = self.swap_in(block);
-                        let failed = loaded.is_err();
-                        if sender.send(loaded).is_err() || failed {
-                            return;
-                        }
-                    }
+            std::thread::scope(|scope| -> Result<ExecStats> {
+                // One block in flight: read while the one before it runs.
+                let reader = read_ahead(scope, 1, &blocks, |b| self.swap_in(b));
+                let mut feed = BlockFeed::new(&blocks, |b: &Range<usize>| {
+                    reader.next(|| format!("block {b:?}"))
                 });
-                for block in blocks {
-                    let loaded = receiver.recv().map_err(|_| {
-                        RuntimeError::Unsupported("the swap-in thread stopped early".into())
-                    })??;
-                    self.execute(block, loaded, state, &mut stats)?;
-                }
-                Ok(())
-            })?;
-        }
+                run_pass(model, state, &mut feed)
+            })?
+        };
         self.stats.lock().expect("stats lock").add(&stats);
         Ok(())
     }

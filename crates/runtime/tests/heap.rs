@@ -64,14 +64,18 @@ fn streamed_heap_stays_within_the_minimum_budget() {
         .chain(std::iter::once(("yolov3-tiny".to_string(), yolo)));
     for (name, dir) in dirs {
         let store = common::pack_fixture(&dir, &format!("heap-{name}"));
-        let source = ModelSource::open(&store).unwrap();
+        let source = std::sync::Arc::new(ModelSource::open(&store).unwrap());
         let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
         let options = RunOptions {
             hidden_states: true,
             ..RunOptions::default()
         };
-        let probe =
-            StreamExecutor::new(&source, ReadOptions::default(), Governor::new(u64::MAX)).unwrap();
+        let probe = StreamExecutor::new(
+            source.clone(),
+            ReadOptions::default(),
+            Governor::new(u64::MAX),
+        )
+        .unwrap();
         let minimum = probe.minimum_bytes(
             &probe
                 .model()
@@ -91,8 +95,12 @@ fn streamed_heap_stays_within_the_minimum_budget() {
             largest_unit < 2 << 20,
             "{name}: a {largest_unit}-byte unit would be mapped"
         );
-        let executor =
-            StreamExecutor::new(&source, ReadOptions::default(), Governor::new(minimum)).unwrap();
+        let executor = StreamExecutor::new(
+            source.clone(),
+            ReadOptions::default(),
+            Governor::new(minimum),
+        )
+        .unwrap();
         // gemm keeps a per-thread packing workspace after its first call; warm it up so the
         // measurement sees the pass, not that one-time cache.
         probe.forward(inputs.clone(), options.clone()).unwrap();

@@ -10,19 +10,24 @@ use std::time::{Duration, Instant};
 
 use common::{bits, fixtures, forward, FIXTURES};
 use edgerun_models::RunOptions;
-use edgerun_runtime::{Executor, FullExecutor, Governor, PipeLoadExecutor};
+use edgerun_runtime::{Executor, FullExecutor, Governor, PipeLoadExecutor, RuntimeError};
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
 use proptest::prelude::*;
 
-fn packed(root: &Path, name: &str) -> (PathBuf, ModelSource) {
+fn packed(root: &Path, name: &str) -> (PathBuf, Arc<ModelSource>) {
     let out = common::pack_fixture(&root.join(name), &format!("pipeload-{name}"));
-    let source = ModelSource::open(&out).unwrap();
+    let source = Arc::new(ModelSource::open(&out).unwrap());
     (out, source)
 }
 
-fn minimum(source: &ModelSource, dir: &Path) -> u64 {
-    let probe =
-        PipeLoadExecutor::new(source, ReadOptions::default(), Governor::new(u64::MAX), 1).unwrap();
+fn minimum(source: &Arc<ModelSource>, dir: &Path) -> u64 {
+    let probe = PipeLoadExecutor::new(
+        source.clone(),
+        ReadOptions::default(),
+        Governor::new(u64::MAX),
+        1,
+    )
+    .unwrap();
     let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
     let state = probe
         .model()
@@ -49,7 +54,7 @@ fn bit_identical_to_full_for_every_fixture_and_loader_count() {
             for cap in [u64::MAX, min] {
                 let governor = Governor::new(cap);
                 let executor = PipeLoadExecutor::new(
-                    &source,
+                    source.clone(),
                     ReadOptions::default(),
                     governor.clone(),
                     loaders,
@@ -91,15 +96,16 @@ fn narrow_stores_widen_into_recycled_buffers_bit_identically() {
             let _ = std::fs::remove_dir_all(&out);
             let folder = edgerun_store::HfFolder::open(&dir).unwrap();
             edgerun_store::packed::pack(&folder, &out, Some(dtype), &mut |_, _| {}).unwrap();
-            let source = ModelSource::open(&out).unwrap();
+            let source = Arc::new(ModelSource::open(&out).unwrap());
             let reference = bits(&forward(&FullExecutor::load(&source).unwrap(), &dir).unwrap());
             let min = minimum(&source, &dir);
             for io in [IoMode::Direct, IoMode::Mmap] {
                 let read = ReadOptions { io, verify: true };
                 let label = format!("{name} {} {io:?}", dtype.name());
                 let governor = Governor::new(min);
-                let stream = StreamExecutor::new(&source, read, governor.clone()).unwrap();
-                let pipeload = PipeLoadExecutor::new(&source, read, Governor::new(min), 3).unwrap();
+                let stream = StreamExecutor::new(source.clone(), read, governor.clone()).unwrap();
+                let pipeload =
+                    PipeLoadExecutor::new(source.clone(), read, Governor::new(min), 3).unwrap();
                 for executor in [&stream as &dyn Executor, &pipeload] {
                     for pass in 0..2 {
                         let out = bits(&forward(executor, &dir).unwrap());
@@ -134,7 +140,7 @@ fn a_depth_bounds_the_units_held() {
         for depth in [1, 2] {
             let governor = Governor::new(u64::MAX);
             let executor =
-                PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), 4)
+                PipeLoadExecutor::new(source.clone(), ReadOptions::default(), governor.clone(), 4)
                     .unwrap()
                     .with_depth(depth);
             assert_eq!(
@@ -162,12 +168,19 @@ fn an_injected_read_error_surfaces_and_returns_every_lease() {
     for bad in 0..units {
         for loaders in [1, 3] {
             let governor = Governor::new(min);
-            let executor =
-                PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), loaders)
-                    .unwrap()
-                    .with_fault(move |i| (i == bad).then(|| "disk on fire".to_string()));
+            let executor = PipeLoadExecutor::new(
+                source.clone(),
+                ReadOptions::default(),
+                governor.clone(),
+                loaders,
+            )
+            .unwrap()
+            .with_fault(move |i| (i == bad).then(|| "disk on fire".to_string()));
             let err = forward(&executor, &dir).expect_err("the injected error must surface");
-            assert!(err.to_string().contains("disk on fire"), "{err}");
+            assert!(
+                matches!(&err, RuntimeError::InjectedFault { why, .. } if why == "disk on fire"),
+                "{err}"
+            );
             assert_eq!(
                 governor.leased(),
                 0,
@@ -196,7 +209,7 @@ proptest! {
         let cap = min + slack * min / 2;
         let governor = Governor::new(cap);
         let delays = Arc::new(delays);
-        let executor = PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), loaders)
+        let executor = PipeLoadExecutor::new(source.clone(), ReadOptions::default(), governor.clone(), loaders)
             .unwrap()
             .with_fault(move |i| {
                 std::thread::sleep(Duration::from_micros(delays[i % delays.len()]));
@@ -224,10 +237,14 @@ fn the_trace_shows_a_correct_pipeline() {
         let (_, source) = packed(&root, name);
         let trace = Arc::new(Trace::new());
         let min = minimum(&source, &dir);
-        let executor =
-            PipeLoadExecutor::new(&source, ReadOptions::default(), Governor::new(min), 3)
-                .unwrap()
-                .with_trace(trace.clone());
+        let executor = PipeLoadExecutor::new(
+            source.clone(),
+            ReadOptions::default(),
+            Governor::new(min),
+            3,
+        )
+        .unwrap()
+        .with_trace(trace.clone());
         forward(&executor, &dir).unwrap();
         let units = executor.model().stages().len();
         let spans = trace.spans();
@@ -296,9 +313,13 @@ fn generation_keeps_units_resident_across_tokens_and_matches_full() {
         let inputs = || read_inputs(&dir.join("inputs.safetensors")).unwrap();
         let reference =
             generate(&FullExecutor::load(&source).unwrap(), inputs(), &options).unwrap();
-        let probe =
-            PipeLoadExecutor::new(&source, ReadOptions::default(), Governor::new(u64::MAX), 1)
-                .unwrap();
+        let probe = PipeLoadExecutor::new(
+            source.clone(),
+            ReadOptions::default(),
+            Governor::new(u64::MAX),
+            1,
+        )
+        .unwrap();
         let state = probe
             .model()
             .start(
@@ -321,9 +342,10 @@ fn generation_keeps_units_resident_across_tokens_and_matches_full() {
         // Room for about half the weights beyond the minimum: some units pin, some stream.
         let cap = min + total / 2;
         let governor = Governor::new(cap);
-        let executor = PipeLoadExecutor::new(&source, ReadOptions::default(), governor.clone(), 2)
-            .unwrap()
-            .with_residency();
+        let executor =
+            PipeLoadExecutor::new(source.clone(), ReadOptions::default(), governor.clone(), 2)
+                .unwrap()
+                .with_residency();
         let got = generate(&executor, inputs(), &options).unwrap();
         assert_eq!(got, reference, "{name}: sequences differ from full");
         let pinned = executor.pinned_units();

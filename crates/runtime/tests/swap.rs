@@ -6,10 +6,11 @@ mod common;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use common::{bits, fixtures, forward, FIXTURES};
 use edgerun_runtime::swap::BlockPlan;
-use edgerun_runtime::{Executor, FullExecutor, Governor, SwapExecutor};
+use edgerun_runtime::{Executor, FullExecutor, Governor, RuntimeError, SwapExecutor};
 use edgerun_store::packed::IoMode;
 use edgerun_store::{ModelSource, ReadOptions};
 use proptest::prelude::*;
@@ -37,14 +38,14 @@ fn tiling(units: usize, cuts: &[bool]) -> Vec<Range<usize>> {
 
 struct Packed {
     dir: PathBuf,
-    source: ModelSource,
+    source: Arc<ModelSource>,
     reference: Vec<(String, Vec<u32>)>,
 }
 
 fn packed(root: &Path, name: &str) -> Packed {
     let dir = root.join(name);
     let store = common::pack_fixture(&dir, &format!("swap-{name}"));
-    let source = ModelSource::open(&store).unwrap();
+    let source = Arc::new(ModelSource::open(&store).unwrap());
     let full = FullExecutor::load(&ModelSource::open(&dir).unwrap()).unwrap();
     let reference = bits(&forward(&full, &dir).unwrap());
     Packed {
@@ -66,11 +67,11 @@ proptest! {
         let units = p.source.model().unwrap().stages().len();
         let blocks = tiling(units, &cuts);
         // Find the plan's minimum with an unbounded governor, then run capped at it (+ slack).
-        let probe = SwapExecutor::new(&p.source, direct(), Governor::new(u64::MAX), BlockPlan::Fixed { blocks: blocks.clone(), prefetch }).unwrap();
+        let probe = SwapExecutor::new(p.source.clone(), direct(), Governor::new(u64::MAX), BlockPlan::Fixed { blocks: blocks.clone(), prefetch }).unwrap();
         forward(&probe, &p.dir).unwrap();
         let needed = probe.governor().peak();
         let cap = needed + slack;
-        let executor = SwapExecutor::new(&p.source, direct(), Governor::new(cap), BlockPlan::Fixed { blocks, prefetch }).unwrap();
+        let executor = SwapExecutor::new(p.source.clone(), direct(), Governor::new(cap), BlockPlan::Fixed { blocks, prefetch }).unwrap();
         let outputs = forward(&executor, &p.dir).unwrap();
         prop_assert_eq!(bits(&outputs), p.reference.clone());
         prop_assert!(executor.governor().peak() <= cap);
@@ -98,7 +99,7 @@ fn partitioned_runs_match_full_at_their_minimum() {
             allow_prefetch: true,
         };
         let unbounded =
-            SwapExecutor::new(&p.source, direct(), Governor::new(u64::MAX), plan()).unwrap();
+            SwapExecutor::new(p.source.clone(), direct(), Governor::new(u64::MAX), plan()).unwrap();
         assert_eq!(
             bits(&forward(&unbounded, &p.dir).unwrap()),
             p.reference,
@@ -107,7 +108,7 @@ fn partitioned_runs_match_full_at_their_minimum() {
         // The smallest budget: each unit its own block, no prefetch.
         let single: Vec<Range<usize>> = (0..units).map(|i| i..i + 1).collect();
         let probe = SwapExecutor::new(
-            &p.source,
+            p.source.clone(),
             direct(),
             Governor::new(u64::MAX),
             BlockPlan::Fixed {
@@ -118,17 +119,27 @@ fn partitioned_runs_match_full_at_their_minimum() {
         .unwrap();
         forward(&probe, &p.dir).unwrap();
         let minimum = probe.governor().peak();
-        let tight = SwapExecutor::new(&p.source, direct(), Governor::new(minimum), plan()).unwrap();
+        let tight =
+            SwapExecutor::new(p.source.clone(), direct(), Governor::new(minimum), plan()).unwrap();
         assert_eq!(
             bits(&forward(&tight, &p.dir).unwrap()),
             p.reference,
             "{name} at {minimum}"
         );
         assert!(tight.governor().peak() <= minimum);
-        let below =
-            SwapExecutor::new(&p.source, direct(), Governor::new(minimum - 1), plan()).unwrap();
-        let err = forward(&below, &p.dir).unwrap_err().to_string();
-        assert!(err.contains("minimum"), "{name}: {err}");
+        let below = SwapExecutor::new(
+            p.source.clone(),
+            direct(),
+            Governor::new(minimum - 1),
+            plan(),
+        )
+        .unwrap();
+        match forward(&below, &p.dir).unwrap_err() {
+            RuntimeError::BelowMinimum { budget, minimum: m } => {
+                assert_eq!((budget, m), (minimum - 1, minimum), "{name}");
+            }
+            other => panic!("{name}: {other}"),
+        }
     }
 }
 
@@ -144,6 +155,7 @@ fn blocks_that_do_not_tile_are_refused() {
             blocks,
             prefetch: false,
         };
-        assert!(SwapExecutor::new(&p.source, direct(), Governor::new(u64::MAX), plan).is_err());
+        let refused = SwapExecutor::new(p.source.clone(), direct(), Governor::new(u64::MAX), plan);
+        assert!(matches!(refused, Err(RuntimeError::BlocksDoNotTile { .. })));
     }
 }

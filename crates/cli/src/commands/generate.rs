@@ -1,12 +1,12 @@
 //! `edgerun generate`: greedy decoding from token ids or a text prompt.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use edgerun_models::tokenizer::Tokenizer;
-use edgerun_runtime::{generate, GenerateOptions};
 use edgerun_store::{read_inputs, write_tensors, OutputTensor};
 
 use super::attention::AttentionArgs;
@@ -35,7 +35,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let folder = super::open_model(&args.model)?;
+    let folder = Arc::new(super::open_model(&args.model)?);
     let mut outputs = vec![("--output", args.output.as_deref())];
     outputs.extend(args.strategy.output_paths());
     super::check_outputs(
@@ -70,16 +70,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let prompt_len = inputs.ids()?.dims2("input_ids")?.1;
     let started = Instant::now();
-    let executor = args.strategy.executor(&folder, true)?;
-    let sequences = generate(
-        executor.as_ref(),
-        inputs,
-        &GenerateOptions {
-            max_new_tokens: args.max_new_tokens,
-            stop_at_eos: true,
-            attention,
-        },
-    )?;
+    let session = args.strategy.session(folder, attention, true)?;
+    let sequences = session.generate(inputs, args.max_new_tokens, true)?;
     let elapsed = started.elapsed();
     if let Some(tok) = &tokenizer {
         println!("{}", tok.decode(&sequences.values)?);
@@ -98,5 +90,5 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         sequences.shape[1],
         sequences.shape[1] - prompt_len
     );
-    args.strategy.finish(executor.as_ref(), &folder, elapsed)
+    args.strategy.finish(&session, elapsed)
 }

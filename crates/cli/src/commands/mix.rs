@@ -19,6 +19,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::profile::{load_profile, profiling_inputs};
+use clap::ValueEnum;
+use edgerun_runtime::Strategy;
+
 use super::strategy::parse_size;
 
 #[derive(Args)]
@@ -39,8 +42,8 @@ pub struct MixArgs {
     pub trace: Option<PathBuf>,
     /// `swap` (SwapNet) or `mmap`: every model mapped whole, one inference per turn, the page
     /// cache deciding what stays -- the baseline to run inside a memory cgroup of the same cap.
-    #[arg(long, default_value = "swap", value_parser = ["swap", "mmap"])]
-    pub strategy: String,
+    #[arg(long, default_value = "swap", value_parser = mix_strategy)]
+    pub strategy: Strategy,
     /// Steps the reader thread may read ahead of compute (admitted by the budget governor);
     /// 0 reads each block when its turn comes.
     #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000))]
@@ -166,7 +169,7 @@ pub fn run(args: MixArgs) -> Result<()> {
         .collect();
     let mut trace_events = Vec::new();
     let read = ReadOptions { io, verify: true };
-    let mapped = args.strategy == "mmap";
+    let mapped = args.strategy == Strategy::Mmap;
     let reader_track = models.len();
     let mut on_event = |event: &MixEvent| match event {
         MixEvent::Step {
@@ -318,7 +321,7 @@ pub fn run(args: MixArgs) -> Result<()> {
     }
     if let Some(path) = &args.report {
         let value = json!({
-            "strategy": args.strategy,
+            "strategy": args.strategy.name(),
             "vm_hwm_bytes": edgerun_runtime::MemorySample::now().vm_hwm_bytes,
             "cap_bytes": report.cap_bytes,
             "scratch_bytes": report.scratch_bytes,
@@ -335,4 +338,12 @@ pub fn run(args: MixArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The strategies a mix runs: SwapNet's, or every model mapped whole.
+fn mix_strategy(text: &str) -> Result<Strategy, String> {
+    match Strategy::from_str(text, true)? {
+        strategy @ (Strategy::Swap | Strategy::Mmap) => Ok(strategy),
+        other => Err(format!("a mix runs swap or mmap, not {}", other.name())),
+    }
 }

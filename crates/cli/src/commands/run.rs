@@ -1,11 +1,11 @@
 //! `edgerun run`: one forward pass from an input file to an output file.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use edgerun_models::RunOptions;
 use edgerun_store::{read_inputs, write_tensors, OutputTensor};
 
 use super::attention::AttentionArgs;
@@ -31,7 +31,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let source = super::open_model(&args.model)?;
+    let source = Arc::new(super::open_model(&args.model)?);
     let mut outputs = vec![("--output", Some(args.output.as_path()))];
     outputs.extend(args.strategy.output_paths());
     super::check_outputs(
@@ -45,15 +45,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     let attention = args.attention.algorithm(source.model()?.as_ref())?;
     let inputs = read_inputs(&args.input).context("cannot read inputs")?;
     let started = Instant::now();
-    let executor = args.strategy.executor(&source, false)?;
-    let outputs = executor.forward(
-        inputs,
-        RunOptions {
-            hidden_states: args.hidden_states,
-            attention,
-            ..RunOptions::default()
-        },
-    )?;
+    let session = args.strategy.session(source, attention, false)?;
+    let outputs = session.run(inputs, args.hidden_states)?;
     let wall = started.elapsed();
     let tensors: Vec<_> = outputs
         .tensors
@@ -61,5 +54,5 @@ pub fn run(args: RunArgs) -> Result<()> {
         .map(|(n, t)| (n, OutputTensor::F32(t)))
         .collect();
     write_tensors(&args.output, &tensors).context("cannot write outputs")?;
-    args.strategy.finish(executor.as_ref(), &source, wall)
+    args.strategy.finish(&session, wall)
 }

@@ -1,42 +1,16 @@
 //! Flags shared by `run` and `generate`: how weights arrive (strategy, I/O, budget) and the
-//! report of what that cost. Parsed here into validated types before any file is opened.
+//! report of what that cost. They become a `SessionOptions`; the session checks them against
+//! the model before anything is loaded.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
-use edgerun_runtime::delay::DelayModels;
-use edgerun_runtime::swap::BlockPlan;
-use edgerun_runtime::{
-    human_bytes, Executor, FullExecutor, Governor, PipeLoadExecutor, StreamExecutor, SwapExecutor,
-    Trace,
-};
-use edgerun_store::{IoMode, ModelSource, ReadOptions};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Strategy {
-    /// Load every unit, then run (the baseline).
-    Full,
-    /// Map the weights and let the page cache work (llama.cpp's and candle's way).
-    Mmap,
-    /// One unit at a time: load, run, free; no overlap.
-    Stream,
-    /// Hermes PipeLoad: parallel loading agents ahead of in-order compute, freed after use.
-    Pipeload,
-    /// SwapNet: the partitioner's blocks, each swapped in with one read into the buffer its
-    /// tensors borrow, run, and dropped; the next block read while one runs where it fits.
-    Swap,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Io {
-    /// pread through the page cache into aligned buffers.
-    Pread,
-    /// O_DIRECT reads around the page cache (falls back to pread where refused).
-    Direct,
-}
+use anyhow::{Context, Result};
+use clap::Args;
+use edgerun_runtime::{human_bytes, Io, Session, SessionOptions, Strategy};
+use edgerun_store::ModelSource;
+use edgerun_tensor::kernels::AttentionAlgorithm;
 
 #[derive(Args, Clone, Debug)]
 pub struct StrategyArgs {
@@ -74,11 +48,6 @@ pub struct StrategyArgs {
     /// Draw the pipeline and the memory curve as an SVG here (--strategy pipeload).
     #[arg(long)]
     pub timeline: Option<PathBuf>,
-    #[arg(skip)]
-    pub recorder: Arc<Trace>,
-    /// Loaders and depth once decided (the planner runs at most once).
-    #[arg(skip)]
-    chosen_shape: std::sync::OnceLock<(usize, Option<usize>)>,
 }
 
 pub use edgerun_runtime::size::parse_size;
@@ -93,150 +62,62 @@ impl StrategyArgs {
         ]
     }
 
-    fn read_options(&self) -> ReadOptions {
-        let io = match (self.strategy, self.io) {
-            (Strategy::Mmap, _) => IoMode::Mmap,
-            (_, Io::Pread) => IoMode::Pread,
-            (_, Io::Direct) => IoMode::Direct,
-        };
-        ReadOptions {
-            io,
-            verify: !self.no_verify,
-        }
-    }
-
-    /// The executor these flags ask for, over `source`.
-    /// `decoding`: the executor will run once per generated token (pipeload then keeps what
-    /// the budget allows resident across tokens).
-    pub fn executor<'s>(
+    /// The session these flags ask for over `source`. `decoding`: it will run once per
+    /// generated token (pipeload then keeps what the budget allows resident across tokens).
+    pub fn session(
         &self,
-        source: &'s ModelSource,
+        source: Arc<ModelSource>,
+        attention: AttentionAlgorithm,
         decoding: bool,
-    ) -> Result<Box<dyn Executor + 's>> {
-        let governor = Governor::new(self.budget.unwrap_or(u64::MAX));
-        if self.budget.is_some() {
-            if matches!(source, ModelSource::Hf(_)) {
-                bail!("--budget needs a packed store (edgerun pack MODEL OUT): an HF folder is mapped, and mapped pages cannot be capped from inside");
-            }
-            if self.strategy == Strategy::Mmap {
-                bail!("--budget cannot cap --strategy mmap (the page cache is the kernel's); use --strategy stream or a cgroup memory limit");
-            }
-        }
-        if (self.trace.is_some() || self.timeline.is_some()) && self.strategy != Strategy::Pipeload
-        {
-            bail!("--trace and --timeline record the pipeline of --strategy pipeload");
-        }
-        let read = self.read_options();
-        Ok(match self.strategy {
-            Strategy::Full | Strategy::Mmap => {
-                Box::new(FullExecutor::load_with(source, read, governor)?)
-            }
-            Strategy::Stream => Box::new(StreamExecutor::new(source, read, Arc::clone(&governor))?),
-            Strategy::Swap => Box::new(SwapExecutor::new(
-                source,
-                read,
-                Arc::clone(&governor),
-                self.swap_plan(source)?,
+    ) -> Result<Session> {
+        let profile = match &self.profile {
+            Some(path) => Some(super::profile::load_profile(
+                path,
+                Some(source.model()?.as_ref()),
             )?),
-            Strategy::Pipeload => {
-                let (loaders, depth) = self.pipeline_shape(source)?;
-                let pipeload = PipeLoadExecutor::new(source, read, Arc::clone(&governor), loaders)?
-                    .with_trace(Arc::clone(&self.recorder));
-                let pipeload = match depth {
-                    Some(depth) => pipeload.with_depth(depth),
-                    None => pipeload,
-                };
-                Box::new(if decoding {
-                    pipeload.with_residency()
-                } else {
-                    pipeload
-                })
-            }
-        })
-    }
-
-    /// The partitioner's inputs: delay models and FLOPs from `--profile`, or a read-only model
-    /// (1 GB/s and 2 ms per read, no compute) that sizes blocks to minimise reads.
-    fn swap_plan(&self, source: &ModelSource) -> Result<BlockPlan> {
-        let units = source.model()?.stages().len();
-        let (models, flops) = match &self.profile {
-            Some(path) => {
-                let profile = super::profile::load_profile(path, Some(source.model()?.as_ref()))?;
-                let models = edgerun_runtime::delay::fit_profiles(std::slice::from_ref(&profile))?;
-                (models, profile.units.iter().map(|u| u.flops).collect())
-            }
-            None => (DelayModels::read_only(), vec![0; units]),
+            None => None,
         };
-        Ok(BlockPlan::Partition {
-            models,
-            flops,
-            allow_prefetch: true,
-        })
-    }
-
-    /// Loading agents and depth: `--loaders` and `--depth`, else the planner's choice on
-    /// `--profile`, else 2 loaders reading as far ahead as the budget holds.
-    fn pipeline_shape(&self, source: &ModelSource) -> Result<(usize, Option<usize>)> {
-        if let Some(&shape) = self.chosen_shape.get() {
-            return Ok(shape);
+        let options = SessionOptions {
+            strategy: self.strategy,
+            budget: self.budget,
+            io: self.io,
+            loaders: self.loaders.map(|n| n as usize),
+            depth: self.depth.map(|d| d as usize),
+            profile,
+            threads: None,
+            attention,
+            verify: !self.no_verify,
+            keep_resident: decoding,
+            trace: self.trace.is_some() || self.timeline.is_some(),
+        };
+        let session = Session::from_source(source, options)?;
+        if let Some(shape) = session.pipeline() {
+            if let Some((latency_s, peak)) = shape.predicted {
+                eprintln!(
+                    "plan: {} loaders, depth {}, predicted {latency_s:.3} s, peak {}",
+                    shape.loaders,
+                    shape
+                        .depth
+                        .map_or("as the budget holds".into(), |d| d.to_string()),
+                    human_bytes(peak)
+                );
+            }
         }
-        let shape = self.plan_shape(source)?;
-        Ok(*self.chosen_shape.get_or_init(|| shape))
+        Ok(session)
     }
 
-    fn plan_shape(&self, source: &ModelSource) -> Result<(usize, Option<usize>)> {
-        let given = (
-            self.loaders.map(|n| n as usize),
-            self.depth.map(|d| d as usize),
-        );
-        let (Some(path), (None, _) | (_, None)) = (&self.profile, given) else {
-            return Ok((given.0.unwrap_or(2), given.1));
-        };
-        let profile = super::profile::load_profile(path, Some(source.model()?.as_ref()))?;
-        let budget = self.budget.unwrap_or(u64::MAX);
-        let plan = edgerun_runtime::planner::plan_with(
-            &profile.unit_costs(),
-            profile.reserve_bytes,
-            budget,
-            8,
-            &profile.throughput,
-            &profile.slowdowns(),
-        )
-        .ok_or_else(|| {
-            anyhow::anyhow!("the profile's units do not fit a budget of {budget} bytes")
-        })?;
-        // A loader count given on the command line takes the planner's best depth for it.
-        let loaders = given.0.unwrap_or(plan.loaders);
-        let Some(candidate) = plan.candidates.iter().find(|c| c.loaders == loaders) else {
-            return Ok((loaders, given.1));
-        };
-        let depth = given.1.or(candidate.depth);
-        eprintln!(
-            "plan: {loaders} loaders, depth {}, predicted {:.3} s, peak {}",
-            depth.map_or("as the budget holds".into(), |d| d.to_string()),
-            candidate.predicted_latency_s,
-            human_bytes(candidate.predicted_peak_bytes)
-        );
-        Ok((loaders, depth))
-    }
-
-    /// Prints the one-line summary and writes `--report` if asked.
-    pub fn finish(
-        &self,
-        executor: &dyn Executor,
-        source: &ModelSource,
-        wall: Duration,
-    ) -> Result<()> {
-        if let Some(notice) = source.take_notice() {
+    /// Prints the one-line summary and writes `--report`, `--trace` and `--timeline` if asked.
+    pub fn finish(&self, session: &Session, wall: Duration) -> Result<()> {
+        if let Some(notice) = session.source().take_notice() {
             eprintln!("note: {notice}");
         }
-        let stats = executor.stats();
-        let governor = executor.governor();
+        let stats = session.stats();
+        let governor = session.governor();
         let budget = self.budget;
+        let strategy = self.strategy.name();
+        let architecture = session.model().architecture();
         eprintln!(
-            "{} {}: wall {:.3} s (load {:.3}, compute {:.3}, wait {:.3}); peak {} of budget {}; VmHWM {}, anon {}, file {}; read {}",
-            executor.model().architecture(),
-            format!("{:?}", self.strategy).to_lowercase(),
+            "{architecture} {strategy}: wall {:.3} s (load {:.3}, compute {:.3}, wait {:.3}); peak {} of budget {}; VmHWM {}, anon {}, file {}; read {}",
             wall.as_secs_f64(),
             stats.load_s,
             stats.compute_s,
@@ -248,36 +129,34 @@ impl StrategyArgs {
             human_bytes(stats.memory.rss_file_bytes),
             human_bytes(stats.bytes_read),
         );
-        let names: Vec<String> = executor
+        let names: Vec<String> = session
             .model()
             .stages()
             .iter()
             .map(|s| s.id.clone())
             .collect();
+        let recorder = session.trace();
         if let Some(path) = &self.trace {
-            let json = self.recorder.to_chrome_json(&names);
+            let json = recorder.to_chrome_json(&names);
             edgerun_store::write_file(path, serde_json::to_string(&json)?)
                 .with_context(|| format!("cannot write trace {}", path.display()))?;
         }
+        let shape = session.pipeline();
         if let Some(path) = &self.timeline {
             let title = format!(
-                "{} pipeload, {} loaders, budget {}",
-                executor.model().architecture(),
-                self.pipeline_shape(source)?.0,
+                "{architecture} pipeload, {} loaders, budget {}",
+                shape.map_or(0, |s| s.loaders),
                 budget.map_or("none".into(), human_bytes)
             );
-            edgerun_store::write_file(
-                path,
-                crate::timeline::render(&self.recorder, &names, &title),
-            )
-            .with_context(|| format!("cannot write timeline {}", path.display()))?;
+            edgerun_store::write_file(path, crate::timeline::render(recorder, &names, &title))
+                .with_context(|| format!("cannot write timeline {}", path.display()))?;
         }
         if let Some(path) = &self.report {
             let report = serde_json::json!({
-                "strategy": format!("{:?}", self.strategy).to_lowercase(),
-                "loaders": (self.strategy == Strategy::Pipeload).then(|| self.pipeline_shape(source).ok().map(|s| s.0)).flatten(),
-                "depth": (self.strategy == Strategy::Pipeload).then(|| self.pipeline_shape(source).ok().and_then(|s| s.1)).flatten(),
-                "io": format!("{:?}", self.read_options().io).to_lowercase(),
+                "strategy": strategy,
+                "loaders": shape.map(|s| s.loaders),
+                "depth": shape.and_then(|s| s.depth),
+                "io": format!("{:?}", session.io()).to_lowercase(),
                 "budget_bytes": budget,
                 "peak_bytes": governor.peak(),
                 "vm_hwm_bytes": stats.memory.vm_hwm_bytes,

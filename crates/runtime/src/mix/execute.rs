@@ -9,8 +9,6 @@
 //! kept units and reserves, and every model's quota (kept + one block + reserve) leaves room
 //! for turn t's block.
 
-use std::ops::Range;
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +20,8 @@ use super::residency::ModelPlan;
 use super::schedule::{reads, Turn};
 use super::{MixEvent, MixOptions, ReadSpan};
 use crate::governor::Lease;
+use crate::pass::{run_range, Resident};
+use crate::read_ahead::{read_ahead, Reader};
 use crate::swap::{swap_in, Loaded};
 use crate::{Governor, Outputs, Result, RuntimeError};
 
@@ -92,27 +92,17 @@ pub(super) fn execute(
         .collect::<Result<Vec<Lease>>>()?;
     let (read, depth) = (options.read, options.prefetch);
     let result = if depth == 0 {
-        let mut next = turns.iter().map(|t| fetch(runners, t, governor, read));
-        compute(runners, turns, &mut || next.next(), started, on_event)
+        let mut next = |turn: &Turn| fetch(runners, turn, governor, read);
+        compute(runners, turns, &mut next, started, on_event)
     } else {
-        let (sender, receiver) = sync_channel::<Result<Delivery>>(depth - 1);
         std::thread::scope(|scope| {
-            scope.spawn(move || {
-                for turn in turns {
-                    let delivery = fetch(runners, turn, governor, read);
-                    let failed = delivery.is_err();
-                    if sender.send(delivery).is_err() || failed {
-                        return;
-                    }
-                }
+            let reader: Reader<Delivery> = read_ahead(scope, depth, turns, |turn| {
+                fetch(runners, turn, governor, read)
             });
-            compute(
-                runners,
-                turns,
-                &mut || receiver.recv().ok(),
-                started,
-                on_event,
-            )
+            let mut next = |turn: &Turn| {
+                reader.next(|| format!("{} step {}", runners[turn.model].name, turn.step))
+            };
+            compute(runners, turns, &mut next, started, on_event)
         })
     };
     drop(reserves);
@@ -129,7 +119,7 @@ struct Progress {
 fn compute(
     runners: &[Runner],
     turns: &[Turn],
-    next: &mut dyn FnMut() -> Option<Result<Delivery>>,
+    next: &mut dyn FnMut(&Turn) -> Result<Delivery>,
     started: Instant,
     on_event: &mut dyn FnMut(&MixEvent),
 ) -> Result<Executed> {
@@ -154,9 +144,7 @@ fn compute(
         let runner = &runners[turn.model];
         let here = &mut progress[turn.model];
         let waiting = Instant::now();
-        let delivery = next().ok_or_else(|| {
-            RuntimeError::Unsupported("the mix's reader thread stopped early".into())
-        })??;
+        let delivery = next(turn)?;
         let computing = Instant::now();
         let (loaded, read) = match delivery {
             Delivery::Kept => (None, None),
@@ -184,14 +172,18 @@ fn compute(
             (Some(loaded), _) => loaded,
             (None, Some(kept)) => kept,
             (None, None) => {
-                return Err(RuntimeError::Unsupported(format!(
-                    "{}: step {} was to be kept but was never read",
-                    runner.name, turn.step
-                )))
+                return Err(RuntimeError::StepNeverRead {
+                    model: runner.name.clone(),
+                    step: turn.step,
+                })
             }
         };
         let (state, _) = here.state.as_mut().expect("started at step 0");
-        run_units(runner.model.as_ref(), &step.units, weights, state)?;
+        let mut feed = Resident {
+            first: step.units.start,
+            units: &weights.units,
+        };
+        run_range(runner.model.as_ref(), state, step.units.clone(), &mut feed)?;
         let execute_s = computing.elapsed().as_secs_f64();
         let swapping_out = Instant::now();
         match loaded {
@@ -233,16 +225,4 @@ fn compute(
         }
     }
     Ok(executed)
-}
-
-fn run_units(
-    model: &dyn Model,
-    units: &Range<usize>,
-    loaded: &Loaded,
-    state: &mut State,
-) -> Result<()> {
-    for (i, weights) in units.clone().zip(&loaded.units) {
-        model.run_stage(i, weights, state)?;
-    }
-    Ok(())
 }

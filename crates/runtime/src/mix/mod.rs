@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::delay::DelayModels;
 use crate::executor::{reserve_bytes, transient_bytes};
 use crate::swap::packed_units;
-use crate::{human_bytes, Governor, Outputs, Result, RuntimeError};
+use crate::{Governor, Outputs, Result, RuntimeError};
 use execute::{execute, Runner};
 pub use mapped::run_mix_mapped;
 use residency::plan_model;
@@ -233,20 +233,21 @@ pub fn check_entries<'a>(entries: impl IntoIterator<Item = (&'a str, f64, usize)
     let mut seen: Vec<&str> = Vec::new();
     for (name, importance, inferences) in entries {
         if seen.contains(&name) {
-            return Err(RuntimeError::Unsupported(format!(
-                "two models are named {name:?}: names must be distinct"
-            )));
+            return Err(RuntimeError::DuplicateModel {
+                name: name.to_string(),
+            });
         }
         seen.push(name);
         if !(importance.is_finite() && importance > 0.0) {
-            return Err(RuntimeError::Unsupported(format!(
-                "{name}: importance {importance} must be a positive number"
-            )));
+            return Err(RuntimeError::BadImportance {
+                name: name.to_string(),
+                importance,
+            });
         }
         if inferences == 0 {
-            return Err(RuntimeError::Unsupported(format!(
-                "{name}: inferences must be at least 1"
-            )));
+            return Err(RuntimeError::NoInferences {
+                name: name.to_string(),
+            });
         }
         if inferences > MAX_INFERENCES {
             return Err(RuntimeError::TooLarge {
@@ -257,9 +258,7 @@ pub fn check_entries<'a>(entries: impl IntoIterator<Item = (&'a str, f64, usize)
         }
     }
     if seen.is_empty() {
-        return Err(RuntimeError::Unsupported(
-            "a mix needs at least one model".into(),
-        ));
+        return Err(RuntimeError::EmptyMix);
     }
     Ok(())
 }
@@ -270,10 +269,9 @@ fn prepare<'s>(models: &[MixModel<'s>]) -> Result<Vec<Prepared<'s>>> {
         .iter()
         .map(|m| {
             let ModelSource::Packed(store) = m.source else {
-                return Err(RuntimeError::Unsupported(format!(
-                    "{}: a mix swaps blocks of packed stores (edgerun pack)",
-                    m.name
-                )));
+                return Err(RuntimeError::NeedsPackedStore {
+                    what: format!("{}: a mix swaps blocks", m.name),
+                });
             };
             let model = m.source.model()?;
             let probe = model.start(m.inputs.clone(), RunOptions::default())?;
@@ -321,24 +319,20 @@ fn plan_runners<'s>(
     let prepared = prepare(models)?;
     let total_importance: f64 = models.iter().map(|m| m.importance.max(0.0)).sum();
     if total_importance.is_nan() || total_importance <= 0.0 {
-        return Err(RuntimeError::Unsupported(
-            "the models' importance weights must add up to more than 0".into(),
-        ));
+        return Err(RuntimeError::EmptyMix);
     }
     let (minimums, scratch) = minimum_of(&prepared);
     if minimums > cap {
-        let listed: Vec<String> = models
-            .iter()
-            .zip(&prepared)
-            .map(|(m, p)| format!("{} {}", m.name, human_bytes(p.minimum)))
-            .collect();
-        return Err(RuntimeError::Budget(format!(
-            "the cap of {} is below the models' minimums together, {} ({}, and {} of scratch for the stage running)",
-            human_bytes(cap),
-            human_bytes(minimums),
-            listed.join(", "),
-            human_bytes(scratch)
-        )));
+        return Err(RuntimeError::MixBelowMinimum {
+            cap,
+            minimum: minimums,
+            per_model: models
+                .iter()
+                .zip(&prepared)
+                .map(|(m, p)| (m.name.clone(), p.minimum))
+                .collect(),
+            scratch,
+        });
     }
     let surplus = cap - minimums;
     let runners = models
@@ -349,11 +343,10 @@ fn plan_runners<'s>(
                 p.minimum + (surplus as f64 * m.importance.max(0.0) / total_importance) as u64;
             let plan =
                 plan_model(&p.units, &p.delays, quota, p.reserve, keep).ok_or_else(|| {
-                    RuntimeError::Budget(format!(
-                        "{}: no plan fits its quota of {}",
-                        m.name,
-                        human_bytes(quota)
-                    ))
+                    RuntimeError::NoPlanFits {
+                        model: m.name.clone(),
+                        quota,
+                    }
                 })?;
             Ok(Runner {
                 name: m.name.clone(),
