@@ -29,5 +29,5 @@ pub mod yolov3;
 pub use error::{ModelError, Result};
 pub use family::{build_model, CausalInfo, Checkpoint, Model, ModelKind};
 pub use inputs::{IdTensor, Inputs};
-pub use stage::{Layout, StageSpec, TensorSpec, UnitWeights};
+pub use stage::{Layout, ReadLog, StageSpec, TensorSpec, UnitWeights};
 pub use state::{KvCache, RunOptions, State};

@@ -1,6 +1,7 @@
 //! Stage skeletons: which tensors a stage needs, and the weights bound to it for one run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use edgerun_tensor::Tensor;
 
@@ -55,14 +56,42 @@ impl StageSpec {
 #[derive(Clone, Debug, Default)]
 pub struct UnitWeights {
     tensors: HashMap<String, Tensor>,
+    reads: Option<ReadLog>,
+}
+
+/// The names a stage's code asked for, recorded by [`UnitWeights::recording`]: tests check it
+/// equals the stage's spec, so a spec list cannot drift from what the forward reads.
+#[derive(Clone, Debug, Default)]
+pub struct ReadLog(Arc<Mutex<BTreeSet<String>>>);
+
+impl ReadLog {
+    pub fn names(&self) -> BTreeSet<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl UnitWeights {
+    /// A handle on the same tensors that records every name asked for.
+    pub fn recording(&self) -> (Self, ReadLog) {
+        let log = ReadLog::default();
+        let copy = Self {
+            tensors: self.tensors.clone(),
+            reads: Some(log.clone()),
+        };
+        (copy, log)
+    }
+
     pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) {
         self.tensors.insert(name.into(), tensor);
     }
 
     pub fn get(&self, name: &str) -> Result<&Tensor> {
+        if let Some(ReadLog(reads)) = &self.reads {
+            reads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string());
+        }
         self.tensors
             .get(name)
             .ok_or_else(|| ModelError::MissingTensor(name.to_string()))

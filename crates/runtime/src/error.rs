@@ -66,8 +66,6 @@ pub enum RuntimeError {
     Options { why: &'static str },
     #[error("planning needs a profile of the model (edgerun profile)")]
     NoProfile,
-    #[error("the profile's units do not fit a budget of {budget} bytes")]
-    ProfileDoesNotFit { budget: u64 },
 
     #[error("stage {unit} was asked for but its feed does not deliver it")]
     NotDelivered { unit: usize },

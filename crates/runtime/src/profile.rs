@@ -154,6 +154,49 @@ impl Profile {
             .collect()
     }
 
+    /// The smallest budget a pass of the profiled input runs in: the largest unit plus the
+    /// activation reserve.
+    pub fn minimum_bytes(&self) -> u64 {
+        let largest = self.units.iter().map(|u| u.resident_bytes).max();
+        largest.unwrap_or(0) + self.reserve_bytes
+    }
+
+    /// Hermes' plan for `budget` with 1 to `max_loaders` loading agents.
+    pub fn plan(&self, budget: u64, max_loaders: usize) -> Result<crate::planner::Plan> {
+        crate::planner::plan_with(
+            &self.unit_costs(),
+            self.reserve_bytes,
+            budget,
+            max_loaders,
+            &self.throughput,
+            &self.slowdowns(),
+        )
+        .ok_or(RuntimeError::BelowMinimum {
+            budget,
+            minimum: self.minimum_bytes(),
+        })
+    }
+
+    /// SwapNet's blocks for `budget`, predicted by `models` fitted on this profile.
+    pub fn partition(
+        &self,
+        models: &crate::delay::DelayModels,
+        budget: u64,
+        allow_prefetch: bool,
+    ) -> Result<crate::partition::Partition> {
+        crate::partition::partition(
+            &self.part_units(),
+            models,
+            budget,
+            self.reserve_bytes,
+            allow_prefetch,
+        )
+        .ok_or(RuntimeError::BelowMinimum {
+            budget,
+            minimum: self.minimum_bytes(),
+        })
+    }
+
     pub fn unit_costs(&self) -> Vec<UnitCost> {
         self.units
             .iter()

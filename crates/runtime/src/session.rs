@@ -13,7 +13,7 @@ use edgerun_tensor::Tensor;
 
 use crate::delay::{fit_profiles, DelayModels};
 use crate::embed::TextHead;
-use crate::planner::{plan_with, Plan};
+use crate::planner::Plan;
 use crate::profile::Profile;
 use crate::swap::BlockPlan;
 use crate::{
@@ -232,14 +232,14 @@ impl Session {
         crate::profile::profile(&self.source, inputs, runs)
     }
 
-    /// PipeLoad's plan for `budget` from the session's profile (up to 8 loaders).
-    pub fn plan(&self, budget: u64) -> Result<Plan> {
+    /// PipeLoad's plan for `budget` from the session's profile, 1 to `max_loaders` agents.
+    pub fn plan(&self, budget: u64, max_loaders: usize) -> Result<Plan> {
         let profile = self
             .options
             .profile
             .as_ref()
             .ok_or(RuntimeError::NoProfile)?;
-        plan_for(profile, budget)
+        profile.plan(budget, max_loaders)
     }
 
     pub fn model(&self) -> &dyn Model {
@@ -338,18 +338,6 @@ fn swap_plan(source: &ModelSource, profile: Option<&Profile>) -> Result<BlockPla
     })
 }
 
-fn plan_for(profile: &Profile, budget: u64) -> Result<Plan> {
-    plan_with(
-        &profile.unit_costs(),
-        profile.reserve_bytes,
-        budget,
-        8,
-        &profile.throughput,
-        &profile.slowdowns(),
-    )
-    .ok_or(RuntimeError::ProfileDoesNotFit { budget })
-}
-
 /// Loaders and depth as given, the rest the planner's choice on the profile, else 2 loaders
 /// reading as far ahead as the budget holds.
 fn pipeline_shape(options: &SessionOptions) -> Result<PipelineShape> {
@@ -364,7 +352,7 @@ fn pipeline_shape(options: &SessionOptions) -> Result<PipelineShape> {
     if options.loaders.is_some() && options.depth.is_some() {
         return Ok(given);
     }
-    let plan = plan_for(profile, options.budget.unwrap_or(u64::MAX))?;
+    let plan = profile.plan(options.budget.unwrap_or(u64::MAX), 8)?;
     // A loader count given takes the planner's best depth for it.
     let loaders = options.loaders.unwrap_or(plan.loaders);
     let Some(candidate) = plan.candidates.iter().find(|c| c.loaders == loaders) else {

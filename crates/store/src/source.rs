@@ -144,7 +144,7 @@ impl ModelSource {
             Self::Packed(p) => Ok(p.manifest().units[index]
                 .tensors
                 .iter()
-                .map(|t| t.dtype.clone())
+                .map(|t| t.dtype.name().to_string())
                 .collect()),
         }
     }

@@ -2,10 +2,11 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use edgerun_runtime::Embedder;
+use edgerun_runtime::{Session, SessionOptions};
 use edgerun_store::{write_tensors, OutputTensor};
 
 #[derive(Args)]
@@ -23,8 +24,8 @@ pub struct EmbedArgs {
 pub fn run(args: EmbedArgs) -> Result<()> {
     let folder = super::open_model(&args.model)?;
     super::check_outputs(&[("--output", args.output.as_deref())], &[], Some(&folder))?;
-    let embedder = Embedder::load(&folder)?;
-    let embeddings = embedder.embed(&args.text)?;
+    let session = Session::from_source(Arc::new(folder), SessionOptions::default())?;
+    let embeddings = session.embed(&args.text)?;
     match &args.output {
         Some(path) => {
             write_tensors(

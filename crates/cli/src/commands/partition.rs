@@ -1,11 +1,10 @@
 //! `edgerun partition`: SwapNet's partitioner -- blocks of consecutive units for a budget,
 //! predicted by delay models fitted on the model's profile.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::Args;
 use edgerun_runtime::delay::fit_profiles;
 use edgerun_runtime::human_bytes;
-use edgerun_runtime::partition::partition;
 use serde_json::json;
 
 use super::profile::BudgetedStore;
@@ -26,14 +25,7 @@ pub fn run(args: PartitionArgs) -> Result<()> {
     let (_source, profile) = args.store.open()?;
     let models = fit_profiles(std::slice::from_ref(&profile))?;
     let units = profile.part_units();
-    let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
-    let plan = partition(&units, &models, args.store.budget, profile.reserve_bytes, !args.no_prefetch).ok_or_else(|| {
-        anyhow!(
-            "a budget of {} bytes is below this model's minimum of {} bytes (largest unit plus activations)",
-            args.store.budget,
-            largest + profile.reserve_bytes
-        )
-    })?;
+    let plan = profile.partition(&models, args.store.budget, !args.no_prefetch)?;
     if args.json {
         println!(
             "{}",

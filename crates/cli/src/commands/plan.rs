@@ -3,10 +3,9 @@
 
 use std::io::Write;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::Args;
 use edgerun_runtime::human_bytes;
-use edgerun_runtime::planner::plan_with;
 
 use super::profile::BudgetedStore;
 
@@ -25,10 +24,7 @@ pub struct PlanArgs {
 pub fn run(args: PlanArgs) -> Result<()> {
     let (_source, profile) = args.store.open()?;
     let units = profile.unit_costs();
-    let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
-    let plan = plan_with(&units, profile.reserve_bytes, args.store.budget, args.max_loaders, &profile.throughput, &profile.slowdowns()).ok_or_else(|| {
-        anyhow!("a budget of {} bytes is below this model's minimum of {} bytes (largest unit plus activations)", args.store.budget, largest + profile.reserve_bytes)
-    })?;
+    let plan = profile.plan(args.store.budget, args.max_loaders)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&plan)?)?;

@@ -2,6 +2,7 @@
 //! in execution order with their byte ranges, checksums and tensor tables, and a checksum of
 //! the manifest itself.
 
+use edgerun_tensor::DType;
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "edgerun-packed";
@@ -60,8 +61,9 @@ pub struct UnitEntry {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TensorEntry {
     pub name: String,
-    /// `f32`, `f16` or `bf16`.
-    pub dtype: String,
+    /// Written `f32`, `f16` or `bf16`; any other name fails the manifest's parse.
+    #[serde(with = "dtype_name")]
+    pub dtype: DType,
     /// The shape kernels read: Linear weights are already `[in, out]`.
     pub shape: Vec<usize>,
     /// True for Linear weights stored transposed from the checkpoint's `[out, in]`.
@@ -69,4 +71,23 @@ pub struct TensorEntry {
     /// Offset inside the unit.
     pub offset: u64,
     pub length: u64,
+}
+
+/// A dtype as the manifest names it: exactly `f32`, `f16` or `bf16` (the writer's names, so the
+/// checksum's canonical text is the text that was written).
+mod dtype_name {
+    use edgerun_tensor::DType;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(dtype: &DType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(dtype.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DType, D::Error> {
+        let name = String::deserialize(d)?;
+        [DType::F32, DType::F16, DType::BF16]
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| D::Error::custom(format!("unknown dtype {name:?} (f32, f16 or bf16)")))
+    }
 }

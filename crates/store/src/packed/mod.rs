@@ -375,12 +375,11 @@ impl PackedStore {
     ) -> Result<UnitWeights> {
         let entry = &self.manifest.units[index];
         let mut weights = UnitWeights::default();
-        let narrow = |t: &&manifest::TensorEntry| t.dtype != "f32";
+        let narrow = |t: &&manifest::TensorEntry| t.dtype != DType::F32;
         let source = |t: &manifest::TensorEntry| {
             let start = unit.base + t.offset as usize;
-            let dtype = DType::parse(&t.dtype).expect("validated at open");
             (
-                dtype,
+                t.dtype,
                 &unit.buffer.bytes()[start..start + t.length as usize],
             )
         };
@@ -416,7 +415,7 @@ impl PackedStore {
         self.manifest.units[index]
             .tensors
             .iter()
-            .filter(|t| t.dtype != "f32")
+            .filter(|t| t.dtype != DType::F32)
             .map(|t| {
                 let start = at;
                 at += t.shape.iter().product::<usize>();
@@ -457,7 +456,7 @@ impl PackedStore {
         self.manifest.units[index]
             .tensors
             .iter()
-            .filter(|t| t.dtype != "f32")
+            .filter(|t| t.dtype != DType::F32)
             .map(|t| t.shape.iter().product::<usize>() as u64 * 4)
             .sum()
     }
@@ -537,8 +536,7 @@ fn validate_layout(manifest: &Manifest) -> std::result::Result<HashSet<String>, 
         previous_end = u.offset + u.length;
         let mut ranges = Vec::with_capacity(u.tensors.len());
         for t in &u.tensors {
-            let dtype = DType::parse(&t.dtype)
-                .ok_or_else(|| format!("tensor {}: unknown dtype {}", t.name, t.dtype))?;
+            let dtype = t.dtype;
             let bytes = t
                 .shape
                 .iter()

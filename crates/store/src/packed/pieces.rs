@@ -24,7 +24,7 @@ impl PackedStore {
         let unit = &self.manifest.units[index];
         io != IoMode::Mmap
             && !unit.tensors.is_empty()
-            && unit.tensors.iter().all(|t| t.dtype != "f32")
+            && unit.tensors.iter().all(|t| t.dtype != DType::F32)
     }
 
     /// The length of the buffer loading unit `index` with `io` reads into: a piece, the
@@ -81,7 +81,7 @@ impl PackedStore {
                 if lo >= hi {
                     continue;
                 }
-                let dtype = DType::parse(&t.dtype).expect("validated at open");
+                let dtype = t.dtype;
                 // Pieces and tensors start on even offsets, so no value straddles a piece.
                 let size = dtype.size_bytes();
                 let first = start + (lo - from) / size;

@@ -68,7 +68,7 @@ pub fn pack(
             target.narrow_into(tensor.values(), &mut bytes);
             tensors.push(TensorEntry {
                 name: spec.name.clone(),
-                dtype: target.name().into(),
+                dtype: target,
                 shape: tensor.shape().to_vec(),
                 transposed: spec.layout == Layout::Linear,
                 offset: start,
