@@ -7,10 +7,11 @@ use serde::Deserialize;
 use edgerun_tensor::kernels::{self, Activation, HeadLayout};
 use edgerun_tensor::Tensor;
 
-use crate::common::{first_token, join, LayerNorm, Linear, Param, QkvAttention};
+use crate::common::{activate, first_token, join, LayerNorm, Linear, Param, QkvAttention};
 use crate::family::{detect_prefix, head_dim, positive};
 use crate::{
-    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights,
+    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
+    UnitWeights,
 };
 
 /// A serde mirror of the config.json fields BERT reads.
@@ -42,27 +43,209 @@ fn default_eps() -> f64 {
     1e-12
 }
 
+/// `BertEmbeddings`: word + token type + position embeddings, then LayerNorm.
 struct BertEmbeddings {
     word: Param,
     position: Param,
     token_type: Param,
     norm: LayerNorm,
+    max_positions: usize,
+    hidden: usize,
 }
 
-struct BertLayer {
+impl BertEmbeddings {
+    fn specs(&self) -> Vec<TensorSpec> {
+        [
+            self.word.spec(),
+            self.position.spec(),
+            self.token_type.spec(),
+        ]
+        .into_iter()
+        .chain(self.norm.specs())
+        .collect()
+    }
+
+    fn forward(&self, w: &UnitWeights, state: &State) -> Result<Tensor> {
+        let ids = state.inputs.ids()?;
+        let (b, s) = (state.batch, state.seq);
+        if s > self.max_positions {
+            return Err(ModelError::input(
+                "input_ids",
+                format!(
+                    "{s} tokens exceed max_position_embeddings {}",
+                    self.max_positions
+                ),
+            ));
+        }
+        let words = kernels::embedding(self.word.get(w)?, &ids.values)?;
+        let types = match &state.inputs.token_type_ids {
+            Some(t) if t.dims2("token_type_ids")? == (b, s) => t.values.clone(),
+            Some(t) => {
+                return Err(ModelError::input(
+                    "token_type_ids",
+                    format!("shape {:?} differs from input_ids [{b}, {s}]", t.shape),
+                ))
+            }
+            None => vec![0; b * s],
+        };
+        let types = kernels::embedding(self.token_type.get(w)?, &types)?;
+        let positions: Vec<i64> = state.positions.iter().map(|&p| p as i64).collect();
+        let positions = kernels::embedding(self.position.get(w)?, &positions)?;
+        let sum = kernels::add(&kernels::add(&words, &types)?, &positions)?;
+        self.norm.forward(w, &sum.reshape(&[b, s, self.hidden])?)
+    }
+}
+
+/// `BertAttention`: self-attention (`BertSelfAttention`) and its output projection, residual
+/// and LayerNorm (`BertSelfOutput`).
+struct BertAttention {
     attention: QkvAttention,
-    attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    output_norm: LayerNorm,
+    norm: LayerNorm,
+}
+
+impl BertAttention {
+    fn specs(&self) -> Vec<TensorSpec> {
+        self.attention
+            .specs()
+            .into_iter()
+            .chain(self.norm.specs())
+            .collect()
+    }
+
+    fn forward(
+        &self,
+        w: &UnitWeights,
+        state: &mut State,
+        layer: usize,
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        let attended = self.attention.forward(w, state, layer, x)?;
+        self.norm.forward(w, &kernels::add(&attended, x)?)
+    }
+}
+
+/// `BertIntermediate`: the FFN's widening projection and its activation.
+struct BertIntermediate {
+    dense: Linear,
+    activation: Activation,
+}
+
+impl BertIntermediate {
+    fn specs(&self) -> Vec<TensorSpec> {
+        self.dense.specs()
+    }
+
+    fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        activate(self.dense.forward(w, x)?, self.activation)
+    }
+}
+
+/// `BertOutput`: the FFN's narrowing projection, residual and LayerNorm.
+struct BertOutput {
+    dense: Linear,
+    norm: LayerNorm,
+}
+
+impl BertOutput {
+    fn specs(&self) -> Vec<TensorSpec> {
+        self.dense
+            .specs()
+            .into_iter()
+            .chain(self.norm.specs())
+            .collect()
+    }
+
+    fn forward(&self, w: &UnitWeights, inner: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let out = self.dense.forward(w, inner)?;
+        self.norm.forward(w, &kernels::add(&out, residual)?)
+    }
+}
+
+/// `BertLayer`: one post-norm encoder layer.
+struct BertLayer {
+    attention: BertAttention,
+    intermediate: BertIntermediate,
+    output: BertOutput,
+}
+
+impl BertLayer {
+    fn new(c: &BertConfig, prefix: &str, layout: HeadLayout, activation: Activation) -> Self {
+        let d = c.hidden_size;
+        let eps = c.layer_norm_eps;
+        let linear = |path: &str, i, o| Linear::new(&join(prefix, path), i, o, true);
+        Self {
+            attention: BertAttention {
+                attention: QkvAttention {
+                    query: linear("attention.self.query", d, d),
+                    key: linear("attention.self.key", d, d),
+                    value: linear("attention.self.value", d, d),
+                    output: linear("attention.output.dense", d, d),
+                    layout,
+                },
+                norm: LayerNorm::new(&join(prefix, "attention.output.LayerNorm"), d, eps),
+            },
+            intermediate: BertIntermediate {
+                dense: linear("intermediate.dense", d, c.intermediate_size),
+                activation,
+            },
+            output: BertOutput {
+                dense: linear("output.dense", c.intermediate_size, d),
+                norm: LayerNorm::new(&join(prefix, "output.LayerNorm"), d, eps),
+            },
+        }
+    }
+
+    fn specs(&self) -> Vec<TensorSpec> {
+        [
+            self.attention.specs(),
+            self.intermediate.specs(),
+            self.output.specs(),
+        ]
+        .concat()
+    }
+
+    fn forward(
+        &self,
+        w: &UnitWeights,
+        state: &mut State,
+        layer: usize,
+        x: Tensor,
+    ) -> Result<Tensor> {
+        let x = self.attention.forward(w, state, layer, &x)?;
+        let inner = self.intermediate.forward(w, &x)?;
+        self.output.forward(w, &inner, &x)
+    }
+}
+
+/// `BertPooler`: tanh of a projection of the first token.
+struct BertPooler {
+    dense: Linear,
+}
+
+impl BertPooler {
+    fn specs(&self) -> Vec<TensorSpec> {
+        self.dense.specs()
+    }
+
+    fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        activate(self.dense.forward(w, &first_token(x)?)?, Activation::Tanh)
+    }
+}
+
+/// What stage `i` of a BERT is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BertStage {
+    Embeddings,
+    Layer(usize),
+    Pooler,
 }
 
 pub struct Bert {
     config: BertConfig,
-    activation: Activation,
     embeddings: BertEmbeddings,
     layers: Vec<BertLayer>,
-    pooler: Option<Linear>,
+    pooler: Option<BertPooler>,
+    order: Vec<BertStage>,
     stages: Vec<StageSpec>,
 }
 
@@ -102,120 +285,51 @@ impl Bert {
                 vec![c.type_vocab_size, d],
             ),
             norm: LayerNorm::new(&join(&p, "embeddings.LayerNorm"), d, c.layer_norm_eps),
+            max_positions: c.max_position_embeddings,
+            hidden: d,
         };
-        let layers = (0..c.num_hidden_layers)
+        let layers: Vec<BertLayer> = (0..c.num_hidden_layers)
             .map(|i| {
-                let l = join(&p, &format!("encoder.layer.{i}."));
-                BertLayer {
-                    attention: QkvAttention {
-                        query: Linear::new(&join(&l, "attention.self.query"), d, d, true),
-                        key: Linear::new(&join(&l, "attention.self.key"), d, d, true),
-                        value: Linear::new(&join(&l, "attention.self.value"), d, d, true),
-                        output: Linear::new(&join(&l, "attention.output.dense"), d, d, true),
-                        layout,
-                    },
-                    attention_norm: LayerNorm::new(
-                        &join(&l, "attention.output.LayerNorm"),
-                        d,
-                        c.layer_norm_eps,
-                    ),
-                    intermediate: Linear::new(
-                        &join(&l, "intermediate.dense"),
-                        d,
-                        c.intermediate_size,
-                        true,
-                    ),
-                    output: Linear::new(&join(&l, "output.dense"), c.intermediate_size, d, true),
-                    output_norm: LayerNorm::new(&join(&l, "output.LayerNorm"), d, c.layer_norm_eps),
-                }
+                BertLayer::new(
+                    c,
+                    &join(&p, &format!("encoder.layer.{i}.")),
+                    layout,
+                    activation,
+                )
             })
-            .collect::<Vec<_>>();
+            .collect();
         let pooler_path = join(&p, "pooler.dense");
-        let pooler = has_tensor(&format!("{pooler_path}.weight"))
-            .then(|| Linear::new(&pooler_path, d, d, true));
-
-        let e = &embeddings;
-        let mut stages = vec![StageSpec {
-            id: "embeddings".into(),
-            tensors: [e.word.spec(), e.position.spec(), e.token_type.spec()]
-                .into_iter()
-                .chain(e.norm.specs())
-                .collect(),
-        }];
-        for (i, l) in layers.iter().enumerate() {
-            let tensors = l
-                .attention
-                .specs()
-                .into_iter()
-                .chain(l.attention_norm.specs())
-                .chain(l.intermediate.specs())
-                .chain(l.output.specs())
-                .chain(l.output_norm.specs())
-                .collect();
-            stages.push(StageSpec {
-                id: format!("encoder.layer.{i}"),
-                tensors,
-            });
-        }
-        if let Some(pooler) = &pooler {
-            stages.push(StageSpec {
-                id: "pooler".into(),
-                tensors: pooler.specs(),
-            });
-        }
-        Ok(Self {
+        let pooler = has_tensor(&format!("{pooler_path}.weight")).then(|| BertPooler {
+            dense: Linear::new(&pooler_path, d, d, true),
+        });
+        let order: Vec<BertStage> = std::iter::once(BertStage::Embeddings)
+            .chain((0..layers.len()).map(BertStage::Layer))
+            .chain(pooler.as_ref().map(|_| BertStage::Pooler))
+            .collect();
+        let mut model = Self {
             config,
-            activation,
             embeddings,
             layers,
             pooler,
-            stages,
-        })
-    }
-
-    fn embed(&self, w: &UnitWeights, state: &mut State) -> Result<Tensor> {
-        let ids = state.inputs.ids()?;
-        let (b, s) = (state.batch, state.seq);
-        let d = self.config.hidden_size;
-        if s > self.config.max_position_embeddings {
-            return Err(ModelError::input(
-                "input_ids",
-                format!(
-                    "{s} tokens exceed max_position_embeddings {}",
-                    self.config.max_position_embeddings
-                ),
-            ));
-        }
-        let words = kernels::embedding(self.embeddings.word.get(w)?, &ids.values)?;
-        let types = match &state.inputs.token_type_ids {
-            Some(t) if t.dims2("token_type_ids")? == (b, s) => t.values.clone(),
-            Some(t) => {
-                return Err(ModelError::input(
-                    "token_type_ids",
-                    format!("shape {:?} differs from input_ids [{b}, {s}]", t.shape),
-                ))
-            }
-            None => vec![0; b * s],
+            order,
+            stages: Vec::new(),
         };
-        let types = kernels::embedding(self.embeddings.token_type.get(w)?, &types)?;
-        let positions: Vec<i64> = state.positions.iter().map(|&p| p as i64).collect();
-        let positions = kernels::embedding(self.embeddings.position.get(w)?, &positions)?;
-        let sum = kernels::add(&kernels::add(&words, &types)?, &positions)?.reshape(&[b, s, d])?;
-        self.embeddings.norm.forward(w, &sum)
+        model.stages = model.order.iter().map(|&s| model.spec(s)).collect();
+        Ok(model)
     }
 
-    fn layer(&self, i: usize, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<Tensor> {
-        let l = &self.layers[i];
-        let attended = l.attention.forward(w, state, i, &x)?;
-        let x = l.attention_norm.forward(w, &kernels::add(&attended, &x)?)?;
-        let mut inner = l.intermediate.forward(w, &x)?.into_values();
-        self.activation.apply_in_place(&mut inner);
-        let inner = Tensor::from_vec(
-            &[state.batch, state.seq, self.config.intermediate_size],
-            inner,
-        )?;
-        let out = l.output.forward(w, &inner)?;
-        l.output_norm.forward(w, &kernels::add(&out, &x)?)
+    fn spec(&self, stage: BertStage) -> StageSpec {
+        let (id, tensors) = match stage {
+            BertStage::Embeddings => ("embeddings".into(), self.embeddings.specs()),
+            BertStage::Layer(i) => (format!("encoder.layer.{i}"), self.layers[i].specs()),
+            BertStage::Pooler => (
+                "pooler".into(),
+                self.pooler
+                    .as_ref()
+                    .map_or_else(Vec::new, BertPooler::specs),
+            ),
+        };
+        StageSpec { id, tensors }
     }
 }
 
@@ -248,31 +362,24 @@ impl Model for Bert {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let layers = self.layers.len();
-        let x = match index {
-            0 => self.embed(w, state)?,
-            i if i <= layers => {
-                let x = state.take_hidden(&self.stages[i].id)?;
-                self.layer(i - 1, w, state, x)?
+        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let x = match stage {
+            BertStage::Embeddings => self.embeddings.forward(w, state)?,
+            BertStage::Layer(i) => {
+                let x = state.take_hidden(&self.stages[index].id)?;
+                self.layers[i].forward(w, state, i, x)?
             }
-            _ => {
+            BertStage::Pooler => {
                 let x = state.take_hidden("pooler")?;
-                let pooler = self
-                    .pooler
-                    .as_ref()
-                    .expect("pooler stage exists only with a pooler");
-                let mut pooled = pooler.forward(w, &first_token(&x)?)?.into_values();
-                Activation::Tanh.apply_in_place(&mut pooled);
-                state.output(
-                    "pooler_output",
-                    Tensor::from_vec(&[state.batch, self.config.hidden_size], pooled)?,
-                );
+                if let Some(pooler) = &self.pooler {
+                    state.output("pooler_output", pooler.forward(w, &x)?);
+                }
                 state.hidden = Some(x);
                 return Ok(());
             }
         };
         state.record_hidden(&x);
-        if index == layers {
+        if index == self.layers.len() {
             state.output("last_hidden_state", x.clone());
         }
         state.hidden = Some(x);

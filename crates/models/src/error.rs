@@ -7,6 +7,8 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 #[derive(Debug, Error)]
 pub enum ModelError {
+    #[error("the model has no stage {index}")]
+    NoStage { index: usize },
     #[error("config.json is malformed: {0}")]
     Config(String),
     #[error("unknown architecture: {0}")]

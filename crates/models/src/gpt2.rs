@@ -14,7 +14,7 @@ use crate::common::{
 use crate::family::{detect_prefix, head_dim, positive};
 use crate::{
     CausalInfo, Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State,
-    UnitWeights,
+    TensorSpec, UnitWeights,
 };
 
 #[derive(Clone, Debug, Deserialize)]
@@ -53,140 +53,159 @@ fn default_true() -> bool {
     true
 }
 
-struct Block {
-    ln_1: LayerNorm,
-    c_attn: Linear,
-    attn_proj: Linear,
-    ln_2: LayerNorm,
-    c_fc: Linear,
-    mlp_proj: Linear,
-}
-
-pub struct Gpt2 {
-    config: Gpt2Config,
-    activation: Activation,
-    layout: HeadLayout,
+/// `wte` + `wpe`: token and position embeddings.
+struct Gpt2Embeddings {
     wte: Param,
     wpe: Param,
-    blocks: Vec<Block>,
-    ln_f: LayerNorm,
-    /// The checkpoint's `lm_head.weight` when `tie_word_embeddings` is false.
-    lm_head: Option<Linear>,
-    stages: Vec<StageSpec>,
+    hidden: usize,
 }
 
-impl Gpt2 {
-    pub fn new(config: Gpt2Config, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
-        let c = &config;
-        let activation = Activation::from_hf(&c.activation_function).ok_or_else(|| {
-            ModelError::config(
-                "activation_function",
-                format!("{:?} is not supported", c.activation_function),
-            )
-        })?;
-        let d = positive("n_embd", c.n_embd)?;
-        let inner = c.n_inner.unwrap_or(4 * d);
-        let layout = HeadLayout {
-            heads: c.n_head,
-            head_dim: head_dim(d, c.n_head)?,
-        };
-        let p = detect_prefix("transformer.", "wte.weight", has_tensor);
-        let blocks: Vec<Block> = (0..c.n_layer)
-            .map(|i| {
-                let b = join(&p, &format!("h.{i}."));
-                Block {
-                    ln_1: LayerNorm::new(&join(&b, "ln_1"), d, c.layer_norm_epsilon),
-                    c_attn: Linear::conv1d(&join(&b, "attn.c_attn"), d, 3 * d),
-                    attn_proj: Linear::conv1d(&join(&b, "attn.c_proj"), d, d),
-                    ln_2: LayerNorm::new(&join(&b, "ln_2"), d, c.layer_norm_epsilon),
-                    c_fc: Linear::conv1d(&join(&b, "mlp.c_fc"), d, inner),
-                    mlp_proj: Linear::conv1d(&join(&b, "mlp.c_proj"), inner, d),
-                }
-            })
-            .collect();
-        let wte = Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]);
-        // Untied, the head must be the checkpoint's own `lm_head.weight` (checked with the rest).
-        let lm_head =
-            (!c.tie_word_embeddings).then(|| Linear::new("lm_head", d, c.vocab_size, false));
-        let ln_f = LayerNorm::new(&join(&p, "ln_f"), d, c.layer_norm_epsilon);
-        let mut stages = vec![StageSpec {
-            id: "embeddings".into(),
-            tensors: vec![
-                wte.spec(),
-                Param::new(join(&p, "wpe.weight"), vec![c.n_positions, d]).spec(),
-            ],
-        }];
-        for (i, b) in blocks.iter().enumerate() {
-            let tensors = [
-                &b.ln_1.specs(),
-                &b.c_attn.specs(),
-                &b.attn_proj.specs(),
-                &b.ln_2.specs(),
-                &b.c_fc.specs(),
-                &b.mlp_proj.specs(),
-            ]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-            stages.push(StageSpec {
-                id: format!("h.{i}"),
-                tensors,
-            });
-        }
-        let mut head = ln_f.specs();
-        match &lm_head {
-            Some(l) => head.extend(l.specs()),
-            None => head.push(wte.spec()),
-        }
-        stages.push(StageSpec {
-            id: "head".into(),
-            tensors: head,
-        });
-        Ok(Self {
-            activation,
-            layout,
-            wpe: Param::new(join(&p, "wpe.weight"), vec![c.n_positions, d]),
-            wte,
-            blocks,
-            ln_f,
-            lm_head,
-            stages,
-            config,
-        })
+impl Gpt2Embeddings {
+    fn specs(&self) -> Vec<TensorSpec> {
+        vec![self.wte.spec(), self.wpe.spec()]
     }
 
-    fn embed(&self, w: &UnitWeights, state: &State) -> Result<Tensor> {
+    fn forward(&self, w: &UnitWeights, state: &State) -> Result<Tensor> {
         let ids = state.inputs.ids()?;
         let tokens = kernels::embedding(self.wte.get(w)?, &ids.values)?;
         let positions: Vec<i64> = state.positions.iter().map(|&p| p as i64).collect();
         let positions = kernels::embedding(self.wpe.get(w)?, &positions)?;
-        Ok(kernels::add(&tokens, &positions)?.reshape(&[
-            state.batch,
-            state.seq,
-            self.config.n_embd,
-        ])?)
+        Ok(kernels::add(&tokens, &positions)?.reshape(&[state.batch, state.seq, self.hidden])?)
+    }
+}
+
+/// `GPT2Attention`: the fused QKV projection, causal attention over the KV cache, the output
+/// projection.
+struct Gpt2Attention {
+    c_attn: Linear,
+    c_proj: Linear,
+    layout: HeadLayout,
+    scale: f32,
+}
+
+impl Gpt2Attention {
+    fn specs(&self) -> Vec<TensorSpec> {
+        [self.c_attn.specs(), self.c_proj.specs()].concat()
     }
 
-    fn block(&self, i: usize, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<Tensor> {
-        let b = &self.blocks[i];
-        let qkv = b.c_attn.forward(w, &b.ln_1.forward(w, &x)?)?;
+    fn forward(
+        &self,
+        w: &UnitWeights,
+        state: &mut State,
+        layer: usize,
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        let qkv = self.c_attn.forward(w, x)?;
         let [q, k, v]: [Tensor; 3] = split_last(&qkv, 3)?.try_into().expect("three parts");
-        let mut scale = if self.config.scale_attn_weights {
-            1.0 / (self.layout.head_dim as f32).sqrt()
+        let context = self_attention(state, layer, [&q, &k, &v], self.layout, true, self.scale)?;
+        self.c_proj.forward(w, &context)
+    }
+}
+
+/// `GPT2MLP`: widen, activate, narrow.
+struct Gpt2Mlp {
+    c_fc: Linear,
+    c_proj: Linear,
+    activation: Activation,
+}
+
+impl Gpt2Mlp {
+    fn specs(&self) -> Vec<TensorSpec> {
+        [self.c_fc.specs(), self.c_proj.specs()].concat()
+    }
+
+    fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        let inner = activate(self.c_fc.forward(w, x)?, self.activation)?;
+        self.c_proj.forward(w, &inner)
+    }
+}
+
+/// `GPT2Block`: pre-norm attention and MLP, each with its residual.
+struct Gpt2Block {
+    ln_1: LayerNorm,
+    attn: Gpt2Attention,
+    ln_2: LayerNorm,
+    mlp: Gpt2Mlp,
+}
+
+impl Gpt2Block {
+    fn new(
+        c: &Gpt2Config,
+        prefix: &str,
+        layer: usize,
+        layout: HeadLayout,
+        activation: Activation,
+    ) -> Self {
+        let d = c.n_embd;
+        let inner = c.n_inner.unwrap_or(4 * d);
+        let mut scale = if c.scale_attn_weights {
+            1.0 / (layout.head_dim as f32).sqrt()
         } else {
             1.0
         };
-        if self.config.scale_attn_by_inverse_layer_idx {
-            scale /= (i + 1) as f32;
+        if c.scale_attn_by_inverse_layer_idx {
+            scale /= (layer + 1) as f32;
         }
-        let context = self_attention(state, i, [&q, &k, &v], self.layout, true, scale)?;
-        let x = kernels::add(&b.attn_proj.forward(w, &context)?, &x)?;
-        let inner = activate(b.c_fc.forward(w, &b.ln_2.forward(w, &x)?)?, self.activation)?;
-        Ok(kernels::add(&b.mlp_proj.forward(w, &inner)?, &x)?)
+        Self {
+            ln_1: LayerNorm::new(&join(prefix, "ln_1"), d, c.layer_norm_epsilon),
+            attn: Gpt2Attention {
+                c_attn: Linear::conv1d(&join(prefix, "attn.c_attn"), d, 3 * d),
+                c_proj: Linear::conv1d(&join(prefix, "attn.c_proj"), d, d),
+                layout,
+                scale,
+            },
+            ln_2: LayerNorm::new(&join(prefix, "ln_2"), d, c.layer_norm_epsilon),
+            mlp: Gpt2Mlp {
+                c_fc: Linear::conv1d(&join(prefix, "mlp.c_fc"), d, inner),
+                c_proj: Linear::conv1d(&join(prefix, "mlp.c_proj"), inner, d),
+                activation,
+            },
+        }
     }
 
-    fn head(&self, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<()> {
+    fn specs(&self) -> Vec<TensorSpec> {
+        [
+            self.ln_1.specs(),
+            self.attn.specs(),
+            self.ln_2.specs(),
+            self.mlp.specs(),
+        ]
+        .concat()
+    }
+
+    fn forward(
+        &self,
+        w: &UnitWeights,
+        state: &mut State,
+        layer: usize,
+        x: Tensor,
+    ) -> Result<Tensor> {
+        let attended = self
+            .attn
+            .forward(w, state, layer, &self.ln_1.forward(w, &x)?)?;
+        let x = kernels::add(&attended, &x)?;
+        let out = self.mlp.forward(w, &self.ln_2.forward(w, &x)?)?;
+        Ok(kernels::add(&out, &x)?)
+    }
+}
+
+/// `ln_f` and the LM head: the checkpoint's `lm_head` when untied, else `wte` read again.
+struct Gpt2Head {
+    ln_f: LayerNorm,
+    lm_head: Option<Linear>,
+    wte: Param,
+}
+
+impl Gpt2Head {
+    fn specs(&self) -> Vec<TensorSpec> {
+        let head = match &self.lm_head {
+            Some(l) => l.specs(),
+            None => vec![self.wte.spec()],
+        };
+        [self.ln_f.specs(), head].concat()
+    }
+
+    fn forward(&self, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<()> {
         let x = self.ln_f.forward(w, &x)?;
         state.record_hidden(&x);
         let last = if state.options.last_logits_only {
@@ -201,6 +220,80 @@ impl Gpt2 {
         state.output("logits", logits);
         state.hidden = Some(x);
         Ok(())
+    }
+}
+
+/// What stage `i` of a GPT-2 is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gpt2Stage {
+    Embeddings,
+    Block(usize),
+    Head,
+}
+
+pub struct Gpt2 {
+    config: Gpt2Config,
+    embeddings: Gpt2Embeddings,
+    blocks: Vec<Gpt2Block>,
+    head: Gpt2Head,
+    order: Vec<Gpt2Stage>,
+    stages: Vec<StageSpec>,
+}
+
+impl Gpt2 {
+    pub fn new(config: Gpt2Config, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
+        let c = &config;
+        let activation = Activation::from_hf(&c.activation_function).ok_or_else(|| {
+            ModelError::config(
+                "activation_function",
+                format!("{:?} is not supported", c.activation_function),
+            )
+        })?;
+        let d = positive("n_embd", c.n_embd)?;
+        let layout = HeadLayout {
+            heads: c.n_head,
+            head_dim: head_dim(d, c.n_head)?,
+        };
+        let p = detect_prefix("transformer.", "wte.weight", has_tensor);
+        let blocks: Vec<Gpt2Block> = (0..c.n_layer)
+            .map(|i| Gpt2Block::new(c, &join(&p, &format!("h.{i}.")), i, layout, activation))
+            .collect();
+        let wte = Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]);
+        let embeddings = Gpt2Embeddings {
+            wte: wte.clone(),
+            wpe: Param::new(join(&p, "wpe.weight"), vec![c.n_positions, d]),
+            hidden: d,
+        };
+        // Untied, the head must be the checkpoint's own `lm_head.weight` (checked with the rest).
+        let head = Gpt2Head {
+            ln_f: LayerNorm::new(&join(&p, "ln_f"), d, c.layer_norm_epsilon),
+            lm_head: (!c.tie_word_embeddings)
+                .then(|| Linear::new("lm_head", d, c.vocab_size, false)),
+            wte,
+        };
+        let order: Vec<Gpt2Stage> = std::iter::once(Gpt2Stage::Embeddings)
+            .chain((0..blocks.len()).map(Gpt2Stage::Block))
+            .chain([Gpt2Stage::Head])
+            .collect();
+        let mut model = Self {
+            config,
+            embeddings,
+            blocks,
+            head,
+            order,
+            stages: Vec::new(),
+        };
+        model.stages = model.order.iter().map(|&s| model.spec(s)).collect();
+        Ok(model)
+    }
+
+    fn spec(&self, stage: Gpt2Stage) -> StageSpec {
+        let (id, tensors) = match stage {
+            Gpt2Stage::Embeddings => ("embeddings".into(), self.embeddings.specs()),
+            Gpt2Stage::Block(i) => (format!("h.{i}"), self.blocks[i].specs()),
+            Gpt2Stage::Head => ("head".into(), self.head.specs()),
+        };
+        StageSpec { id, tensors }
     }
 }
 
@@ -229,21 +322,21 @@ impl Model for Gpt2 {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let layers = self.blocks.len();
-        let x = match index {
-            0 => self.embed(w, state)?,
-            i if i <= layers => {
-                let x = state.take_hidden(&self.stages[i].id)?;
-                self.block(i - 1, w, state, x)?
+        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let x = match stage {
+            Gpt2Stage::Embeddings => self.embeddings.forward(w, state)?,
+            Gpt2Stage::Block(i) => {
+                let x = state.take_hidden(&self.stages[index].id)?;
+                self.blocks[i].forward(w, state, i, x)?
             }
-            _ => {
+            Gpt2Stage::Head => {
                 let x = state.take_hidden("head")?;
-                return self.head(w, state, x);
+                return self.head.forward(w, state, x);
             }
         };
         // transformers records the input of every block, then ln_f's output instead of the
         // last block's.
-        if index < layers {
+        if index < self.blocks.len() {
             state.record_hidden(&x);
         }
         state.hidden = Some(x);

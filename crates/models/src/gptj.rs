@@ -13,7 +13,7 @@ use crate::common::{
 use crate::family::{detect_prefix, head_dim, positive};
 use crate::{
     CausalInfo, Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State,
-    UnitWeights,
+    TensorSpec, UnitWeights,
 };
 
 #[derive(Clone, Debug, Deserialize)]
@@ -44,25 +44,167 @@ fn default_eps() -> f64 {
     1e-5
 }
 
-struct Block {
-    ln_1: LayerNorm,
+/// `GPTJAttention`: separate Q, K, V projections, rotary positions on Q and K, causal
+/// attention over the KV cache, the output projection.
+struct GptJAttention {
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
     out_proj: Linear,
+    layout: HeadLayout,
+}
+
+impl GptJAttention {
+    fn specs(&self) -> Vec<TensorSpec> {
+        [
+            self.q_proj.specs(),
+            self.k_proj.specs(),
+            self.v_proj.specs(),
+            self.out_proj.specs(),
+        ]
+        .concat()
+    }
+
+    fn forward(
+        &self,
+        w: &UnitWeights,
+        state: &mut State,
+        layer: usize,
+        x: &Tensor,
+        rotary: &RotaryTable,
+    ) -> Result<Tensor> {
+        let shape = [
+            state.batch,
+            state.seq,
+            self.layout.heads * self.layout.head_dim,
+        ];
+        let rotate = |t: Tensor| -> Result<Tensor> {
+            let mut values = t.into_values();
+            kernels::rotary_interleaved(
+                &mut values,
+                &state.positions,
+                self.layout.heads,
+                self.layout.head_dim,
+                rotary,
+            );
+            Ok(Tensor::from_vec(&shape, values)?)
+        };
+        let q = rotate(self.q_proj.forward(w, x)?)?;
+        let k = rotate(self.k_proj.forward(w, x)?)?;
+        let v = self.v_proj.forward(w, x)?;
+        let scale = 1.0 / (self.layout.head_dim as f32).sqrt();
+        let context = self_attention(state, layer, [&q, &k, &v], self.layout, true, scale)?;
+        self.out_proj.forward(w, &context)
+    }
+}
+
+/// `GPTJMLP`: widen, activate, narrow.
+struct GptJMlp {
     fc_in: Linear,
     fc_out: Linear,
+    activation: Activation,
+}
+
+impl GptJMlp {
+    fn specs(&self) -> Vec<TensorSpec> {
+        [self.fc_in.specs(), self.fc_out.specs()].concat()
+    }
+
+    fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        let inner = activate(self.fc_in.forward(w, x)?, self.activation)?;
+        self.fc_out.forward(w, &inner)
+    }
+}
+
+/// `GPTJBlock`: one LayerNorm feeding attention and the MLP in parallel, both added to the
+/// residual.
+struct GptJBlock {
+    ln_1: LayerNorm,
+    attn: GptJAttention,
+    mlp: GptJMlp,
+}
+
+impl GptJBlock {
+    fn new(c: &GptJConfig, prefix: &str, layout: HeadLayout, activation: Activation) -> Self {
+        let d = c.n_embd;
+        let inner = c.n_inner.unwrap_or(4 * d);
+        let linear = |path: &str, i, o, bias| Linear::new(&join(prefix, path), i, o, bias);
+        Self {
+            ln_1: LayerNorm::new(&join(prefix, "ln_1"), d, c.layer_norm_epsilon),
+            attn: GptJAttention {
+                q_proj: linear("attn.q_proj", d, d, false),
+                k_proj: linear("attn.k_proj", d, d, false),
+                v_proj: linear("attn.v_proj", d, d, false),
+                out_proj: linear("attn.out_proj", d, d, false),
+                layout,
+            },
+            mlp: GptJMlp {
+                fc_in: linear("mlp.fc_in", d, inner, true),
+                fc_out: linear("mlp.fc_out", inner, d, true),
+                activation,
+            },
+        }
+    }
+
+    fn specs(&self) -> Vec<TensorSpec> {
+        [self.ln_1.specs(), self.attn.specs(), self.mlp.specs()].concat()
+    }
+
+    fn forward(
+        &self,
+        w: &UnitWeights,
+        state: &mut State,
+        layer: usize,
+        x: Tensor,
+        rotary: &RotaryTable,
+    ) -> Result<Tensor> {
+        let a = self.ln_1.forward(w, &x)?;
+        let attended = self.attn.forward(w, state, layer, &a, rotary)?;
+        let fed = self.mlp.forward(w, &a)?;
+        Ok(kernels::add(&kernels::add(&attended, &fed)?, &x)?)
+    }
+}
+
+/// `ln_f` and the LM head.
+struct GptJHead {
+    ln_f: LayerNorm,
+    lm_head: Linear,
+}
+
+impl GptJHead {
+    fn specs(&self) -> Vec<TensorSpec> {
+        [self.ln_f.specs(), self.lm_head.specs()].concat()
+    }
+
+    fn forward(&self, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<()> {
+        let x = self.ln_f.forward(w, &x)?;
+        state.record_hidden(&x);
+        let last = if state.options.last_logits_only {
+            last_token(&x)?
+        } else {
+            x.clone()
+        };
+        state.output("logits", self.lm_head.forward(w, &last)?);
+        state.hidden = Some(x);
+        Ok(())
+    }
+}
+
+/// What stage `i` of a GPT-J is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GptJStage {
+    Embeddings,
+    Block(usize),
+    Head,
 }
 
 pub struct GptJ {
     config: GptJConfig,
-    activation: Activation,
-    layout: HeadLayout,
     rotary: RotaryTable,
     wte: Param,
-    blocks: Vec<Block>,
-    ln_f: LayerNorm,
-    lm_head: Linear,
+    blocks: Vec<GptJBlock>,
+    head: GptJHead,
+    order: Vec<GptJStage>,
     stages: Vec<StageSpec>,
 }
 
@@ -76,7 +218,6 @@ impl GptJ {
             )
         })?;
         let d = positive("n_embd", c.n_embd)?;
-        let inner = c.n_inner.unwrap_or(4 * d);
         let layout = HeadLayout {
             heads: c.n_head,
             head_dim: head_dim(d, c.n_head)?,
@@ -92,91 +233,37 @@ impl GptJ {
             ));
         }
         let p = detect_prefix("transformer.", "wte.weight", has_tensor);
-        let blocks: Vec<Block> = (0..c.n_layer)
-            .map(|i| {
-                let b = join(&p, &format!("h.{i}."));
-                Block {
-                    ln_1: LayerNorm::new(&join(&b, "ln_1"), d, c.layer_norm_epsilon),
-                    q_proj: Linear::new(&join(&b, "attn.q_proj"), d, d, false),
-                    k_proj: Linear::new(&join(&b, "attn.k_proj"), d, d, false),
-                    v_proj: Linear::new(&join(&b, "attn.v_proj"), d, d, false),
-                    out_proj: Linear::new(&join(&b, "attn.out_proj"), d, d, false),
-                    fc_in: Linear::new(&join(&b, "mlp.fc_in"), d, inner, true),
-                    fc_out: Linear::new(&join(&b, "mlp.fc_out"), inner, d, true),
-                }
-            })
+        let blocks: Vec<GptJBlock> = (0..c.n_layer)
+            .map(|i| GptJBlock::new(c, &join(&p, &format!("h.{i}.")), layout, activation))
             .collect();
-        let wte = Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]);
-        let ln_f = LayerNorm::new(&join(&p, "ln_f"), d, c.layer_norm_epsilon);
-        let lm_head = Linear::new("lm_head", d, c.vocab_size, true);
-        let mut stages = vec![StageSpec {
-            id: "embeddings".into(),
-            tensors: vec![wte.spec()],
-        }];
-        for (i, b) in blocks.iter().enumerate() {
-            let tensors = [&b.ln_1]
-                .iter()
-                .flat_map(|n| n.specs())
-                .chain(
-                    [
-                        &b.q_proj,
-                        &b.k_proj,
-                        &b.v_proj,
-                        &b.out_proj,
-                        &b.fc_in,
-                        &b.fc_out,
-                    ]
-                    .iter()
-                    .flat_map(|l| l.specs()),
-                )
-                .collect();
-            stages.push(StageSpec {
-                id: format!("h.{i}"),
-                tensors,
-            });
-        }
-        stages.push(StageSpec {
-            id: "head".into(),
-            tensors: ln_f.specs().into_iter().chain(lm_head.specs()).collect(),
-        });
-        Ok(Self {
-            activation,
-            layout,
+        let head = GptJHead {
+            ln_f: LayerNorm::new(&join(&p, "ln_f"), d, c.layer_norm_epsilon),
+            lm_head: Linear::new("lm_head", d, c.vocab_size, true),
+        };
+        let order: Vec<GptJStage> = std::iter::once(GptJStage::Embeddings)
+            .chain((0..blocks.len()).map(GptJStage::Block))
+            .chain([GptJStage::Head])
+            .collect();
+        let mut model = Self {
             rotary: RotaryTable::new(rotary_dim, 10000.0),
-            wte,
+            wte: Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]),
             blocks,
-            ln_f,
-            lm_head,
-            stages,
+            head,
+            order,
+            stages: Vec::new(),
             config,
-        })
+        };
+        model.stages = model.order.iter().map(|&s| model.spec(s)).collect();
+        Ok(model)
     }
 
-    fn block(&self, i: usize, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<Tensor> {
-        let b = &self.blocks[i];
-        let a = b.ln_1.forward(w, &x)?;
-        let shape = [state.batch, state.seq, self.config.n_embd];
-        let rotate = |t: Tensor| -> Result<Tensor> {
-            let mut values = t.into_values();
-            kernels::rotary_interleaved(
-                &mut values,
-                &state.positions,
-                self.layout.heads,
-                self.layout.head_dim,
-                &self.rotary,
-            );
-            Ok(Tensor::from_vec(&shape, values)?)
+    fn spec(&self, stage: GptJStage) -> StageSpec {
+        let (id, tensors) = match stage {
+            GptJStage::Embeddings => ("embeddings".into(), vec![self.wte.spec()]),
+            GptJStage::Block(i) => (format!("h.{i}"), self.blocks[i].specs()),
+            GptJStage::Head => ("head".into(), self.head.specs()),
         };
-        let q = rotate(b.q_proj.forward(w, &a)?)?;
-        let k = rotate(b.k_proj.forward(w, &a)?)?;
-        let v = b.v_proj.forward(w, &a)?;
-        let scale = 1.0 / (self.layout.head_dim as f32).sqrt();
-        let context = self_attention(state, i, [&q, &k, &v], self.layout, true, scale)?;
-        let attended = b.out_proj.forward(w, &context)?;
-        let fed = b
-            .fc_out
-            .forward(w, &activate(b.fc_in.forward(w, &a)?, self.activation)?)?;
-        Ok(kernels::add(&kernels::add(&attended, &fed)?, &x)?)
+        StageSpec { id, tensors }
     }
 }
 
@@ -205,9 +292,9 @@ impl Model for GptJ {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let layers = self.blocks.len();
-        let x = match index {
-            0 => {
+        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let x = match stage {
+            GptJStage::Embeddings => {
                 let ids = state.inputs.ids()?;
                 kernels::embedding(self.wte.get(w)?, &ids.values)?.reshape(&[
                     state.batch,
@@ -215,24 +302,16 @@ impl Model for GptJ {
                     self.config.n_embd,
                 ])?
             }
-            i if i <= layers => {
-                let x = state.take_hidden(&self.stages[i].id)?;
-                self.block(i - 1, w, state, x)?
+            GptJStage::Block(i) => {
+                let x = state.take_hidden(&self.stages[index].id)?;
+                self.blocks[i].forward(w, state, i, x, &self.rotary)?
             }
-            _ => {
-                let x = self.ln_f.forward(w, &state.take_hidden("head")?)?;
-                state.record_hidden(&x);
-                let last = if state.options.last_logits_only {
-                    last_token(&x)?
-                } else {
-                    x.clone()
-                };
-                state.output("logits", self.lm_head.forward(w, &last)?);
-                state.hidden = Some(x);
-                return Ok(());
+            GptJStage::Head => {
+                let x = state.take_hidden("head")?;
+                return self.head.forward(w, state, x);
             }
         };
-        if index < layers {
+        if index < self.blocks.len() {
             state.record_hidden(&x);
         }
         state.hidden = Some(x);

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use edgerun_tensor::kernels::{self, Activation, Conv2dParams, HeadLayout};
 use edgerun_tensor::Tensor;
 
-use crate::common::{first_token, join, LayerNorm, Linear, Param, QkvAttention};
+use crate::common::{activate, first_token, join, LayerNorm, Linear, Param, QkvAttention};
 use crate::family::{detect_prefix, head_dim, positive};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
@@ -61,31 +61,185 @@ pub(crate) fn label_count(
         .unwrap_or(2)
 }
 
+/// `ViTEmbeddings`: patches by a strided convolution, the CLS token in front, positions added.
+struct VitEmbeddings {
+    cls_token: Param,
+    position: Param,
+    patch: Param,
+    patch_bias: Param,
+    channels: usize,
+    image_size: usize,
+    patch_size: usize,
+    hidden: usize,
+}
+
+impl VitEmbeddings {
+    fn specs(&self) -> Vec<TensorSpec> {
+        vec![
+            self.cls_token.spec(),
+            self.position.spec(),
+            self.patch.spec(),
+            self.patch_bias.spec(),
+        ]
+    }
+
+    fn forward(&self, w: &UnitWeights, state: &State) -> Result<Tensor> {
+        let pixels = state.inputs.pixels()?;
+        let expected = [state.batch, self.channels, self.image_size, self.image_size];
+        if pixels.shape() != expected {
+            return Err(ModelError::input(
+                "pixel_values",
+                format!("expected {expected:?}, got {:?}", pixels.shape()),
+            ));
+        }
+        let params = Conv2dParams {
+            stride: self.patch_size,
+            ..Conv2dParams::default()
+        };
+        let grid = kernels::conv2d(
+            pixels,
+            self.patch.get(w)?,
+            Some(self.patch_bias.get(w)?),
+            params,
+        )?;
+        let (b, d) = (state.batch, self.hidden);
+        let n = grid.shape()[2] * grid.shape()[3];
+        // [b, d, n] -> [b, n, d], with the CLS token in front.
+        let tokens = grid.reshape(&[b, d, n])?.transpose(1, 2)?.contiguous();
+        let cls = self.cls_token.get(w)?.contiguous();
+        let mut out = Vec::with_capacity(b * (n + 1) * d);
+        for i in 0..b {
+            out.extend_from_slice(cls.values());
+            out.extend_from_slice(&tokens.values()[i * n * d..][..n * d]);
+        }
+        let position = self.position.get(w)?.contiguous();
+        for row in out.chunks_exact_mut((n + 1) * d) {
+            row.iter_mut()
+                .zip(position.values())
+                .for_each(|(x, p)| *x += p);
+        }
+        Ok(Tensor::from_vec(&[b, n + 1, d], out)?)
+    }
+}
+
+/// `ViTLayer`: pre-norm attention (`ViTAttention`) and MLP (`ViTIntermediate`, `ViTOutput`),
+/// each with its residual.
 struct VitLayer {
     norm_before: LayerNorm,
     attention: QkvAttention,
     norm_after: LayerNorm,
     intermediate: Linear,
     output: Linear,
+    activation: Activation,
 }
 
-enum VitHead {
-    /// `ViTModel`, with its tanh pooler when the checkpoint has one.
+impl VitLayer {
+    fn new(c: &VitConfig, prefix: &str, layout: HeadLayout, activation: Activation) -> Self {
+        let d = c.hidden_size;
+        let linear = |path: &str, i, o, bias| Linear::new(&join(prefix, path), i, o, bias);
+        let norm = |path: &str| LayerNorm::new(&join(prefix, path), d, c.layer_norm_eps);
+        Self {
+            norm_before: norm("layernorm_before"),
+            attention: QkvAttention {
+                query: linear("attention.attention.query", d, d, c.qkv_bias),
+                key: linear("attention.attention.key", d, d, c.qkv_bias),
+                value: linear("attention.attention.value", d, d, c.qkv_bias),
+                output: linear("attention.output.dense", d, d, true),
+                layout,
+            },
+            norm_after: norm("layernorm_after"),
+            intermediate: linear("intermediate.dense", d, c.intermediate_size, true),
+            output: linear("output.dense", c.intermediate_size, d, true),
+            activation,
+        }
+    }
+
+    fn specs(&self) -> Vec<TensorSpec> {
+        [
+            self.norm_before.specs(),
+            self.attention.specs(),
+            self.norm_after.specs(),
+            self.intermediate.specs(),
+            self.output.specs(),
+        ]
+        .concat()
+    }
+
+    fn forward(
+        &self,
+        w: &UnitWeights,
+        state: &mut State,
+        layer: usize,
+        x: Tensor,
+    ) -> Result<Tensor> {
+        let normed = self.norm_before.forward(w, &x)?;
+        let attended = self.attention.forward(w, state, layer, &normed)?;
+        let x = kernels::add(&attended, &x)?;
+        let inner = self
+            .intermediate
+            .forward(w, &self.norm_after.forward(w, &x)?)?;
+        let inner = activate(inner, self.activation)?;
+        Ok(kernels::add(&self.output.forward(w, &inner)?, &x)?)
+    }
+}
+
+/// The final LayerNorm and what follows it.
+struct VitHead {
+    final_norm: LayerNorm,
+    kind: VitHeadKind,
+}
+
+enum VitHeadKind {
+    /// `ViTModel`, with its tanh pooler (`ViTPooler`) when the checkpoint has one.
     Base { pooler: Option<Linear> },
     /// `ViTForImageClassification`: a linear classifier on the CLS token.
     Classifier(Linear),
 }
 
+impl VitHead {
+    fn specs(&self) -> Vec<TensorSpec> {
+        let after = match &self.kind {
+            VitHeadKind::Classifier(c) => c.specs(),
+            VitHeadKind::Base { pooler: Some(p) } => p.specs(),
+            VitHeadKind::Base { pooler: None } => Vec::new(),
+        };
+        [self.final_norm.specs(), after].concat()
+    }
+
+    fn forward(&self, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<()> {
+        let x = self.final_norm.forward(w, &x)?;
+        match &self.kind {
+            VitHeadKind::Classifier(classifier) => {
+                let logits = classifier.forward(w, &first_token(&x)?)?;
+                state.output("logits", logits);
+            }
+            VitHeadKind::Base { pooler } => {
+                state.output("last_hidden_state", x.clone());
+                if let Some(pooler) = pooler {
+                    let pooled = pooler.forward(w, &first_token(&x)?)?;
+                    state.output("pooler_output", activate(pooled, Activation::Tanh)?);
+                }
+            }
+        }
+        state.hidden = Some(x);
+        Ok(())
+    }
+}
+
+/// What stage `i` of a ViT is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VitStage {
+    Embeddings,
+    Layer(usize),
+    Head,
+}
+
 pub struct Vit {
     config: VitConfig,
-    activation: Activation,
-    cls_token: Param,
-    position: Param,
-    patch: Param,
-    patch_bias: Param,
+    embeddings: VitEmbeddings,
     layers: Vec<VitLayer>,
-    final_norm: LayerNorm,
     head: VitHead,
+    order: Vec<VitStage>,
     stages: Vec<StageSpec>,
 }
 
@@ -110,55 +264,7 @@ impl Vit {
         };
         let p = detect_prefix("vit.", "embeddings.cls_token", has_tensor);
         let e = join(&p, "embeddings.");
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| {
-                let l = join(&p, &format!("encoder.layer.{i}."));
-                VitLayer {
-                    norm_before: LayerNorm::new(&join(&l, "layernorm_before"), d, c.layer_norm_eps),
-                    attention: QkvAttention {
-                        query: Linear::new(
-                            &join(&l, "attention.attention.query"),
-                            d,
-                            d,
-                            c.qkv_bias,
-                        ),
-                        key: Linear::new(&join(&l, "attention.attention.key"), d, d, c.qkv_bias),
-                        value: Linear::new(
-                            &join(&l, "attention.attention.value"),
-                            d,
-                            d,
-                            c.qkv_bias,
-                        ),
-                        output: Linear::new(&join(&l, "attention.output.dense"), d, d, true),
-                        layout,
-                    },
-                    norm_after: LayerNorm::new(&join(&l, "layernorm_after"), d, c.layer_norm_eps),
-                    intermediate: Linear::new(
-                        &join(&l, "intermediate.dense"),
-                        d,
-                        c.intermediate_size,
-                        true,
-                    ),
-                    output: Linear::new(&join(&l, "output.dense"), c.intermediate_size, d, true),
-                }
-            })
-            .collect::<Vec<_>>();
-        let head = if has_tensor("classifier.weight") {
-            VitHead::Classifier(Linear::new(
-                "classifier",
-                d,
-                label_count(&c.id2label, c.num_labels),
-                true,
-            ))
-        } else {
-            let path = join(&p, "pooler.dense");
-            VitHead::Base {
-                pooler: has_tensor(&format!("{path}.weight"))
-                    .then(|| Linear::new(&path, d, d, true)),
-            }
-        };
-        let mut vit = Self {
-            activation,
+        let embeddings = VitEmbeddings {
             cls_token: Param::new(join(&e, "cls_token"), vec![1, 1, d]),
             position: Param::new(join(&e, "position_embeddings"), vec![1, patches + 1, d]),
             patch: Param::new(
@@ -166,135 +272,70 @@ impl Vit {
                 vec![d, c.num_channels, patch, patch],
             ),
             patch_bias: Param::new(join(&e, "patch_embeddings.projection.bias"), vec![d]),
-            layers,
-            final_norm: LayerNorm::new(&join(&p, "layernorm"), d, c.layer_norm_eps),
-            head,
-            stages: Vec::new(),
-            config,
+            channels: c.num_channels,
+            image_size: c.image_size,
+            patch_size: patch,
+            hidden: d,
         };
-        vit.stages = vit.stage_specs();
+        let layers: Vec<VitLayer> = (0..c.num_hidden_layers)
+            .map(|i| {
+                VitLayer::new(
+                    c,
+                    &join(&p, &format!("encoder.layer.{i}.")),
+                    layout,
+                    activation,
+                )
+            })
+            .collect();
+        let kind = if has_tensor("classifier.weight") {
+            VitHeadKind::Classifier(Linear::new(
+                "classifier",
+                d,
+                label_count(&c.id2label, c.num_labels),
+                true,
+            ))
+        } else {
+            let path = join(&p, "pooler.dense");
+            VitHeadKind::Base {
+                pooler: has_tensor(&format!("{path}.weight"))
+                    .then(|| Linear::new(&path, d, d, true)),
+            }
+        };
+        let head = VitHead {
+            final_norm: LayerNorm::new(&join(&p, "layernorm"), d, c.layer_norm_eps),
+            kind,
+        };
+        let order: Vec<VitStage> = std::iter::once(VitStage::Embeddings)
+            .chain((0..layers.len()).map(VitStage::Layer))
+            .chain([VitStage::Head])
+            .collect();
+        let mut vit = Self {
+            config,
+            embeddings,
+            layers,
+            head,
+            order,
+            stages: Vec::new(),
+        };
+        vit.stages = vit.order.iter().map(|&s| vit.spec(s)).collect();
         Ok(vit)
     }
 
-    fn stage_specs(&self) -> Vec<StageSpec> {
-        let mut stages = vec![StageSpec {
-            id: "embeddings".into(),
-            tensors: vec![
-                self.cls_token.spec(),
-                self.position.spec(),
-                self.patch.spec(),
-                self.patch_bias.spec(),
-            ],
-        }];
-        for (i, l) in self.layers.iter().enumerate() {
-            let tensors = l
-                .norm_before
-                .specs()
-                .into_iter()
-                .chain(l.attention.specs())
-                .chain(l.norm_after.specs())
-                .chain(l.intermediate.specs())
-                .chain(l.output.specs())
-                .collect();
-            stages.push(StageSpec {
-                id: format!("encoder.layer.{i}"),
-                tensors,
-            });
-        }
-        let mut head: Vec<TensorSpec> = self.final_norm.specs();
-        match &self.head {
-            VitHead::Classifier(c) => head.extend(c.specs()),
-            VitHead::Base { pooler: Some(p) } => head.extend(p.specs()),
-            VitHead::Base { pooler: None } => {}
-        }
-        stages.push(StageSpec {
-            id: "head".into(),
-            tensors: head,
-        });
-        stages
-    }
-
-    fn embed(&self, w: &UnitWeights, state: &State) -> Result<Tensor> {
-        let c = &self.config;
-        let pixels = state.inputs.pixels()?;
-        let expected = [state.batch, c.num_channels, c.image_size, c.image_size];
-        if pixels.shape() != expected {
-            return Err(ModelError::input(
-                "pixel_values",
-                format!("expected {expected:?}, got {:?}", pixels.shape()),
-            ));
-        }
-        let params = Conv2dParams {
-            stride: c.patch_size,
-            ..Conv2dParams::default()
+    fn spec(&self, stage: VitStage) -> StageSpec {
+        let (id, tensors) = match stage {
+            VitStage::Embeddings => ("embeddings".into(), self.embeddings.specs()),
+            VitStage::Layer(i) => (format!("encoder.layer.{i}"), self.layers[i].specs()),
+            VitStage::Head => ("head".into(), self.head.specs()),
         };
-        let grid = kernels::conv2d(
-            pixels,
-            self.patch.get(w)?,
-            Some(self.patch_bias.get(w)?),
-            params,
-        )?;
-        let (b, d) = (state.batch, c.hidden_size);
-        let n = grid.shape()[2] * grid.shape()[3];
-        // [b, d, n] -> [b, n, d], with the CLS token in front.
-        let tokens = grid.reshape(&[b, d, n])?.transpose(1, 2)?.contiguous();
-        let cls = self.cls_token.get(w)?.contiguous();
-        let mut out = Vec::with_capacity(b * (n + 1) * d);
-        for i in 0..b {
-            out.extend_from_slice(cls.values());
-            out.extend_from_slice(&tokens.values()[i * n * d..][..n * d]);
-        }
-        let position = self.position.get(w)?.contiguous();
-        for row in out.chunks_exact_mut((n + 1) * d) {
-            row.iter_mut()
-                .zip(position.values())
-                .for_each(|(x, p)| *x += p);
-        }
-        Ok(Tensor::from_vec(&[b, n + 1, d], out)?)
-    }
-
-    fn layer(&self, i: usize, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<Tensor> {
-        let l = &self.layers[i];
-        let attended = l
-            .attention
-            .forward(w, state, i, &l.norm_before.forward(w, &x)?)?;
-        let x = kernels::add(&attended, &x)?;
-        let mut inner = l.intermediate.forward(w, &l.norm_after.forward(w, &x)?)?;
-        let shape = inner.shape().to_vec();
-        let mut values = inner.into_values();
-        self.activation.apply_in_place(&mut values);
-        inner = Tensor::from_vec(&shape, values)?;
-        Ok(kernels::add(&l.output.forward(w, &inner)?, &x)?)
-    }
-
-    fn head(&self, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<()> {
-        let x = self.final_norm.forward(w, &x)?;
-        match &self.head {
-            VitHead::Classifier(classifier) => {
-                let logits = classifier.forward(w, &first_token(&x)?)?;
-                state.output("logits", logits);
-            }
-            VitHead::Base { pooler } => {
-                state.output("last_hidden_state", x.clone());
-                if let Some(pooler) = pooler {
-                    let pooled = pooler.forward(w, &first_token(&x)?)?;
-                    let shape = pooled.shape().to_vec();
-                    let mut values = pooled.into_values();
-                    Activation::Tanh.apply_in_place(&mut values);
-                    state.output("pooler_output", Tensor::from_vec(&shape, values)?);
-                }
-            }
-        }
-        state.hidden = Some(x);
-        Ok(())
+        StageSpec { id, tensors }
     }
 }
 
 impl Model for Vit {
     fn architecture(&self) -> &str {
-        match self.head {
-            VitHead::Classifier(_) => "ViTForImageClassification",
-            VitHead::Base { .. } => "ViTModel",
+        match self.head.kind {
+            VitHeadKind::Classifier(_) => "ViTForImageClassification",
+            VitHeadKind::Base { .. } => "ViTModel",
         }
     }
 
@@ -326,15 +367,16 @@ impl Model for Vit {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let x = match index {
-            0 => self.embed(w, state)?,
-            i if i <= self.layers.len() => {
-                let x = state.take_hidden(&self.stages[i].id)?;
-                self.layer(i - 1, w, state, x)?
+        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let x = match stage {
+            VitStage::Embeddings => self.embeddings.forward(w, state)?,
+            VitStage::Layer(i) => {
+                let x = state.take_hidden(&self.stages[index].id)?;
+                self.layers[i].forward(w, state, i, x)?
             }
-            _ => {
+            VitStage::Head => {
                 let x = state.take_hidden("head")?;
-                return self.head(w, state, x);
+                return self.head.forward(w, state, x);
             }
         };
         state.record_hidden(&x);
