@@ -85,6 +85,15 @@ impl Head {
     }
 }
 
+/// What stage `i` of an FCN is: the backbone's stem (conv, BN, ReLU, max pool), one of its
+/// bottlenecks (with the auxiliary head after layer3's last), or the classifier head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FcnStage {
+    Stem,
+    Block(usize),
+    Classifier,
+}
+
 pub struct Fcn {
     architecture: String,
     stem: ConvBn,
@@ -92,6 +101,7 @@ pub struct Fcn {
     head: Head,
     aux: Option<Head>,
     widest: usize,
+    order: Vec<FcnStage>,
     stages: Vec<StageSpec>,
 }
 
@@ -190,32 +200,40 @@ impl Fcn {
             blocks[end_of_layer3].aux_after = true;
         }
         let head = Head::new("classifier", inplanes, config.num_classes);
-        let mut stages = vec![StageSpec {
-            id: "backbone.stem".into(),
-            tensors: stem.specs(),
-        }];
-        for block in &blocks {
-            let mut tensors = block.specs();
-            if block.aux_after {
-                tensors.extend(aux.as_ref().map(Head::specs).unwrap_or_default());
-            }
-            let id = block.convs[0].id().trim_end_matches(".conv1").to_string();
-            stages.push(StageSpec { id, tensors });
-        }
-        stages.push(StageSpec {
-            id: "classifier".into(),
-            tensors: head.specs(),
-        });
         let widest = planes.iter().map(|p| p * 4).max().unwrap_or(64).max(64);
-        Ok(Self {
+        let order: Vec<FcnStage> = std::iter::once(FcnStage::Stem)
+            .chain((0..blocks.len()).map(FcnStage::Block))
+            .chain([FcnStage::Classifier])
+            .collect();
+        let mut model = Self {
             architecture: arch.to_string(),
             stem,
             blocks,
             head,
             aux,
             widest,
-            stages,
-        })
+            order,
+            stages: Vec::new(),
+        };
+        model.stages = model.order.iter().map(|&s| model.spec(s)).collect();
+        Ok(model)
+    }
+
+    fn spec(&self, stage: FcnStage) -> StageSpec {
+        let (id, tensors) = match stage {
+            FcnStage::Stem => ("backbone.stem".into(), self.stem.specs()),
+            FcnStage::Block(i) => {
+                let block = &self.blocks[i];
+                let mut tensors = block.specs();
+                if block.aux_after {
+                    tensors.extend(self.aux.as_ref().map(Head::specs).unwrap_or_default());
+                }
+                let id = block.convs[0].id().trim_end_matches(".conv1").to_string();
+                (id, tensors)
+            }
+            FcnStage::Classifier => ("classifier".into(), self.head.specs()),
+        };
+        StageSpec { id, tensors }
     }
 }
 
@@ -274,23 +292,27 @@ impl Model for Fcn {
             let p = state.inputs.pixels()?;
             (p.shape()[2], p.shape()[3])
         };
-        if index == 0 {
-            let y = self.stem.forward(w, state.inputs.pixels()?)?;
-            state.hidden = Some(kernels::max_pool2d(&y, 3, 2, 1)?);
-            return Ok(());
-        }
-        let x = state.take_hidden(&self.stages[index].id)?;
-        if let Some(block) = self.blocks.get(index - 1) {
-            let y = block.forward(w, &x)?;
-            if let (true, Some(aux)) = (block.aux_after, &self.aux) {
-                state.output("aux", aux.forward(w, &y, size)?);
+        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        match stage {
+            FcnStage::Stem => {
+                let y = self.stem.forward(w, state.inputs.pixels()?)?;
+                state.hidden = Some(kernels::max_pool2d(&y, 3, 2, 1)?);
             }
-            state.hidden = Some(y);
-            return Ok(());
+            FcnStage::Block(i) => {
+                let block = &self.blocks[i];
+                let y = block.forward(w, &state.take_hidden(&self.stages[index].id)?)?;
+                if let (true, Some(aux)) = (block.aux_after, &self.aux) {
+                    state.output("aux", aux.forward(w, &y, size)?);
+                }
+                state.hidden = Some(y);
+            }
+            FcnStage::Classifier => {
+                let x = state.take_hidden("classifier")?;
+                let out = self.head.forward(w, &x, size)?;
+                // torchvision returns {"out", "aux"}: put `out` first.
+                state.outputs.insert(0, ("out".into(), out));
+            }
         }
-        let out = self.head.forward(w, &x, size)?;
-        // torchvision returns {"out", "aux"}: put `out` first.
-        state.outputs.insert(0, ("out".into(), out));
         Ok(())
     }
 }

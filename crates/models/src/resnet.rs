@@ -47,8 +47,27 @@ fn default_act() -> String {
     "relu".into()
 }
 
-/// One residual layer: its convolutions in order and an optional projection shortcut.
+/// `ResNetEmbeddings`: the 7x7 stem and a 3x3 max pool.
+struct ResNetEmbedder {
+    stem: ConvBn,
+}
+
+impl ResNetEmbedder {
+    fn specs(&self) -> Vec<TensorSpec> {
+        self.stem.specs()
+    }
+
+    fn forward(&self, w: &UnitWeights, pixels: &Tensor) -> Result<Tensor> {
+        let y = self.stem.forward(w, pixels)?;
+        Ok(kernels::max_pool2d(&y, 3, 2, 1)?)
+    }
+}
+
+/// One residual layer (`ResNetBasicLayer` or `ResNetBottleNeckLayer`): its convolutions in
+/// order and an optional projection shortcut.
 struct ResidualLayer {
+    /// `encoder.stages.S.layers.L`.
+    id: String,
     convs: Vec<ConvBn>,
     shortcut: Option<ConvBn>,
     activation: Activation,
@@ -79,11 +98,46 @@ impl ResidualLayer {
     }
 }
 
+/// Global average pooling, then the classifier of `ResNetForImageClassification` if any.
+struct ResNetHead {
+    classifier: Option<Linear>,
+}
+
+impl ResNetHead {
+    fn specs(&self) -> Vec<TensorSpec> {
+        self.classifier.iter().flat_map(Linear::specs).collect()
+    }
+
+    fn forward(&self, w: &UnitWeights, state: &mut State, x: &Tensor) -> Result<()> {
+        let pooled = kernels::adaptive_avg_pool2d(x, 1, 1)?;
+        match &self.classifier {
+            Some(classifier) => {
+                let flat = pooled.reshape(&[state.batch, pooled.shape()[1]])?;
+                state.output("logits", classifier.forward(w, &flat)?);
+            }
+            None => {
+                state.output("last_hidden_state", x.clone());
+                state.output("pooler_output", pooled);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What stage `i` of a ResNet is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResNetStage {
+    Embedder,
+    Layer(usize),
+    Head,
+}
+
 pub struct ResNet {
     config: ResNetConfig,
-    stem: ConvBn,
+    embedder: ResNetEmbedder,
     layers: Vec<ResidualLayer>,
-    classifier: Option<Linear>,
+    head: ResNetHead,
+    order: Vec<ResNetStage>,
     stages: Vec<StageSpec>,
 }
 
@@ -194,6 +248,7 @@ impl ResNet {
                     )
                 });
                 layers.push(ResidualLayer {
+                    id: format!("encoder.stages.{s}.layers.{l}"),
                     convs,
                     shortcut,
                     activation: act,
@@ -212,31 +267,29 @@ impl ResNet {
             )
         });
 
-        let mut stages = vec![StageSpec {
-            id: "embedder".into(),
-            tensors: stem.specs(),
-        }];
-        let mut index = 0;
-        for (s, &depth) in c.depths.iter().enumerate() {
-            for l in 0..depth {
-                stages.push(StageSpec {
-                    id: format!("encoder.stages.{s}.layers.{l}"),
-                    tensors: layers[index].specs(),
-                });
-                index += 1;
-            }
-        }
-        stages.push(StageSpec {
-            id: "head".into(),
-            tensors: classifier.iter().flat_map(Linear::specs).collect(),
-        });
-        Ok(Self {
+        let order: Vec<ResNetStage> = std::iter::once(ResNetStage::Embedder)
+            .chain((0..layers.len()).map(ResNetStage::Layer))
+            .chain([ResNetStage::Head])
+            .collect();
+        let mut model = Self {
             config,
-            stem,
+            embedder: ResNetEmbedder { stem },
             layers,
-            classifier,
-            stages,
-        })
+            head: ResNetHead { classifier },
+            order,
+            stages: Vec::new(),
+        };
+        model.stages = model.order.iter().map(|&s| model.spec(s)).collect();
+        Ok(model)
+    }
+
+    fn spec(&self, stage: ResNetStage) -> StageSpec {
+        let (id, tensors) = match stage {
+            ResNetStage::Embedder => ("embedder".into(), self.embedder.specs()),
+            ResNetStage::Layer(i) => (self.layers[i].id.clone(), self.layers[i].specs()),
+            ResNetStage::Head => ("head".into(), self.head.specs()),
+        };
+        StageSpec { id, tensors }
     }
 
     /// Elements of the largest feature map and of the largest im2col buffer (per image; the
@@ -273,7 +326,7 @@ impl Model for ResNet {
     }
 
     fn architecture(&self) -> &str {
-        if self.classifier.is_some() {
+        if self.head.classifier.is_some() {
             "ResNetForImageClassification"
         } else {
             "ResNetModel"
@@ -325,34 +378,28 @@ impl Model for ResNet {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        if index == 0 {
-            let y = self.stem.forward(w, state.inputs.pixels()?)?;
-            let y = kernels::max_pool2d(&y, 3, 2, 1)?;
-            state.record_hidden(&y);
-            state.hidden = Some(y);
-            return Ok(());
-        }
-        let x = state.take_hidden(&self.stages[index].id)?;
-        if let Some(layer) = self.layers.get(index - 1) {
-            let y = layer.forward(w, &x)?;
-            if layer.ends_stage {
+        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let y = match stage {
+            ResNetStage::Embedder => {
+                let y = self.embedder.forward(w, state.inputs.pixels()?)?;
                 state.record_hidden(&y);
+                y
             }
-            state.hidden = Some(y);
-            return Ok(());
-        }
-        let pooled = kernels::adaptive_avg_pool2d(&x, 1, 1)?;
-        match &self.classifier {
-            Some(classifier) => {
-                let flat = pooled.reshape(&[state.batch, pooled.shape()[1]])?;
-                state.output("logits", classifier.forward(w, &flat)?);
+            ResNetStage::Layer(i) => {
+                let layer = &self.layers[i];
+                let y = layer.forward(w, &state.take_hidden(&layer.id)?)?;
+                if layer.ends_stage {
+                    state.record_hidden(&y);
+                }
+                y
             }
-            None => {
-                state.output("last_hidden_state", x.clone());
-                state.output("pooler_output", pooled);
+            ResNetStage::Head => {
+                let x = state.take_hidden("head")?;
+                self.head.forward(w, state, &x)?;
+                x
             }
-        }
-        state.hidden = Some(x);
+        };
+        state.hidden = Some(y);
         Ok(())
     }
 }

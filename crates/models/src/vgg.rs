@@ -5,11 +5,13 @@
 
 use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
+use edgerun_tensor::Tensor;
 
 use crate::common::{ConvBn, Linear};
 use crate::torchvision::{overridden, TorchvisionConfig};
 use crate::{
-    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, UnitWeights,
+    Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
+    UnitWeights,
 };
 
 /// A `features` entry: a convolution's output channels or a max pool.
@@ -54,10 +56,32 @@ fn standard(depth: usize) -> Option<Vec<Layer>> {
     )
 }
 
-/// One convolution of `features`, and whether a 2x2 max pool follows it.
+/// One convolution of `features` (with its ReLU), and whether a 2x2 max pool follows it.
 struct ConvStage {
     conv: ConvBn,
     pool_after: bool,
+}
+
+impl ConvStage {
+    fn specs(&self) -> Vec<TensorSpec> {
+        self.conv.specs()
+    }
+
+    fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        let y = self.conv.forward(w, x)?;
+        if self.pool_after {
+            return Ok(kernels::max_pool2d(&y, 2, 2, 0)?);
+        }
+        Ok(y)
+    }
+}
+
+/// What stage `i` of a VGG is: a convolution of `features`, or a layer of `classifier`
+/// (the first after the adaptive average pool and flatten).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VggStage {
+    Conv(usize),
+    Classifier(usize),
 }
 
 pub struct Vgg {
@@ -65,6 +89,7 @@ pub struct Vgg {
     convs: Vec<ConvStage>,
     pool_size: usize,
     classifier: [Linear; 3],
+    order: Vec<VggStage>,
     stages: Vec<StageSpec>,
 }
 
@@ -127,24 +152,28 @@ impl Vgg {
             Linear::new("classifier.3", hidden, hidden, true),
             Linear::new("classifier.6", hidden, config.num_classes, true),
         ];
-        let mut stages: Vec<StageSpec> = convs
-            .iter()
-            .map(|c| StageSpec {
-                id: c.conv.id(),
-                tensors: c.conv.specs(),
-            })
+        let order: Vec<VggStage> = (0..convs.len())
+            .map(VggStage::Conv)
+            .chain((0..classifier.len()).map(VggStage::Classifier))
             .collect();
-        stages.extend(classifier.iter().map(|l| StageSpec {
-            id: l.id(),
-            tensors: l.specs(),
-        }));
-        Ok(Self {
+        let mut model = Self {
             architecture: arch.to_string(),
             convs,
             pool_size,
             classifier,
-            stages,
-        })
+            order,
+            stages: Vec::new(),
+        };
+        model.stages = model.order.iter().map(|&s| model.spec(s)).collect();
+        Ok(model)
+    }
+
+    fn spec(&self, stage: VggStage) -> StageSpec {
+        let (id, tensors) = match stage {
+            VggStage::Conv(i) => (self.convs[i].conv.id(), self.convs[i].specs()),
+            VggStage::Classifier(i) => (self.classifier[i].id(), self.classifier[i].specs()),
+        };
+        StageSpec { id, tensors }
     }
 }
 
@@ -211,19 +240,18 @@ impl Model for Vgg {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
+        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
         let x = match index {
             0 => state.inputs.pixels()?.clone(),
             _ => state.take_hidden(&self.stages[index].id)?,
         };
-        if let Some(stage) = self.convs.get(index) {
-            let mut y = stage.conv.forward(w, &x)?;
-            if stage.pool_after {
-                y = kernels::max_pool2d(&y, 2, 2, 0)?;
+        let layer = match stage {
+            VggStage::Conv(i) => {
+                state.hidden = Some(self.convs[i].forward(w, &x)?);
+                return Ok(());
             }
-            state.hidden = Some(y);
-            return Ok(());
-        }
-        let layer = index - self.convs.len();
+            VggStage::Classifier(layer) => layer,
+        };
         let input = if layer == 0 {
             let pooled = kernels::adaptive_avg_pool2d(&x, self.pool_size, self.pool_size)?;
             let features = pooled.len() / state.batch.max(1);
@@ -232,7 +260,7 @@ impl Model for Vgg {
             x
         };
         let y = self.classifier[layer].forward(w, &input)?;
-        if layer == 2 {
+        if layer + 1 == self.classifier.len() {
             state.output("logits", y);
         } else {
             // Dropout is the identity in eval.
