@@ -14,4 +14,4 @@ pub mod samm;
 pub mod systolic;
 
 pub use array::{ArrayShape, Dataflow, GemmDims};
-pub use error::{AccelError, Result};
+pub use error::{AccelError, HazardKind, Result};

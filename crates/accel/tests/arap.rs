@@ -5,6 +5,7 @@ use edgerun_accel::arap::bound::{gelu, LAMBDA};
 use edgerun_accel::arap::compiler::{compile, EncoderWeights, LayerWeights};
 use edgerun_accel::arap::isa::{assemble, disassemble, Instruction, Opcode, Peg, NONE};
 use edgerun_accel::arap::machine::{run, Descriptor, Program, Space};
+use edgerun_accel::{AccelError, HazardKind};
 use edgerun_accel::arap::trace;
 use edgerun_tensor::fixed::{self, FixedPoint, QFormat};
 use proptest::prelude::*;
@@ -220,11 +221,20 @@ fn reading_a_result_still_in_flight_is_a_hazard() {
     let program = m.program(&format!(
         "matmul p00 d{a}, d{a} -> d{big}\ncopy p01 d{big}, - -> d{copy}\n"
     ));
-    let err = run(&program, &fp()).unwrap_err().to_string();
+    let err = run(&program, &fp()).unwrap_err();
     assert!(
-        err.contains("hazard") && err.contains("before it is valid"),
+        matches!(
+            err,
+            AccelError::Hazard {
+                kind: HazardKind::ReadBeforeValid,
+                index: 1,
+                writer: Some(0),
+                ..
+            }
+        ),
         "{err}"
     );
+    assert!(err.to_string().contains("before it is valid"), "{err}");
 }
 
 #[test]
@@ -255,8 +265,8 @@ fn waiting_for_a_signal_nobody_sends_is_a_deadlock_error() {
     let a = m.activation(Some(&values(4, 0.1)), 2, 2);
     let b = m.activation(None, 2, 2);
     let program = m.program(&format!("wait p00 s7\ncopy p00 d{a}, - -> d{b}\n"));
-    let err = run(&program, &fp()).unwrap_err().to_string();
-    assert!(err.contains("deadlock"), "{err}");
+    let err = run(&program, &fp()).unwrap_err();
+    assert!(matches!(err, AccelError::Deadlock { .. }), "{err}");
 }
 
 #[test]
