@@ -17,8 +17,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 models=${MODELS:-/tmp/bench-models}
 reps=${REPS:-3}
-edgerun="$here/../target/release/edgerun"
-(cd "$here/.." && cargo build --release -q -p edgerun-cli)
+# EDGERUN=/path/to/edgerun measures that binary (not rebuilt).
+edgerun=${EDGERUN:-"$here/../target/release/edgerun"}
+[ -n "${EDGERUN:-}" ] || (cd "$here/.." && cargo build --release -q -p edgerun-cli)
 python3 "$here/make_pixels.py" "$models/pixels-416.safetensors" 416
 for arch in yolov3 resnet-101 fcn-resnet101 vgg19; do
   [ -f "$models/$arch/config.json" ] || "$edgerun" synth --arch "$arch" --out "$models/$arch" >/dev/null

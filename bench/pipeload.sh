@@ -11,14 +11,20 @@ runs=${1:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 models=${MODELS:-/tmp/bench-models}
 budgets=${BUDGETS:-"bert-large=320MiB gpt2-medium=500MiB"}
-edgerun="$here/../target/release/edgerun"
-(cd "$here/.." && cargo build --release -q -p edgerun-cli)
+# EDGERUN=/path/to/edgerun measures that binary (not rebuilt); TAG names its results.
+# BINARIES="before=/path after=/path" runs every configuration with each in turn (the first
+# profiles and plans), which goes first alternating from run to run, each row's label ending
+# in the binary's name.
+edgerun=${EDGERUN:-"$here/../target/release/edgerun"}
+[ -n "${EDGERUN:-}${BINARIES:-}" ] || (cd "$here/.." && cargo build --release -q -p edgerun-cli)
+binaries=${BINARIES:-"=$edgerun"}
+edgerun=${binaries%% *}; edgerun=${edgerun#*=}
 python3 "$here/make_ids.py" "$models/ids-128.safetensors" 128
 python3 "$here/make_pixels.py" "$models/pixels-224.safetensors" 224
 input_for() { case "$1" in vit*|resnet*) echo "$models/pixels-224.safetensors" ;; *) echo "$models/ids-128.safetensors" ;; esac; }
 mkdir -p "$here/results"
 tag=${THROTTLE_BPS:+throttled-$THROTTLE_BPS}
-out="$here/results/pipeload-${tag:-unthrottled}-$(date +%Y%m%d-%H%M%S).jsonl"
+out="$here/results/pipeload-${tag:-unthrottled}${TAG:+-$TAG}-$(date +%Y%m%d-%H%M%S).jsonl"
 
 # shellcheck source=bench/throttle.sh
 . "$here/throttle.sh"
@@ -35,19 +41,27 @@ for pair in $budgets; do
   "$edgerun" --threads 2 profile "$store" --input "$input" --runs 3 --output "$store.profile.json"
   plan=$("$edgerun" plan "$store" --budget "$budget" --profile "$store.profile.json" --json)
   for run in $(seq "$runs"); do
+    # Alternate which binary goes first (the second reads a disk the first has just read).
+    order=$binaries; [ $((run % 2)) = 0 ] && order=$(echo "$binaries" | tr ' ' '\n' | tac | tr '\n' ' ')
     for loaders in 1 2 3 4; do
       # The planner's prediction for this loader count, at the depth it chose for it.
       read -r predicted depth < <(echo "$plan" | python3 -c "import json,sys; p=json.load(sys.stdin); c=next(c for c in p['candidates'] if c['loaders']==$loaders); print(c['predicted_latency_s'], c.get('depth') or '')")
-      cold
-      "$edgerun" --threads 2 run "$store" --input "$input" --output /tmp/edgerun-pl.safetensors \
-        --strategy pipeload --io direct --loaders "$loaders" ${depth:+--depth "$depth"} --budget "$budget" --report /tmp/edgerun-pl.json 2>/dev/null
-      record "$arch" "pipeload x$loaders" "$predicted" /tmp/edgerun-pl.json
+      for named in $order; do
+        suffix=${named%%=*}; binary=${named#*=}
+        cold
+        "$binary" --threads 2 run "$store" --input "$input" --output /tmp/edgerun-pl.safetensors \
+          --strategy pipeload --io direct --loaders "$loaders" ${depth:+--depth "$depth"} --budget "$budget" --report /tmp/edgerun-pl.json 2>/dev/null
+        record "$arch" "pipeload x$loaders${suffix:+ $suffix}" "$predicted" /tmp/edgerun-pl.json
+      done
     done
     for mode in "full" "stream"; do
-      cold
-      "$edgerun" --threads 2 run "$store" --input "$input" --output /tmp/edgerun-pl.safetensors \
-        --strategy $mode --io direct --report /tmp/edgerun-pl.json 2>/dev/null
-      record "$arch" "$mode" "" /tmp/edgerun-pl.json
+      for named in $order; do
+        suffix=${named%%=*}; binary=${named#*=}
+        cold
+        "$binary" --threads 2 run "$store" --input "$input" --output /tmp/edgerun-pl.safetensors \
+          --strategy $mode --io direct --report /tmp/edgerun-pl.json 2>/dev/null
+        record "$arch" "$mode${suffix:+ $suffix}" "" /tmp/edgerun-pl.json
+      done
     done
   done
   echo "$plan" > "$out.$arch.plan.json"

@@ -5,8 +5,8 @@ use edgerun_accel::arap::bound::{gelu, LAMBDA};
 use edgerun_accel::arap::compiler::{compile, EncoderWeights, LayerWeights};
 use edgerun_accel::arap::isa::{assemble, disassemble, Instruction, Opcode, Peg, NONE};
 use edgerun_accel::arap::machine::{run, Descriptor, Program, Space};
-use edgerun_accel::{AccelError, HazardKind};
 use edgerun_accel::arap::trace;
+use edgerun_accel::{AccelError, HazardKind};
 use edgerun_tensor::fixed::{self, FixedPoint, QFormat};
 use proptest::prelude::*;
 

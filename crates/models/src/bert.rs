@@ -7,7 +7,9 @@ use serde::Deserialize;
 use edgerun_tensor::kernels::{self, Activation, HeadLayout};
 use edgerun_tensor::Tensor;
 
-use crate::common::{activate, first_token, join, LayerNorm, Linear, Param, QkvAttention};
+use crate::common::{
+    activate, first_token, join, stage_at, LayerNorm, Linear, Param, QkvAttention,
+};
 use crate::family::{detect_prefix, head_dim, positive};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
@@ -362,7 +364,7 @@ impl Model for Bert {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let stage = stage_at(&self.order, index)?;
         let x = match stage {
             BertStage::Embeddings => self.embeddings.forward(w, state)?,
             BertStage::Layer(i) => {

@@ -387,6 +387,34 @@ pub(crate) fn split_last(x: &Tensor, parts: usize) -> Result<Vec<Tensor>> {
         .collect()
 }
 
+/// A transformer MLP without its residual: widen, activate, narrow (GPT-2's `GPT2MLP`,
+/// GPT-J's `GPTJMLP`).
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    pub up: Linear,
+    pub down: Linear,
+    pub activation: Activation,
+}
+
+impl Mlp {
+    pub fn specs(&self) -> Vec<TensorSpec> {
+        [self.up.specs(), self.down.specs()].concat()
+    }
+
+    pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        let inner = activate(self.up.forward(w, x)?, self.activation)?;
+        self.down.forward(w, &inner)
+    }
+}
+
+/// The stage `order[index]` of a family's stage enum, or [`ModelError::NoStage`].
+pub(crate) fn stage_at<S: Copy>(order: &[S], index: usize) -> Result<S> {
+    order
+        .get(index)
+        .copied()
+        .ok_or(crate::ModelError::NoStage { index })
+}
+
 /// Applies an activation to a tensor it consumes.
 pub(crate) fn activate(x: Tensor, activation: Activation) -> Result<Tensor> {
     let shape = x.shape().to_vec();

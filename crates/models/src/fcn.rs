@@ -8,7 +8,7 @@ use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
 use edgerun_tensor::Tensor;
 
-use crate::common::ConvBn;
+use crate::common::{stage_at, ConvBn};
 use crate::torchvision::{overridden, TorchvisionConfig};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
@@ -292,7 +292,7 @@ impl Model for Fcn {
             let p = state.inputs.pixels()?;
             (p.shape()[2], p.shape()[3])
         };
-        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let stage = stage_at(&self.order, index)?;
         match stage {
             FcnStage::Stem => {
                 let y = self.stem.forward(w, state.inputs.pixels()?)?;

@@ -8,8 +8,8 @@ use edgerun_tensor::kernels::{self, Activation, HeadLayout};
 use edgerun_tensor::Tensor;
 
 use crate::common::{
-    activate, join, last_token, project_onto_rows, self_attention, split_last, start_causal,
-    LayerNorm, Linear, Param,
+    join, last_token, project_onto_rows, self_attention, split_last, stage_at, start_causal,
+    LayerNorm, Linear, Mlp, Param,
 };
 use crate::family::{detect_prefix, head_dim, positive};
 use crate::{
@@ -102,30 +102,13 @@ impl Gpt2Attention {
     }
 }
 
-/// `GPT2MLP`: widen, activate, narrow.
-struct Gpt2Mlp {
-    c_fc: Linear,
-    c_proj: Linear,
-    activation: Activation,
-}
-
-impl Gpt2Mlp {
-    fn specs(&self) -> Vec<TensorSpec> {
-        [self.c_fc.specs(), self.c_proj.specs()].concat()
-    }
-
-    fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
-        let inner = activate(self.c_fc.forward(w, x)?, self.activation)?;
-        self.c_proj.forward(w, &inner)
-    }
-}
-
 /// `GPT2Block`: pre-norm attention and MLP, each with its residual.
 struct Gpt2Block {
     ln_1: LayerNorm,
     attn: Gpt2Attention,
     ln_2: LayerNorm,
-    mlp: Gpt2Mlp,
+    /// `GPT2MLP`: `mlp.c_fc`, the activation, `mlp.c_proj`.
+    mlp: Mlp,
 }
 
 impl Gpt2Block {
@@ -155,9 +138,9 @@ impl Gpt2Block {
                 scale,
             },
             ln_2: LayerNorm::new(&join(prefix, "ln_2"), d, c.layer_norm_epsilon),
-            mlp: Gpt2Mlp {
-                c_fc: Linear::conv1d(&join(prefix, "mlp.c_fc"), d, inner),
-                c_proj: Linear::conv1d(&join(prefix, "mlp.c_proj"), inner, d),
+            mlp: Mlp {
+                up: Linear::conv1d(&join(prefix, "mlp.c_fc"), d, inner),
+                down: Linear::conv1d(&join(prefix, "mlp.c_proj"), inner, d),
                 activation,
             },
         }
@@ -322,7 +305,7 @@ impl Model for Gpt2 {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let stage = stage_at(&self.order, index)?;
         let x = match stage {
             Gpt2Stage::Embeddings => self.embeddings.forward(w, state)?,
             Gpt2Stage::Block(i) => {

@@ -8,7 +8,7 @@ use edgerun_tensor::kernels::{self, Activation, HeadLayout, RotaryTable};
 use edgerun_tensor::Tensor;
 
 use crate::common::{
-    activate, join, last_token, self_attention, start_causal, LayerNorm, Linear, Param,
+    join, last_token, self_attention, stage_at, start_causal, LayerNorm, Linear, Mlp, Param,
 };
 use crate::family::{detect_prefix, head_dim, positive};
 use crate::{
@@ -98,30 +98,13 @@ impl GptJAttention {
     }
 }
 
-/// `GPTJMLP`: widen, activate, narrow.
-struct GptJMlp {
-    fc_in: Linear,
-    fc_out: Linear,
-    activation: Activation,
-}
-
-impl GptJMlp {
-    fn specs(&self) -> Vec<TensorSpec> {
-        [self.fc_in.specs(), self.fc_out.specs()].concat()
-    }
-
-    fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
-        let inner = activate(self.fc_in.forward(w, x)?, self.activation)?;
-        self.fc_out.forward(w, &inner)
-    }
-}
-
 /// `GPTJBlock`: one LayerNorm feeding attention and the MLP in parallel, both added to the
 /// residual.
 struct GptJBlock {
     ln_1: LayerNorm,
     attn: GptJAttention,
-    mlp: GptJMlp,
+    /// `GPTJMLP`: `mlp.fc_in`, the activation, `mlp.fc_out`.
+    mlp: Mlp,
 }
 
 impl GptJBlock {
@@ -138,9 +121,9 @@ impl GptJBlock {
                 out_proj: linear("attn.out_proj", d, d, false),
                 layout,
             },
-            mlp: GptJMlp {
-                fc_in: linear("mlp.fc_in", d, inner, true),
-                fc_out: linear("mlp.fc_out", inner, d, true),
+            mlp: Mlp {
+                up: linear("mlp.fc_in", d, inner, true),
+                down: linear("mlp.fc_out", inner, d, true),
                 activation,
             },
         }
@@ -292,7 +275,7 @@ impl Model for GptJ {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let stage = stage_at(&self.order, index)?;
         let x = match stage {
             GptJStage::Embeddings => {
                 let ids = state.inputs.ids()?;

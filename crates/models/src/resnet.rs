@@ -8,7 +8,7 @@ use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
 use edgerun_tensor::Tensor;
 
-use crate::common::{join, ConvBn, Linear};
+use crate::common::{join, stage_at, ConvBn, Linear};
 use crate::family::{detect_prefix, positive};
 use crate::vit::label_count;
 use crate::{
@@ -378,7 +378,7 @@ impl Model for ResNet {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let stage = stage_at(&self.order, index)?;
         let y = match stage {
             ResNetStage::Embedder => {
                 let y = self.embedder.forward(w, state.inputs.pixels()?)?;

@@ -7,7 +7,7 @@ use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
 use edgerun_tensor::Tensor;
 
-use crate::common::{ConvBn, Linear};
+use crate::common::{stage_at, ConvBn, Linear};
 use crate::torchvision::{overridden, TorchvisionConfig};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
@@ -240,7 +240,7 @@ impl Model for Vgg {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let stage = stage_at(&self.order, index)?;
         let x = match index {
             0 => state.inputs.pixels()?.clone(),
             _ => state.take_hidden(&self.stages[index].id)?,

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use edgerun_tensor::kernels::{self, Activation, Conv2dParams, HeadLayout};
 use edgerun_tensor::Tensor;
 
-use crate::common::{activate, first_token, join, LayerNorm, Linear, Param, QkvAttention};
+use crate::common::{
+    activate, first_token, join, stage_at, LayerNorm, Linear, Param, QkvAttention,
+};
 use crate::family::{detect_prefix, head_dim, positive};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
@@ -367,7 +369,7 @@ impl Model for Vit {
     }
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
-        let stage = *self.order.get(index).ok_or(ModelError::NoStage { index })?;
+        let stage = stage_at(&self.order, index)?;
         let x = match stage {
             VitStage::Embeddings => self.embeddings.forward(w, state)?,
             VitStage::Layer(i) => {

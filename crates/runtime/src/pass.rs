@@ -176,23 +176,25 @@ impl<'a> Runner<'a> {
             let done = Instant::now();
             let flops = matmul_flops().saturating_sub(flops_before);
             self.span(SpanKind::Compute, index, computing, done);
+            // Sampled while the unit is still held: the pass's memory includes its weights.
+            let stats = &mut record.stats;
+            stats.memory = stats.memory.max(MemorySample::now());
             let delivery = unit.cost;
+            let giving_back = Instant::now();
             feed.give_back(index, unit);
             let given_back = Instant::now();
-            let stats = &mut record.stats;
             stats.load_s += delivery.load_s;
             stats.wait_s += delivery.wait_s;
             stats.bytes_read += delivery.bytes_read;
             stats.copied_bytes += delivery.copied_bytes;
             stats.compute_s += (done - computing).as_secs_f64();
-            stats.memory = stats.memory.max(MemorySample::now());
             if self.per_unit {
                 record.units.push(UnitRun {
                     index,
                     take_s: (computing - waiting).as_secs_f64(),
                     delivery,
                     compute_s: (done - computing).as_secs_f64(),
-                    give_back_s: (given_back - done).as_secs_f64(),
+                    give_back_s: (given_back - giving_back).as_secs_f64(),
                     flops,
                 });
             }

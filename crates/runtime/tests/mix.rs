@@ -10,7 +10,7 @@ use common::{bits, fixtures};
 use edgerun_models::RunOptions;
 use edgerun_runtime::executor::minimum_bytes;
 use edgerun_runtime::mix::{run_mix, MixEvent, MixModel, MixOptions};
-use edgerun_runtime::{Executor, FullExecutor};
+use edgerun_runtime::{Executor, FullExecutor, RuntimeError};
 use edgerun_store::packed::IoMode;
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
 use proptest::prelude::*;
@@ -151,13 +151,19 @@ fn a_cap_below_the_minimums_names_them() {
     assert!(cap <= a.minimum + b.minimum);
     assert!(run_mix(&models, cap, options(2, true), &mut |_| {}).is_ok());
     let cap = cap - 1;
-    let err = run_mix(&models, cap, options(2, true), &mut |_| {})
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("minimums") && err.contains("bert") && err.contains("vgg"),
-        "{err}"
-    );
+    match run_mix(&models, cap, options(2, true), &mut |_| {}).unwrap_err() {
+        RuntimeError::MixBelowMinimum {
+            cap: refused,
+            minimum,
+            per_model,
+            ..
+        } => {
+            assert_eq!((refused, minimum), (cap, cap + 1));
+            let names: Vec<&str> = per_model.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["bert", "vgg"]);
+        }
+        other => panic!("{other}"),
+    }
 }
 
 #[test]
