@@ -10,7 +10,7 @@ use edgerun_tensor::Tensor;
 use crate::common::{
     activate, first_token, join, stage_at, LayerNorm, Linear, Param, QkvAttention,
 };
-use crate::family::{detect_prefix, head_dim, positive};
+use crate::family::{activation, detect_prefix, head_layout, positive};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
     UnitWeights,
@@ -254,9 +254,7 @@ pub struct Bert {
 impl Bert {
     pub fn new(config: BertConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
         let c = &config;
-        let activation = Activation::from_hf(&c.hidden_act).ok_or_else(|| {
-            ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act))
-        })?;
+        let activation = activation("hidden_act", &c.hidden_act)?;
         if let Some(kind) = c
             .position_embedding_type
             .as_deref()
@@ -268,10 +266,7 @@ impl Bert {
             ));
         }
         let d = positive("hidden_size", c.hidden_size)?;
-        let layout = HeadLayout {
-            heads: c.num_attention_heads,
-            head_dim: head_dim(d, c.num_attention_heads)?,
-        };
+        let layout = head_layout(d, c.num_attention_heads)?;
         let p = detect_prefix("bert.", "embeddings.word_embeddings.weight", has_tensor);
         let embeddings = BertEmbeddings {
             word: Param::new(

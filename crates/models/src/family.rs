@@ -223,3 +223,24 @@ pub(crate) fn head_dim(hidden: usize, heads: usize) -> Result<usize> {
     }
     Ok(hidden / heads)
 }
+
+/// The activation config field `field` names (`hidden_act`, `activation_function`), or a
+/// config error naming the field.
+pub(crate) fn activation(
+    field: &'static str,
+    name: &str,
+) -> Result<edgerun_tensor::kernels::Activation> {
+    edgerun_tensor::kernels::Activation::from_hf(name)
+        .ok_or_else(|| ModelError::config(field, format!("{name:?} is not supported")))
+}
+
+/// `heads` attention heads over a hidden size of `hidden`, which they must divide.
+pub(crate) fn head_layout(
+    hidden: usize,
+    heads: usize,
+) -> Result<edgerun_tensor::kernels::HeadLayout> {
+    Ok(edgerun_tensor::kernels::HeadLayout {
+        heads,
+        head_dim: head_dim(hidden, heads)?,
+    })
+}

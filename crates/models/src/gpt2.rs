@@ -11,10 +11,10 @@ use crate::common::{
     join, last_token, project_onto_rows, self_attention, split_last, stage_at, start_causal,
     LayerNorm, Linear, Mlp, Param,
 };
-use crate::family::{detect_prefix, head_dim, positive};
+use crate::family::{activation, detect_prefix, head_layout, positive};
 use crate::{
-    CausalInfo, Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State,
-    TensorSpec, UnitWeights,
+    CausalInfo, Inputs, Model, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
+    UnitWeights,
 };
 
 #[derive(Clone, Debug, Deserialize)]
@@ -226,17 +226,9 @@ pub struct Gpt2 {
 impl Gpt2 {
     pub fn new(config: Gpt2Config, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
         let c = &config;
-        let activation = Activation::from_hf(&c.activation_function).ok_or_else(|| {
-            ModelError::config(
-                "activation_function",
-                format!("{:?} is not supported", c.activation_function),
-            )
-        })?;
+        let activation = activation("activation_function", &c.activation_function)?;
         let d = positive("n_embd", c.n_embd)?;
-        let layout = HeadLayout {
-            heads: c.n_head,
-            head_dim: head_dim(d, c.n_head)?,
-        };
+        let layout = head_layout(d, c.n_head)?;
         let p = detect_prefix("transformer.", "wte.weight", has_tensor);
         let blocks: Vec<Gpt2Block> = (0..c.n_layer)
             .map(|i| Gpt2Block::new(c, &join(&p, &format!("h.{i}.")), i, layout, activation))

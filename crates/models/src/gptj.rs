@@ -10,7 +10,7 @@ use edgerun_tensor::Tensor;
 use crate::common::{
     join, last_token, self_attention, stage_at, start_causal, LayerNorm, Linear, Mlp, Param,
 };
-use crate::family::{detect_prefix, head_dim, positive};
+use crate::family::{activation, detect_prefix, head_layout, positive};
 use crate::{
     CausalInfo, Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State,
     TensorSpec, UnitWeights,
@@ -194,17 +194,9 @@ pub struct GptJ {
 impl GptJ {
     pub fn new(config: GptJConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
         let c = &config;
-        let activation = Activation::from_hf(&c.activation_function).ok_or_else(|| {
-            ModelError::config(
-                "activation_function",
-                format!("{:?} is not supported", c.activation_function),
-            )
-        })?;
+        let activation = activation("activation_function", &c.activation_function)?;
         let d = positive("n_embd", c.n_embd)?;
-        let layout = HeadLayout {
-            heads: c.n_head,
-            head_dim: head_dim(d, c.n_head)?,
-        };
+        let layout = head_layout(d, c.n_head)?;
         let rotary_dim = c.rotary_dim.unwrap_or(layout.head_dim);
         if rotary_dim > layout.head_dim || !rotary_dim.is_multiple_of(2) {
             return Err(ModelError::config(

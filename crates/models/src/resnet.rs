@@ -9,7 +9,7 @@ use edgerun_tensor::kernels::{self, Activation};
 use edgerun_tensor::Tensor;
 
 use crate::common::{join, stage_at, ConvBn, Linear};
-use crate::family::{detect_prefix, positive};
+use crate::family::{activation, detect_prefix, positive};
 use crate::vit::label_count;
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
@@ -148,9 +148,7 @@ impl ResNet {
         has_tensor: &dyn Fn(&str) -> bool,
     ) -> Result<Self> {
         let c = &config;
-        let act = Activation::from_hf(&c.hidden_act).ok_or_else(|| {
-            ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act))
-        })?;
+        let act = activation("hidden_act", &c.hidden_act)?;
         let bottleneck = match c.layer_type.as_str() {
             "bottleneck" => true,
             "basic" => false,

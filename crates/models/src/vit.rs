@@ -10,7 +10,7 @@ use edgerun_tensor::Tensor;
 use crate::common::{
     activate, first_token, join, stage_at, LayerNorm, Linear, Param, QkvAttention,
 };
-use crate::family::{detect_prefix, head_dim, positive};
+use crate::family::{activation, detect_prefix, head_layout, positive};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
     UnitWeights,
@@ -248,9 +248,7 @@ pub struct Vit {
 impl Vit {
     pub fn new(config: VitConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<Self> {
         let c = &config;
-        let activation = Activation::from_hf(&c.hidden_act).ok_or_else(|| {
-            ModelError::config("hidden_act", format!("{:?} is not supported", c.hidden_act))
-        })?;
+        let activation = activation("hidden_act", &c.hidden_act)?;
         let d = positive("hidden_size", c.hidden_size)?;
         let patch = positive("patch_size", c.patch_size)?;
         if !c.image_size.is_multiple_of(patch) {
@@ -260,10 +258,7 @@ impl Vit {
             ));
         }
         let patches = (c.image_size / patch).pow(2);
-        let layout = HeadLayout {
-            heads: c.num_attention_heads,
-            head_dim: head_dim(d, c.num_attention_heads)?,
-        };
+        let layout = head_layout(d, c.num_attention_heads)?;
         let p = detect_prefix("vit.", "embeddings.cls_token", has_tensor);
         let e = join(&p, "embeddings.");
         let embeddings = VitEmbeddings {
