@@ -25,23 +25,45 @@ fn main() {
         format: QFormat::parse(&fixed).expect("--fixed Q-format"),
         ..FixedPoint::q8_8()
     });
-    let algorithm = AttentionAlgorithm::new(AttentionVariant::parse(&attention).expect("--attention"), fixed_point)
-        .expect("attention and fixed point");
-    let run_options = RunOptions { attention: algorithm, ..RunOptions::default() };
+    let algorithm = AttentionAlgorithm::new(
+        AttentionVariant::parse(&attention).expect("--attention"),
+        fixed_point,
+    )
+    .expect("attention and fixed point");
+    let run_options = RunOptions {
+        attention: algorithm,
+        ..RunOptions::default()
+    };
     edgerun_tensor::parallel::set_threads(threads);
     let folder = ModelSource::open(std::path::Path::new(&model)).expect("model folder");
     let executor = FullExecutor::load(&folder).expect("load");
-    let ids = |n: usize| IdTensor::new(vec![1, n], (0..n as i64).map(|i| 100 + (i * 7919) % 20000).collect()).unwrap();
+    let ids = |n: usize| {
+        IdTensor::new(
+            vec![1, n],
+            (0..n as i64).map(|i| 100 + (i * 7919) % 20000).collect(),
+        )
+        .unwrap()
+    };
     let inputs = match task.as_str() {
-        "bert" | "gpt2" => Inputs { input_ids: Some(ids(seq)), ..Inputs::default() },
+        "bert" | "gpt2" => Inputs {
+            input_ids: Some(ids(seq)),
+            ..Inputs::default()
+        },
         "vit" | "resnet" => {
-            let pixels: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
-            Inputs { pixel_values: Some(Tensor::from_vec(&[1, 3, 224, 224], pixels).unwrap()), ..Inputs::default() }
+            let pixels: Vec<f32> = (0..3 * 224 * 224)
+                .map(|i| ((i % 255) as f32 / 127.5) - 1.0)
+                .collect();
+            Inputs {
+                pixel_values: Some(Tensor::from_vec(&[1, 3, 224, 224], pixels).unwrap()),
+                ..Inputs::default()
+            }
         }
         other => panic!("unknown --task {other:?}"),
     };
     let times = time_runs(3, runs, || {
-        executor.forward(inputs.clone(), run_options.clone()).expect("forward");
+        executor
+            .forward(inputs.clone(), run_options.clone())
+            .expect("forward");
     });
     let mut report = serde_json::json!({
         "engine": "edgerun", "task": task, "threads": threads, "runs": runs, "seq": seq,
@@ -51,7 +73,11 @@ fn main() {
     if task == "gpt2" {
         // Per-token decode: a prompt of `seq` tokens in the cache, then one token per step.
         let per_token = time_runs(1, runs.min(5), || {
-            let options = RunOptions { extra_tokens: decode, last_logits_only: true, ..run_options.clone() };
+            let options = RunOptions {
+                extra_tokens: decode,
+                last_logits_only: true,
+                ..run_options.clone()
+            };
             let mut state = executor.model().start(inputs.clone(), options).unwrap();
             executor.run_stages(&mut state).unwrap();
             let t = std::time::Instant::now();

@@ -1,14 +1,16 @@
 //! GEMM throughput on the BERT-base and ViT-B/16 linear-layer shapes, one thread, against this
-//! core's measured FMA peak (a register-resident AVX-512 FMA loop).
+//! core's measured FMA peak (a register-resident FMA loop in the widest vectors the CPU has,
+//! chosen at run time: AVX-512, AVX2+FMA or NEON).
 //!
-//! `cargo run --release --bin gemm -- [--runs 21] [--threads 1]` (the peak is per core)
+//! `cargo run --release --bin gemm -- [--runs 21] [--threads 1] [--isa auto|avx2]` (the peak is
+//! per core)
 
 use edgerun_bench::{arg, median, time_runs};
 use edgerun_tensor::kernels::{matmul_strided, MatRef};
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn fma_loop(iterations: u64) -> f32 {
+fn fma_loop_avx512(iterations: u64) -> f32 {
     use std::arch::x86_64::*;
     // 12 independent accumulators cover the FMA latency (4 cycles x 2 ports + slack).
     let mut acc = [_mm512_set1_ps(0.0); 12];
@@ -26,28 +28,103 @@ fn fma_loop(iterations: u64) -> f32 {
     _mm512_reduce_add_ps(total)
 }
 
-/// Peak single-core f32 GFLOP/s: 12 vector FMAs of 16 lanes, 2 FLOPs each, per iteration.
-fn fma_peak_gflops(runs: usize) -> f64 {
-    const ITER: u64 = 50_000_000;
-    if !std::arch::is_x86_feature_detected!("avx512f") {
-        eprintln!("no AVX-512F on this CPU: peak not measured");
-        return f64::NAN;
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_loop_avx2(iterations: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_set1_ps(0.0); 12];
+    let a = _mm256_set1_ps(1.000_000_1);
+    let b = _mm256_set1_ps(0.999_999_9);
+    for _ in 0..iterations {
+        for r in acc.iter_mut() {
+            *r = _mm256_fmadd_ps(*r, a, b);
+        }
     }
+    let mut total = _mm256_set1_ps(0.0);
+    for r in acc {
+        total = _mm256_add_ps(total, r);
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` holds the 8 f32 an unaligned 256-bit store writes.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), total) };
+    lanes.iter().sum()
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+fn fma_loop_neon(iterations: u64) -> f32 {
+    use std::arch::aarch64::*;
+    // 16 accumulators: up to 4 FMA pipes of 4-cycle latency.
+    let mut acc = [vdupq_n_f32(0.0); 16];
+    let a = vdupq_n_f32(1.000_000_1);
+    let b = vdupq_n_f32(0.999_999_9);
+    for _ in 0..iterations {
+        for r in acc.iter_mut() {
+            *r = vfmaq_f32(b, *r, a);
+        }
+    }
+    acc.iter().map(|&r| vaddvq_f32(r)).sum()
+}
+
+/// Peak single-core f32 GFLOP/s with the widest FMA this CPU has: accumulators x lanes x
+/// 2 FLOPs per iteration.
+fn fma_peak_gflops(runs: usize, isa: &str) -> (f64, &'static str) {
+    const ITER: u64 = 50_000_000;
+    let (loop_fn, accumulators, lanes, name): (fn(u64) -> f32, u64, u64, &str) = match pick(isa) {
+        Some(found) => found,
+        None => {
+            eprintln!(
+                "no {isa} FMA loop for this CPU (AVX-512F, AVX2+FMA, NEON): peak not measured"
+            );
+            return (f64::NAN, "none");
+        }
+    };
     let mut sink = 0.0;
-    let times = time_runs(1, runs, || {
-        // SAFETY: avx512f was detected above.
-        sink += unsafe { fma_loop(ITER) };
-    });
+    let times = time_runs(1, runs, || sink += loop_fn(ITER));
     std::hint::black_box(sink);
-    (ITER * 12 * 16 * 2) as f64 / median(&times) / 1e9
+    let flops = ITER * accumulators * lanes * 2;
+    (flops as f64 / median(&times) / 1e9, name)
+}
+
+/// The FMA loop for this CPU, detected at run time; `isa` may ask for a narrower one
+/// (`avx2`), or `auto`.
+#[allow(clippy::type_complexity)]
+fn pick(isa: &str) -> Option<(fn(u64) -> f32, u64, u64, &'static str)> {
+    let _ = isa;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: avx512f was detected just above.
+            return Some((|n| unsafe { fma_loop_avx512(n) }, 12, 16, "AVX-512"));
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: avx2 and fma were detected just above.
+            return Some((|n| unsafe { fma_loop_avx2(n) }, 12, 8, "AVX2+FMA"));
+        }
+        None
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            // SAFETY: neon was detected just above.
+            return Some((|n| unsafe { fma_loop_neon(n) }, 16, 4, "NEON"));
+        }
+        None
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        None
+    }
 }
 
 fn main() {
     let runs: usize = arg("--runs", 21);
     let threads: usize = arg("--threads", 1);
     edgerun_tensor::parallel::set_threads(threads);
-    let peak = fma_peak_gflops(5);
-    println!("FMA peak, one core: {peak:.1} GFLOP/s (median of 5)");
+    let isa: String = arg("--isa", "auto".to_string());
+    let (peak, isa) = fma_peak_gflops(5, &isa);
+    println!("FMA peak, one core, {isa}: {peak:.1} GFLOP/s (median of 5)");
     println!("| shape (m x k x n) | where | GFLOP/s | % of peak |");
     println!("|---|---|---:|---:|");
     let shapes = [
@@ -63,9 +140,18 @@ fn main() {
         let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.01).collect();
         let mut c = vec![0.0f32; m * n];
         let times = time_runs(3, runs, || {
-            matmul_strided(&mut c, n, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), false);
+            matmul_strided(
+                &mut c,
+                n,
+                MatRef::row_major(&a, m, k),
+                MatRef::row_major(&b, k, n),
+                false,
+            );
         });
         let gflops = (2 * m * k * n) as f64 / median(&times) / 1e9;
-        println!("| {m} x {k} x {n} | {label} | {gflops:.1} | {:.0}% |", 100.0 * gflops / peak);
+        println!(
+            "| {m} x {k} x {n} | {label} | {gflops:.1} | {:.0}% |",
+            100.0 * gflops / peak
+        );
     }
 }

@@ -64,7 +64,13 @@ fn main() {
         let table = vec![0.25f32; n * k];
         let mut out = vec![0.0f32; m * n];
         let product = |out: &mut [f32]| {
-            matmul_strided(out, n, MatRef::row_major(&x, m, k), MatRef::row_major(&table, n, k).t(), false)
+            matmul_strided(
+                out,
+                n,
+                MatRef::row_major(&x, m, k),
+                MatRef::row_major(&table, n, k).t(),
+                false,
+            )
         };
         product(&mut out);
         let before = LIVE.load(Ordering::SeqCst);

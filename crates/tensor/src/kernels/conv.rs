@@ -151,21 +151,109 @@ fn im2col(
         .for_each(|(row, dst)| {
             let (ch, ki, kj) = (row / (kh * kw), (row / kw) % kh, row % kw);
             let src = &input[ch * h * w..][..h * w];
+            // Output columns whose input column lies inside the image: one range per kernel
+            // column, found once instead of tested per element.
+            let offset = (kj * p.dilation) as isize - p.padding as isize;
+            let (lo, hi) = inside(offset, p.stride, w, ow);
             for (oy, line) in (first..first + rows).zip(dst.chunks_exact_mut(ow)) {
                 let iy = (oy * p.stride + ki * p.dilation) as isize - p.padding as isize;
                 if iy < 0 || iy >= h as isize {
                     line.fill(0.0);
                     continue;
                 }
-                for (ox, v) in line.iter_mut().enumerate() {
-                    let ix = (ox * p.stride + kj * p.dilation) as isize - p.padding as isize;
-                    *v = if ix < 0 || ix >= w as isize {
-                        0.0
-                    } else {
-                        src[iy as usize * w + ix as usize]
-                    };
+                let image_row = &src[iy as usize * w..][..w];
+                line[..lo].fill(0.0);
+                line[hi..].fill(0.0);
+                if lo == hi {
+                    continue;
+                }
+                let start = (lo as isize * p.stride as isize + offset) as usize;
+                if p.stride == 1 {
+                    line[lo..hi].copy_from_slice(&image_row[start..start + (hi - lo)]);
+                } else {
+                    let taken = image_row[start..].iter().step_by(p.stride);
+                    line[lo..hi]
+                        .iter_mut()
+                        .zip(taken)
+                        .for_each(|(v, &x)| *v = x);
                 }
             }
         });
     debug_assert_eq!(col.len(), c * kh * kw * rows * ow);
+}
+
+/// The output columns `lo..hi` (of `ow`) whose input column `ox * stride + offset` lies in
+/// `0..w`.
+fn inside(offset: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        offset.unsigned_abs().div_ceil(stride)
+    }
+    .min(ow);
+    let room = w as isize - offset;
+    let hi = if room <= 0 {
+        0
+    } else {
+        (room as usize).div_ceil(stride)
+    };
+    (lo, hi.clamp(lo, ow))
+}
+
+#[cfg(test)]
+mod im2col_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The scalar twin: every element tested against the image bounds.
+    fn im2col_naive(
+        input: &[f32],
+        (c, h, w): (usize, usize, usize),
+        (kh, kw): (usize, usize),
+        (first, rows, ow): (usize, usize, usize),
+        p: &Conv2dParams,
+    ) -> Vec<f32> {
+        let mut col = Vec::with_capacity(c * kh * kw * rows * ow);
+        for ch in 0..c {
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    for oy in first..first + rows {
+                        for ox in 0..ow {
+                            let iy =
+                                (oy * p.stride + ki * p.dilation) as isize - p.padding as isize;
+                            let ix =
+                                (ox * p.stride + kj * p.dilation) as isize - p.padding as isize;
+                            let outside = iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize;
+                            col.push(if outside {
+                                0.0
+                            } else {
+                                input[(ch * h + iy as usize) * w + ix as usize]
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        col
+    }
+
+    proptest! {
+        #[test]
+        fn im2col_equals_its_scalar_twin(
+            c in 1usize..4, h in 1usize..12, w in 1usize..12, kh in 1usize..5, kw in 1usize..5,
+            stride in 1usize..5, padding in 0usize..5, dilation in 1usize..4, split in 0usize..4,
+        ) {
+            let p = Conv2dParams { stride, padding, dilation, groups: 1 };
+            let (Some(oh), Some(ow)) = (out_extent(h, kh, &p), out_extent(w, kw, &p)) else {
+                return Ok(());
+            };
+            let input: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
+            let first = split.min(oh - 1);
+            let rows = oh - first;
+            let mut col = vec![f32::NAN; c * kh * kw * rows * ow];
+            im2col(&input, &mut col, (c, h, w), (kh, kw), (first, rows, oh, ow), &p);
+            let want = im2col_naive(&input, (c, h, w), (kh, kw), (first, rows, ow), &p);
+            prop_assert_eq!(col, want);
+        }
+    }
 }
