@@ -317,19 +317,26 @@ impl ConvBn {
 
     pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
-        let y = kernels::conv2d(x, w.get(&self.conv)?, bias, self.params)?;
+        let weight = w.get(&self.conv)?;
         let Some(norm) = &self.norm else {
+            let y = kernels::conv2d(x, weight, bias, self.params)?;
             return activate(y, self.activation);
         };
         let n = |part: &str| w.get(&format!("{norm}.{part}"));
-        Ok(kernels::batch_norm(
-            &y,
+        let stats = (
             n("running_mean")?,
             n("running_var")?,
             n("weight")?,
             n("bias")?,
-            1e-5,
-            self.activation,
+        );
+        let channels = weight.shape().first().copied().unwrap_or(0);
+        let after = kernels::ChannelAffine::batch_norm(channels, stats, 1e-5, self.activation)?;
+        Ok(kernels::conv2d_then(
+            x,
+            weight,
+            bias,
+            self.params,
+            Some(&after),
         )?)
     }
 }

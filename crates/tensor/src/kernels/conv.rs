@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use crate::kernels::matmul::{matmul_strided, MatRef};
+use crate::kernels::norm::ChannelAffine;
 use crate::{Result, Tensor, TensorError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +58,18 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     p: Conv2dParams,
 ) -> Result<Tensor> {
+    conv2d_then(x, weight, bias, p, None)
+}
+
+/// [`conv2d`], then `after` (batch norm and an activation) on each band of output rows as soon
+/// as the band is computed, while it is still in cache: the same values as a separate pass.
+pub fn conv2d_then(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+    after: Option<&ChannelAffine>,
+) -> Result<Tensor> {
     let shape_error = |expected: String| TensorError::Shape {
         op: "conv2d",
         expected,
@@ -88,6 +101,13 @@ pub fn conv2d(
     };
     if let Some(b) = bias {
         b.expect_shape("conv2d bias", &[oc])?;
+    }
+    if let Some(after) = after.filter(|a| a.channels() != oc) {
+        return Err(shape_error(format!(
+            "{} output channels for a batch norm of {}",
+            oc,
+            after.channels()
+        )));
     }
     let x = x.contiguous();
     let weight = weight.contiguous();
@@ -130,6 +150,11 @@ pub fn conv2d(
                     MatRef::row_major(rhs, k, columns),
                     bias.is_some(),
                 );
+                if let Some(after) = after {
+                    for (o, row) in dst.chunks_exact_mut(plane).enumerate() {
+                        after.apply(g * ocg + o, &mut row[first * ow..][..columns]);
+                    }
+                }
             }
         }
     }
@@ -201,7 +226,7 @@ fn inside(offset: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod im2col_tests {
+mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -238,6 +263,33 @@ mod im2col_tests {
     }
 
     proptest! {
+        /// Batch norm and activation applied band by band inside the convolution give the
+        /// same bits as a separate pass over its output.
+        #[test]
+        fn conv_then_batch_norm_equals_the_two_passes(
+            c in 1usize..4, oc in 1usize..5, h in 1usize..10, kernel in 1usize..4,
+            stride in 1usize..3, padding in 0usize..2, relu in any::<bool>(), seed in any::<u16>(),
+        ) {
+            use crate::kernels::{batch_norm, Activation, ChannelAffine};
+            let p = Conv2dParams { stride, padding, dilation: 1, groups: 1 };
+            prop_assume!(out_extent(h, kernel, &p).is_some());
+            let value = |i: usize| ((i * 7919 + seed as usize) % 201) as f32 / 100.0 - 1.0;
+            let tensor = |shape: &[usize], at: usize| {
+                let n: usize = shape.iter().product();
+                Tensor::from_vec(shape, (0..n).map(|i| value(i + at)).collect()).unwrap()
+            };
+            let x = tensor(&[1, c, h, h], 0);
+            let w = tensor(&[oc, c, kernel, kernel], 1000);
+            let (mean, weight, bias) = (tensor(&[oc], 2000), tensor(&[oc], 3000), tensor(&[oc], 4000));
+            let var = Tensor::from_vec(&[oc], (0..oc).map(|i| 0.5 + value(i).abs()).collect()).unwrap();
+            let activation = if relu { Activation::Relu } else { Activation::Identity };
+            let two_passes = batch_norm(&conv2d(&x, &w, None, p).unwrap(), &mean, &var, &weight, &bias, 1e-5, activation).unwrap();
+            let after = ChannelAffine::batch_norm(oc, (&mean, &var, &weight, &bias), 1e-5, activation).unwrap();
+            let fused = conv2d_then(&x, &w, None, p, Some(&after)).unwrap();
+            let bits = |t: &Tensor| t.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&fused), bits(&two_passes));
+        }
+
         #[test]
         fn im2col_equals_its_scalar_twin(
             c in 1usize..4, h in 1usize..12, w in 1usize..12, kh in 1usize..5, kw in 1usize..5,

@@ -24,6 +24,66 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Resul
     Tensor::from_vec(x.shape(), out)
 }
 
+/// Eval-mode batch norm and an activation as one per-channel affine map: `activation(v *
+/// scale[c] + shift[c])`. A convolution applies it to each band of its output while the band is
+/// still in cache (`conv2d_then`); [`batch_norm`] applies it to a whole tensor.
+#[derive(Clone, Debug)]
+pub struct ChannelAffine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    activation: Activation,
+}
+
+impl ChannelAffine {
+    /// Batch norm's running statistics and affine parameters for `channels` channels.
+    pub fn batch_norm(
+        channels: usize,
+        (mean, var, weight, bias): (&Tensor, &Tensor, &Tensor, &Tensor),
+        eps: f32,
+        activation: Activation,
+    ) -> Result<Self> {
+        for (name, t) in [
+            ("running_mean", mean),
+            ("running_var", var),
+            ("weight", weight),
+            ("bias", bias),
+        ] {
+            t.expect_shape(name, &[channels])?;
+        }
+        let scale: Vec<f32> = var
+            .values()
+            .iter()
+            .zip(weight.values())
+            .map(|(&v, &w)| w / (v + eps).sqrt())
+            .collect();
+        let shift: Vec<f32> = mean
+            .values()
+            .iter()
+            .zip(bias.values())
+            .zip(&scale)
+            .map(|((&m, &b), &s)| b - m * s)
+            .collect();
+        Ok(Self {
+            scale,
+            shift,
+            activation,
+        })
+    }
+
+    pub fn channels(&self) -> usize {
+        self.scale.len()
+    }
+
+    /// Maps `values`, all of channel `channel`, in place.
+    pub fn apply(&self, channel: usize, values: &mut [f32]) {
+        let (s, t) = (self.scale[channel], self.shift[channel]);
+        let activation = self.activation;
+        values
+            .iter_mut()
+            .for_each(|v| *v = activation.apply(*v * s + t));
+    }
+}
+
 /// Eval-mode batch norm over the channels of an NCHW tensor, then `activation`.
 pub fn batch_norm(
     x: &Tensor,
@@ -35,36 +95,12 @@ pub fn batch_norm(
     activation: Activation,
 ) -> Result<Tensor> {
     let channels = if x.rank() >= 2 { x.shape()[1] } else { 0 };
-    for (name, t) in [
-        ("running_mean", mean),
-        ("running_var", var),
-        ("weight", weight),
-        ("bias", bias),
-    ] {
-        t.expect_shape(name, &[channels])?;
-    }
+    let affine = ChannelAffine::batch_norm(channels, (mean, var, weight, bias), eps, activation)?;
     let plane: usize = x.shape()[2..].iter().product();
-    let scale: Vec<f32> = var
-        .values()
-        .iter()
-        .zip(weight.values())
-        .map(|(&v, &w)| w / (v + eps).sqrt())
-        .collect();
-    let shift: Vec<f32> = mean
-        .values()
-        .iter()
-        .zip(bias.values())
-        .zip(&scale)
-        .map(|((&m, &b), &s)| b - m * s)
-        .collect();
     let mut out = x.contiguous().into_values();
     out.par_chunks_mut(plane.max(1))
         .enumerate()
-        .for_each(|(i, p)| {
-            let c = i % channels;
-            let (s, t) = (scale[c], shift[c]);
-            p.iter_mut().for_each(|v| *v = activation.apply(*v * s + t));
-        });
+        .for_each(|(i, p)| affine.apply(i % channels, p));
     Tensor::from_vec(x.shape(), out)
 }
 
