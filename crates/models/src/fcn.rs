@@ -42,7 +42,7 @@ impl Bottleneck {
         for conv in &self.convs {
             y = conv.forward(w, &y)?;
         }
-        crate::common::activate(kernels::add(&y, &identity)?, Activation::Relu)
+        Ok(kernels::add_then(y, &identity, Activation::Relu)?)
     }
 }
 

@@ -93,8 +93,7 @@ impl ResidualLayer {
         for conv in &self.convs {
             y = conv.forward(w, &y)?;
         }
-        let sum = kernels::add(&y, &residual)?;
-        crate::common::activate(sum, self.activation)
+        Ok(kernels::add_then(y, &residual, self.activation)?)
     }
 }
 

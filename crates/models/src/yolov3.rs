@@ -326,7 +326,8 @@ impl Model for YoloV3 {
                 if let Some(down) = &block.down {
                     x = down.forward(w, &x)?;
                 }
-                let y = kernels::add(&block.conv2.forward(w, &block.conv1.forward(w, &x)?)?, &x)?;
+                let branch = block.conv2.forward(w, &block.conv1.forward(w, &x)?)?;
+                let y = kernels::add_then(branch, &x, Activation::Identity)?;
                 if let Some(name) = &block.skip {
                     state.skips.push((name.clone(), y.clone()));
                 }

@@ -20,7 +20,7 @@ pub use activation::Activation;
 pub use attention::{attention, attention_flops, attention_with, AttentionMask, HeadLayout, KvRef};
 pub use attention_variant::{AttentionAlgorithm, AttentionVariant, Centre};
 pub use conv::{conv2d, conv2d_then, im2col_elements, Conv2dParams, COLUMN_BUDGET};
-pub use elementwise::add;
+pub use elementwise::{add, add_then};
 pub use embedding::embedding;
 pub use matmul::{linear, matmul, matmul_flops, matmul_into, matmul_strided, MatRef};
 pub use norm::{batch_norm, layer_norm, ChannelAffine};
