@@ -146,6 +146,30 @@ fn refuse_unimplemented(value: &Value, model_type: &str) -> Result<()> {
 
 /// Builds the family config.json names, against `checkpoint`.
 pub fn build_model(config_json: &str, checkpoint: Checkpoint) -> Result<Box<dyn Model>> {
+    let model = build_unchecked(config_json, checkpoint)?;
+    check_extents(model.as_ref())?;
+    Ok(model)
+}
+
+/// Refuses a model any of whose tensors has more f32 bytes than a `usize` holds (a config with
+/// a huge width), so that code past this point may multiply shapes freely.
+fn check_extents(model: &dyn Model) -> Result<()> {
+    for t in model.stages().iter().flat_map(|s| &s.tensors) {
+        let bytes = t.shape.iter().try_fold(4usize, |n, &d| n.checked_mul(d));
+        if bytes.is_none() {
+            return Err(ModelError::config(
+                "shape",
+                format!(
+                    "tensor {} of shape {:?} is too large to address",
+                    t.name, t.shape
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn build_unchecked(config_json: &str, checkpoint: Checkpoint) -> Result<Box<dyn Model>> {
     let value: Value =
         serde_json::from_str(config_json).map_err(|e| ModelError::Config(e.to_string()))?;
     if let Some(tensors) = checkpoint.tensors {
@@ -243,4 +267,26 @@ pub(crate) fn head_layout(
         heads,
         head_dim: head_dim(hidden, heads)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzz/config_model: a width whose squared tensor overflows `usize`.
+    #[test]
+    fn a_tensor_too_large_to_address_is_a_config_error() {
+        let config = r#"{"model_type": "bert", "hidden_size": 222222222220, "intermediate_size": 16,
+            "max_position_embeddings": 16, "num_attention_heads": 1, "num_hidden_layers": 2,
+            "vocab_size": 40}"#;
+        let checkpoint = Checkpoint {
+            has_tensor: &|_| true,
+            tensors: Some(512),
+        };
+        let err = build_model(config, checkpoint).err().expect("refused");
+        assert!(
+            matches!(err, ModelError::BadConfigValue { field: "shape", .. }),
+            "{err}"
+        );
+    }
 }
