@@ -293,35 +293,37 @@ impl Executor for StreamExecutor {
     }
 }
 
+const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+
+/// The largest binary unit `bytes` reaches (an index into `UNITS`), TiB at most.
+fn binary_unit(bytes: u64) -> usize {
+    (1..UNITS.len())
+        .rev()
+        .find(|&u| bytes >= 1 << (10 * u))
+        .unwrap_or(0)
+}
+
 /// `1.5 GiB`-style sizes for messages.
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+    match binary_unit(bytes) {
+        0 => format!("{bytes} B"),
+        unit => {
+            let value = bytes as f64 / (1u64 << (10 * unit)) as f64;
+            format!("{value:.1} {}", UNITS[unit])
+        }
     }
 }
 
 /// Like [`human_bytes`] but never below `bytes`: the tenths are rounded up, so the text read
 /// back by `size::parse_size` is at least `bytes` (for minimums a user may paste as a budget).
 pub fn human_bytes_up(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let unit = (1..UNITS.len())
-        .rev()
-        .find(|&u| bytes >= 1 << (10 * u))
-        .unwrap_or(0);
-    if unit == 0 {
-        return format!("{bytes} B");
+    match binary_unit(bytes) {
+        0 => format!("{bytes} B"),
+        unit => {
+            let tenths = (u128::from(bytes) * 10).div_ceil(1 << (10 * unit));
+            format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+        }
     }
-    let tenths = (u128::from(bytes) * 10).div_ceil(1 << (10 * unit));
-    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 #[cfg(test)]
@@ -330,7 +332,27 @@ mod tests {
     use crate::size::parse_size;
     use proptest::prelude::*;
 
+    /// The divide-by-1024 loop `human_bytes` replaces: the same text for every size.
+    fn human_bytes_by_division(bytes: u64) -> String {
+        let mut value = bytes as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            format!("{bytes} B")
+        } else {
+            format!("{value:.1} {}", UNITS[unit])
+        }
+    }
+
     proptest! {
+        #[test]
+        fn human_bytes_equals_dividing_by_1024(bytes in any::<u64>()) {
+            prop_assert_eq!(human_bytes(bytes), human_bytes_by_division(bytes));
+        }
+
         #[test]
         fn rounded_up_sizes_read_back_at_least_as_large(bytes in 1..u64::MAX / 2) {
             let text = human_bytes_up(bytes);
@@ -346,6 +368,7 @@ mod tests {
         assert_eq!(human_bytes_up(1025), "1.1 KiB");
         assert_eq!(human_bytes_up(3 << 20), "3.0 MiB");
         assert_eq!(human_bytes(1363149), "1.3 MiB");
+        assert_eq!(human_bytes(u64::MAX), human_bytes_by_division(u64::MAX));
         assert_eq!(human_bytes_up(1363149), "1.4 MiB");
     }
 }

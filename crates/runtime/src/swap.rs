@@ -53,7 +53,7 @@ pub enum BlockPlan {
 /// binding made, what it cost.
 pub(crate) struct Loaded {
     pub units: Vec<UnitWeights>,
-    pub(crate) _copies: Option<Lease>,
+    pub(crate) copies: Option<Lease>,
     pub load_s: f64,
     pub wait_s: f64,
     pub bytes_read: u64,
@@ -108,7 +108,7 @@ pub(crate) fn swap_in(
     }
     Ok(Loaded {
         units,
-        _copies: copies,
+        copies,
         load_s: loading.elapsed().as_secs_f64(),
         wait_s: (loading - waited).as_secs_f64(),
         bytes_read: buffer.len as u64,
@@ -263,7 +263,7 @@ impl<'w, N: FnMut(&Range<usize>) -> Result<Loaded>> Feed<'w> for BlockFeed<'_, N
                 copied_bytes: loaded.copied_bytes,
             };
             self.units = loaded.units.into();
-            self.copies = loaded._copies;
+            self.copies = loaded.copies;
         }
         let weights = self
             .units
