@@ -3,10 +3,11 @@
 //! `forward --model DIR --task bert|vit|gpt2|resnet [--runs 20] [--threads 2] [--seq 128]
 //! [--attention softmax|taylor|sima|shift-softmax] [--fixed Q8.8]`
 //! For gpt2 it also times decoding: `--decode 32` new tokens after the prompt, per token.
+//! `peak_rss_bytes` is the process's VmHWM at the end.
 
 use edgerun_bench::{arg, median, time_runs};
 use edgerun_models::{IdTensor, Inputs, RunOptions};
-use edgerun_runtime::{Executor, FullExecutor};
+use edgerun_runtime::{Executor, FullExecutor, MemorySample};
 use edgerun_store::ModelSource;
 use edgerun_tensor::fixed::{FixedPoint, QFormat};
 use edgerun_tensor::kernels::{AttentionAlgorithm, AttentionVariant};
@@ -94,6 +95,9 @@ fn main() {
         per.sort_by(f64::total_cmp);
         report["decode_ms_per_token"] = serde_json::json!(median(&per) * 1e3);
     }
+    // The high-water mark of the whole warm run (load, forwards, decoding), as ru_maxrss is
+    // for the peers.
+    report["peak_rss_bytes"] = serde_json::json!(MemorySample::now().vm_hwm_bytes);
     println!("{report}");
 }
 
