@@ -101,6 +101,20 @@ impl Activation {
         }
     }
 
+    /// Activates a short run of values on the calling thread (a GEMM tile's row).
+    pub fn apply_slice(self, values: &mut [f32]) {
+        match self {
+            Self::Identity => {}
+            Self::GeluErf => values.iter_mut().for_each(|v| *v = Self::GeluErf.apply(*v)),
+            Self::GeluTanh => values
+                .iter_mut()
+                .for_each(|v| *v = Self::GeluTanh.apply(*v)),
+            Self::Relu => values.iter_mut().for_each(|v| *v = Self::Relu.apply(*v)),
+            Self::Tanh => values.iter_mut().for_each(|v| *v = Self::Tanh.apply(*v)),
+            other => values.iter_mut().for_each(|v| *v = other.apply(*v)),
+        }
+    }
+
     pub fn apply_in_place(self, values: &mut [f32]) {
         if self == Self::Identity {
             return;

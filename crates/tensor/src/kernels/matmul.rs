@@ -1,23 +1,17 @@
-//! Matrix products on the `gemm` crate (AVX-512 microkernels via its `x86-v4` feature).
+//! Matrix products and Linear layers.
 //!
-//! Weights are stored [in, out] so `x @ W` reads both operands row-major; gemm packs panels
-//! itself. [`matmul_strided`] exposes strides so attention can multiply per-head views in place.
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Linear layers run on edgerun's GEMM ([`super::gemm`]) over weights packed once when they
+//! are bound. Products of activations (attention's per-head views, convolutions over im2col
+//! columns, tied heads) run on the `gemm` crate (AVX-512 micro-kernels via its `x86-v4`
+//! feature), which packs both sides per call and is measured faster than ours there
+//! (bench/src/bin/gemm.rs). [`matmul_strided`] exposes strides so attention can multiply
+//! per-head views in place.
 
 use rayon::prelude::*;
 
+use super::{gemm, Activation};
 use crate::parallel::gemm_threads;
 use crate::{Result, Tensor, TensorError};
-
-static MATMUL_FLOPS: AtomicU64 = AtomicU64::new(0);
-
-/// Floating-point operations of every matrix product in this process so far (a multiply-add
-/// counts 2; convolutions and attention run on these products too). An instrument read as a
-/// difference around a stage, as the profiler does.
-pub fn matmul_flops() -> u64 {
-    MATMUL_FLOPS.load(Ordering::Relaxed)
-}
 
 /// A read-only matrix view: `rows x cols` starting at `data[0]`, with element strides.
 #[derive(Clone, Copy)]
@@ -40,6 +34,13 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    fn max_index(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            return 0;
+        }
+        (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+    }
+
     /// The transposed view (no copy).
     pub fn t(self) -> Self {
         Self {
@@ -49,13 +50,6 @@ impl<'a> MatRef<'a> {
             row_stride: self.col_stride,
             col_stride: self.row_stride,
         }
-    }
-
-    fn max_index(&self) -> usize {
-        if self.rows == 0 || self.cols == 0 {
-            return 0;
-        }
-        (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
     }
 }
 
@@ -81,7 +75,7 @@ pub fn matmul_into(
     if m == 0 || n == 0 {
         return;
     }
-    MATMUL_FLOPS.fetch_add(2 * (m * k * n) as u64, Ordering::Relaxed);
+    gemm::count_flops(m, k, n);
     assert!(
         a.max_index() < a.data.len() || k == 0,
         "lhs view out of bounds"
@@ -129,7 +123,7 @@ pub fn matmul_into(
                     b.data.as_ptr().add(start * b.col_stride),
                 )
             };
-            gemm::gemm(
+            ::gemm::gemm(
                 rows,
                 cols,
                 k,
@@ -148,7 +142,7 @@ pub fn matmul_into(
                 false,
                 false,
                 false,
-                gemm::Parallelism::None,
+                ::gemm::Parallelism::None,
             );
         }
     };
@@ -181,34 +175,94 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `x [.., in] @ w [in, out] + bias -> [.., out]`: a Linear layer with pre-transposed weights.
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    if w.rank() != 2 || x.last_dim() != w.shape()[0] {
-        return Err(TensorError::Shape {
-            op: "linear",
-            expected: format!("x [.., {}] for weight {:?}", w.shape()[0], w.shape()),
-            got: x.shape().to_vec(),
-        });
-    }
-    let (k, n) = (w.shape()[0], w.shape()[1]);
+    let out_dim = if w.rank() == 2 { w.shape()[1] } else { 0 };
+    linear_fused(x, w, out_dim, bias, Activation::Identity)
+}
+
+/// `activation(x [.., in] @ w + bias) -> [.., out_dim]`, the bias and the activation applied
+/// to each tile of the product while it is in cache. `w` is a Linear weight as bound: `[in,
+/// out_dim]` row-major, or packed for the GEMM as `[ceil(out_dim / 64), in, 64]` groups
+/// ([`pack_linear`]); both give the same bits.
+pub fn linear_fused(
+    x: &Tensor,
+    w: &Tensor,
+    out_dim: usize,
+    bias: Option<&Tensor>,
+    activation: Activation,
+) -> Result<Tensor> {
+    let k = x.last_dim();
+    let groups = out_dim.div_ceil(gemm::GROUP);
+    let packed = match *w.shape() {
+        [rows, cols] if rows == k && cols == out_dim => false,
+        [g, rows, gemm::GROUP] if g == groups && rows == k => true,
+        _ => {
+            return Err(TensorError::Shape {
+                op: "linear",
+                expected: format!(
+                    "a weight [{k}, {out_dim}] or packed [{groups}, {k}, {}] for x {:?}",
+                    gemm::GROUP,
+                    x.shape()
+                ),
+                got: w.shape().to_vec(),
+            })
+        }
+    };
     if let Some(b) = bias {
-        b.expect_shape("linear bias", &[n])?;
+        b.expect_shape("linear bias", &[out_dim])?;
     }
     let x = x.contiguous();
     let w = w.contiguous();
+    let bias = bias.map(Tensor::contiguous);
     let m = x.len() / k.max(1);
-    let mut out = match bias {
-        Some(b) => b.values().repeat(m),
-        None => vec![0.0; m * n],
+    let mut out = vec![0.0; m * out_dim];
+    let rhs = if packed {
+        gemm::Rhs::Packed {
+            data: w.values(),
+            rows: k,
+            cols: out_dim,
+        }
+    } else {
+        gemm::Rhs::Plain(MatRef::row_major(w.values(), k, out_dim))
     };
-    matmul_strided(
-        &mut out,
-        n,
+    gemm::gemm(
+        gemm::Out {
+            data: &mut out,
+            row_stride: out_dim,
+            col_stride: 1,
+        },
         MatRef::row_major(x.values(), m, k),
-        MatRef::row_major(w.values(), k, n),
-        bias.is_some(),
+        rhs,
+        false,
+        gemm::Epilogue {
+            bias: bias.as_ref().map(|b| b.values()),
+            activation,
+        },
     );
     let mut shape = x.shape().to_vec();
-    *shape.last_mut().expect("rank >= 1") = n;
+    *shape.last_mut().expect("rank >= 1") = out_dim;
     Tensor::from_vec(&shape, out)
+}
+
+/// A Linear weight `[in, out]` (or, with `transposed`, the checkpoint's `[out, in]`) packed
+/// into the GEMM's groups of columns, `[ceil(out / 64), in, 64]`: done once when a weight is bound, so
+/// no product packs it again.
+pub fn pack_linear(w: &Tensor, transposed: bool) -> Result<Tensor> {
+    let &[rows, cols] = w.shape() else {
+        return Err(TensorError::Shape {
+            op: "pack_linear",
+            expected: "a matrix".into(),
+            got: w.shape().to_vec(),
+        });
+    };
+    let w = w.contiguous();
+    let view = MatRef::row_major(w.values(), rows, cols);
+    let view = if transposed { view.t() } else { view };
+    let mut packed = vec![0.0; gemm::packed_len(view.rows, view.cols)];
+    gemm::pack_into(view, &mut packed);
+    Tensor::from_vec(
+        &[view.cols.div_ceil(gemm::GROUP), view.rows, gemm::GROUP],
+        packed,
+    )
 }
 
 #[cfg(test)]
@@ -223,6 +277,33 @@ mod tests {
         let y = linear(&x, &w, Some(&b)).unwrap();
         assert_eq!(y.shape(), &[2, 2]);
         assert_eq!(y.values(), &[14., 25., 20., 31.]);
+    }
+
+    #[test]
+    fn packed_and_plain_weights_give_the_same_bits() {
+        let x =
+            Tensor::from_vec(&[3, 5], (0..15).map(|i| i as f32 * 0.37 - 2.0).collect()).unwrap();
+        let w_out_in = Tensor::from_vec(
+            &[18, 5],
+            (0..90).map(|i| (i % 11) as f32 * 0.21 - 1.0).collect(),
+        )
+        .unwrap();
+        let w_in_out = w_out_in.transpose(0, 1).unwrap().contiguous();
+        let b = Tensor::from_vec(&[18], (0..18).map(|i| i as f32 * 0.1).collect()).unwrap();
+        let plain = linear_fused(&x, &w_in_out, 18, Some(&b), Activation::GeluTanh).unwrap();
+        for packed in [
+            pack_linear(&w_out_in, true).unwrap(),
+            pack_linear(&w_in_out, false).unwrap(),
+        ] {
+            assert_eq!(packed.shape(), &[1, 5, 64]);
+            let y = linear_fused(&x, &packed, 18, Some(&b), Activation::GeluTanh).unwrap();
+            assert_eq!(y.values(), plain.values());
+        }
+        let unfused = linear(&x, &w_in_out, Some(&b)).unwrap();
+        let mut activated = unfused.values().to_vec();
+        Activation::GeluTanh.apply_in_place(&mut activated);
+        assert_eq!(plain.values(), &activated[..]);
+        assert!(linear_fused(&x, &w_in_out, 17, None, Activation::Relu).is_err());
     }
 
     #[test]

@@ -1,0 +1,642 @@
+//! edgerun's own single-precision GEMM: `C = A @ B (+ C)`, then a bias and an activation,
+//! over `B` packed in panels of 16 columns.
+//!
+//! Why a GEMM of our own: a transformer layer at batch 1 multiplies 100-200 rows by weights
+//! of 0.5-10 MB, and a general GEMM packs the weight again on every call, which at so few
+//! rows costs as much as a third of the product. Here a weight is packed once, when it is
+//! bound ([`pack_into`]), and each call streams its panels straight into the micro-kernels.
+//! A `B` that is not packed (activations: attention's keys, im2col columns) is packed per
+//! call, one `KC x 256` block at a time into a per-thread buffer.
+//!
+//! Packed layout ([`packed_len`]): group `g` holds columns `64g..64g+64` of every row of `B`,
+//! row after row, so element `(k, j)` sits at `(j / 64) * rows * 64 + k * 64 + j % 64`; the
+//! columns past the last are zero. A kernel reads one step of up to four 16-column panels of
+//! a group as one stream of whole cache lines.
+//!
+//! Order of summation: for each element, one fused multiply-add chain per block of `KC`
+//! steps of `k`, each block's sum added to `C` in order. Nothing else (the CPU's kernel, the
+//! thread count, whether `B` was packed beforehand) changes it, so every path gives the same
+//! bits as [`reference`], the naive twin the tests hold them to.
+
+mod micro;
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::matmul::MatRef;
+use super::Activation;
+use crate::parallel::gemm_threads;
+
+/// Columns of one panel: what a kernel keeps in one vector register (AVX-512) or two.
+pub const PANEL: usize = 16;
+/// Columns of a group of packed `B`: the panels one AVX-512 tile reads.
+pub const GROUP: usize = 64;
+const PANELS_PER_GROUP: usize = GROUP / PANEL;
+/// f32 values per cache line.
+const LINE: usize = 16;
+/// Steps of `k` summed in registers before the partial sum is added to `C`. Part of the
+/// arithmetic's definition: changing it changes bits.
+pub const KC: usize = 128;
+/// Panels of `B` computed at a time (a multiple of a group): an unpacked `B` is packed
+/// this many at a time (per thread, `KC x 256` values, 128 KiB), and the `rows x 256` block
+/// of `C` they write stays in cache while every step of `k` is added to it.
+const BLOCK_PANELS: usize = 16;
+
+static FLOPS: AtomicU64 = AtomicU64::new(0);
+
+/// Floating-point operations of every matrix product in this process so far (a multiply-add
+/// counts 2; convolutions and attention run on these products too). An instrument read as a
+/// difference around a stage, as the profiler does.
+pub fn matmul_flops() -> u64 {
+    FLOPS.load(Ordering::Relaxed)
+}
+
+/// Adds an `m x k x n` product to [`matmul_flops`].
+pub(crate) fn count_flops(m: usize, k: usize, n: usize) {
+    FLOPS.fetch_add(2 * (m * k * n) as u64, Ordering::Relaxed);
+}
+
+/// Length of `B` (`k x n`) packed, zero padding included.
+pub fn packed_len(k: usize, n: usize) -> usize {
+    n.div_ceil(GROUP) * k * GROUP
+}
+
+/// Packs `b` into `out` (`packed_len(b.rows, b.cols)` values) in the panel layout.
+pub fn pack_into(b: MatRef, out: &mut [f32]) {
+    assert_eq!(out.len(), packed_len(b.rows, b.cols), "packed length");
+    pack_block(b, 0, b.rows, 0, b.cols.div_ceil(PANEL), out);
+}
+
+/// The `k x n` matrix a packed buffer holds, row-major (for code that reads weights as
+/// plain matrices, such as the accelerator compilers).
+pub fn unpack(packed: &[f32], k: usize, n: usize) -> Vec<f32> {
+    assert_eq!(packed.len(), packed_len(k, n), "packed length");
+    let mut out = vec![0.0; k * n];
+    if k == 0 {
+        return out;
+    }
+    for (g, group) in packed.chunks_exact(k * GROUP).enumerate() {
+        let cols = GROUP.min(n - g * GROUP);
+        for (row, lanes) in group.chunks_exact(GROUP).enumerate() {
+            out[row * n + g * GROUP..][..cols].copy_from_slice(&lanes[..cols]);
+        }
+    }
+    out
+}
+
+/// Packs rows `k0..k0 + kc` of panels `p0..p1` (`p0` starting a group) of `b` into `out`,
+/// `kc * 64` values a group ([`block_len`]).
+fn pack_block(b: MatRef, k0: usize, kc: usize, p0: usize, p1: usize, out: &mut [f32]) {
+    debug_assert!(p0.is_multiple_of(PANELS_PER_GROUP));
+    if kc == 0 {
+        return;
+    }
+    let groups = p0 / PANELS_PER_GROUP..p1.div_ceil(PANELS_PER_GROUP);
+    for (group, dst) in groups.zip(out.chunks_exact_mut(kc * GROUP)) {
+        let j0 = group * GROUP;
+        let cols = GROUP.min(b.cols - j0);
+        for (row, lanes) in dst.chunks_exact_mut(GROUP).enumerate() {
+            let src = (k0 + row) * b.row_stride + j0 * b.col_stride;
+            if b.col_stride == 1 {
+                lanes[..cols].copy_from_slice(&b.data[src..src + cols]);
+            } else {
+                for (j, lane) in lanes[..cols].iter_mut().enumerate() {
+                    *lane = b.data[src + j * b.col_stride];
+                }
+            }
+            lanes[cols..].fill(0.0);
+        }
+    }
+}
+
+/// The right operand: a plain strided matrix, or one packed by [`pack_into`].
+#[derive(Clone, Copy)]
+pub enum Rhs<'a> {
+    Plain(MatRef<'a>),
+    Packed {
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+    },
+}
+
+impl Rhs<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Rhs::Plain(b) => b.rows,
+            Rhs::Packed { rows, .. } => *rows,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Rhs::Plain(b) => b.cols,
+            Rhs::Packed { cols, .. } => *cols,
+        }
+    }
+}
+
+/// What happens to each finished element of `C`: `act(c + bias[j])`.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub activation: Activation,
+}
+
+impl Epilogue<'_> {
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        activation: Activation::Identity,
+    };
+
+    fn is_none(&self) -> bool {
+        self.bias.is_none() && self.activation == Activation::Identity
+    }
+}
+
+/// The output: `rows x cols` at `data`, with free row and column strides.
+pub struct Out<'a> {
+    pub data: &'a mut [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+/// `out = epilogue(a @ b)`, or `epilogue(out + a @ b)` when `accumulate`.
+///
+/// Panics when the views disagree or run past their slices: callers derive them from checked
+/// tensor shapes, so a mismatch here is a bug.
+pub fn gemm(out: Out, a: MatRef, b: Rhs, accumulate: bool, epilogue: Epilogue) {
+    count_flops(a.rows, a.cols, b.cols());
+    gemm_with(
+        micro::best(),
+        out,
+        a,
+        b,
+        accumulate,
+        epilogue,
+        gemm_threads_for(&a, &b),
+    )
+}
+
+fn gemm_threads_for(a: &MatRef, b: &Rhs) -> usize {
+    gemm_threads(a.rows * a.cols * b.cols())
+}
+
+/// The kernel a [`gemm`] call runs on this CPU (for benchmarks' labels).
+pub fn kernel_name() -> &'static str {
+    micro::best().name
+}
+
+fn check(out: &Out, a: &MatRef, b: &Rhs, epilogue: &Epilogue) {
+    let (m, k, n) = (a.rows, a.cols, b.cols());
+    assert_eq!(k, b.rows(), "inner dimensions differ");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k > 0 {
+        let last = (m - 1) * a.row_stride + (k - 1) * a.col_stride;
+        assert!(last < a.data.len(), "lhs view out of bounds");
+    }
+    match b {
+        Rhs::Plain(b) if k > 0 => {
+            let last = (k - 1) * b.row_stride + (n - 1) * b.col_stride;
+            assert!(last < b.data.len(), "rhs view out of bounds");
+        }
+        Rhs::Plain(_) => {}
+        Rhs::Packed { data, .. } => assert_eq!(data.len(), packed_len(k, n), "packed length"),
+    }
+    let last = (m - 1) * out.row_stride + (n - 1) * out.col_stride;
+    assert!(last < out.data.len(), "dst view out of bounds");
+    if let Some(bias) = epilogue.bias {
+        assert_eq!(bias.len(), n, "bias length");
+    }
+}
+
+fn gemm_with(
+    kernel: micro::Kernel,
+    out: Out,
+    a: MatRef,
+    b: Rhs,
+    accumulate: bool,
+    epilogue: Epilogue,
+    threads: usize,
+) {
+    check(&out, &a, &b, &epilogue);
+    let (m, n) = (a.rows, b.cols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(PANEL);
+    let dst = SendPtr(out.data.as_mut_ptr());
+    let job = Job {
+        kernel,
+        a,
+        b,
+        dst: &dst,
+        out_rs: out.row_stride,
+        out_cs: out.col_stride,
+        accumulate,
+        epilogue,
+    };
+    // Split the columns (each thread streams only its own panels of the weight) unless there
+    // are too few of them to go round; then the rows.
+    if threads <= 1 {
+        job.run(0..m, 0..panels);
+    } else if panels >= 2 * threads {
+        let chunk = panels.div_ceil(threads).next_multiple_of(PANELS_PER_GROUP);
+        let starts: Vec<usize> = (0..panels).step_by(chunk).collect();
+        starts
+            .into_par_iter()
+            .for_each(|p0| job.run(0..m, p0..(p0 + chunk).min(panels)));
+    } else {
+        let chunk = m.div_ceil(threads).next_multiple_of(kernel.max_rows);
+        let starts: Vec<usize> = (0..m).step_by(chunk).collect();
+        starts
+            .into_par_iter()
+            .for_each(|i0| job.run(i0..(i0 + chunk).min(m), 0..panels));
+    }
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint tiles of one output buffer to rayon jobs.
+unsafe impl Send for SendPtr {}
+// SAFETY: see above.
+unsafe impl Sync for SendPtr {}
+
+thread_local! {
+    /// Per-thread buffer for blocks of an unpacked `B`, allocated once per thread.
+    static PACKED_BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread buffer for a block of `A`'s rows, each tile's rows interleaved step by step
+    /// so a tile reads one contiguous stream.
+    static PACKED_ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Packs rows `rows` of `a`, steps `k0..k0 + kc`, tile by tile (`tile_rows` rows each, the
+/// last one padded) into `out` (`rows` rounded up to tiles, times `kc`): step `s` of tile `t`
+/// holds its rows' values at `t * kc * tile_rows + s * tile_rows`, so a tile reads one
+/// contiguous stream.
+fn pack_rows(
+    a: &MatRef,
+    rows: std::ops::Range<usize>,
+    k0: usize,
+    kc: usize,
+    tile_rows: usize,
+    out: &mut [f32],
+) {
+    for (t, dst) in out.chunks_exact_mut(kc * tile_rows).enumerate() {
+        let first = rows.start + t * tile_rows;
+        let count = tile_rows.min(rows.end - first);
+        if a.col_stride == 1 && count == tile_rows && tile_rows <= MAX_TILE_ROWS {
+            let mut src: [&[f32]; MAX_TILE_ROWS] = [&[]; MAX_TILE_ROWS];
+            for (r, s) in src.iter_mut().enumerate().take(count) {
+                *s = &a.data[(first + r) * a.row_stride + k0..][..kc];
+            }
+            for (s, step) in dst.chunks_exact_mut(tile_rows).enumerate() {
+                for (lane, row) in step.iter_mut().zip(&src) {
+                    *lane = row[s];
+                }
+            }
+            continue;
+        }
+        for r in 0..count {
+            let src = &a.data[(first + r) * a.row_stride + k0 * a.col_stride..];
+            for (s, lane) in dst[r..].iter_mut().step_by(tile_rows).take(kc).enumerate() {
+                *lane = src[s * a.col_stride];
+            }
+        }
+    }
+}
+
+/// The most rows a kernel's tile has.
+const MAX_TILE_ROWS: usize = 8;
+
+/// At most this many values of `A` are packed at once for a job (4 MiB), so every block of
+/// columns reads them packed; past it, each block of steps is packed again per block of
+/// columns.
+const MAX_PACKED_ROWS: usize = 1 << 20;
+
+/// Values of a block of panels `p0..p1` packed `kc` steps deep.
+fn block_len(p0: usize, p1: usize, kc: usize) -> usize {
+    (p1.div_ceil(PANELS_PER_GROUP) - p0 / PANELS_PER_GROUP) * kc * GROUP
+}
+
+/// Where a block's rows of `A` are: the first tile's first step at `at`, and the strides
+/// to the next row, step and tile.
+#[derive(Clone, Copy)]
+struct Lhs {
+    at: *const f32,
+    row_stride: usize,
+    step_stride: usize,
+    tile_stride: usize,
+}
+
+/// One thread's share of a product: the tiles of `rows x panels`.
+struct Job<'a> {
+    kernel: micro::Kernel,
+    a: MatRef<'a>,
+    b: Rhs<'a>,
+    dst: &'a SendPtr,
+    out_rs: usize,
+    out_cs: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'a>,
+}
+
+// SAFETY: `dst` is only written through disjoint tiles (see `gemm_with`); everything else is
+// shared read-only.
+unsafe impl Sync for Job<'_> {}
+
+impl Job<'_> {
+    fn run(&self, rows: std::ops::Range<usize>, panels: std::ops::Range<usize>) {
+        let k = self.a.cols;
+        if k == 0 {
+            self.run_empty(rows, panels);
+            return;
+        }
+        let tall = self.kernel.max_rows;
+        let padded = rows.len().div_ceil(tall) * tall;
+        // Rows with dense steps are read in place (as fast as packed, measured, without the
+        // copy); others are packed, all at once where that fits.
+        let direct = self.a.col_stride == 1;
+        let whole = !direct && padded * k <= MAX_PACKED_ROWS;
+        PACKED_ROWS.with_borrow_mut(|packed_a| {
+            let len = match (direct, whole) {
+                (true, _) => 0,
+                (false, true) => padded * k,
+                (false, false) => padded * KC.min(k),
+            };
+            if packed_a.len() < len {
+                packed_a.resize(len, 0.0);
+            }
+            if whole {
+                for k0 in (0..k).step_by(KC) {
+                    let kc = KC.min(k - k0);
+                    let dst = &mut packed_a[k0 * padded..][..kc * padded];
+                    pack_rows(&self.a, rows.clone(), k0, kc, tall, dst);
+                }
+            }
+            // The rows' steps `k0..k0 + kc`, in place or packed.
+            let mut rows_at = |k0: usize, kc: usize| -> Lhs {
+                if direct {
+                    let start = rows.start * self.a.row_stride + k0;
+                    return Lhs {
+                        at: self.a.data[start..].as_ptr(),
+                        row_stride: self.a.row_stride,
+                        step_stride: 1,
+                        tile_stride: tall * self.a.row_stride,
+                    };
+                }
+                let at = if whole {
+                    packed_a[k0 * padded..].as_ptr()
+                } else {
+                    let dst = &mut packed_a[..kc * padded];
+                    pack_rows(&self.a, rows.clone(), k0, kc, tall, dst);
+                    dst.as_ptr()
+                };
+                Lhs {
+                    at,
+                    row_stride: 1,
+                    step_stride: tall,
+                    tile_stride: kc * tall,
+                }
+            };
+            match self.b {
+                // Blocks of columns outermost, so the block of `C` they write stays in cache
+                // while every step of `k` is added to it.
+                Rhs::Packed { data, .. } => {
+                    for p0 in panels.clone().step_by(BLOCK_PANELS) {
+                        let p1 = (p0 + BLOCK_PANELS).min(panels.end);
+                        for k0 in (0..k).step_by(KC) {
+                            let kc = KC.min(k - k0);
+                            let group = p0 / PANELS_PER_GROUP;
+                            // SAFETY: `check` sized `data` for every panel and row.
+                            let b = unsafe { data.as_ptr().add(group * k * GROUP + k0 * GROUP) };
+                            let a = rows_at(k0, kc);
+                            self.block(rows.clone(), p0..p1, k0, kc, a, b, k * GROUP);
+                        }
+                    }
+                }
+                Rhs::Plain(b) => PACKED_BLOCK.with_borrow_mut(|buffer| {
+                    for p0 in panels.clone().step_by(BLOCK_PANELS) {
+                        let p1 = (p0 + BLOCK_PANELS).min(panels.end);
+                        for k0 in (0..k).step_by(KC) {
+                            let kc = KC.min(k - k0);
+                            let len = block_len(p0, p1, kc);
+                            if buffer.len() < len {
+                                buffer.resize(len, 0.0);
+                            }
+                            pack_block(b, k0, kc, p0, p1, &mut buffer[..len]);
+                            let a = rows_at(k0, kc);
+                            let b = buffer.as_ptr();
+                            self.block(rows.clone(), p0..p1, k0, kc, a, b, kc * GROUP);
+                        }
+                    }
+                }),
+            }
+        });
+    }
+
+    /// Steps `k0..k0 + kc` for the tiles of `rows x panels`; `a` locates their rows, `b`
+    /// points at the first group's first step, groups `b_group` apart.
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        k0: usize,
+        kc: usize,
+        a: Lhs,
+        b: *const f32,
+        b_group: usize,
+    ) {
+        let n = self.b.cols();
+        let last_block = k0 + kc == self.a.cols;
+        let add = self.accumulate || k0 > 0;
+        let kernel = self.kernel;
+        let tall = kernel.max_rows;
+        for p in panels.clone().step_by(kernel.panels) {
+            let j0 = p * PANEL;
+            let count = kernel.panels.min(panels.end - p);
+            let width = (count * PANEL).min(n - j0);
+            let full_width = width == count * PANEL;
+            // The next group's steps come from memory while this group's tiles compute from
+            // cache: a share of its lines is prefetched before each tile.
+            let next = p + kernel.panels;
+            let next_group = (next < panels.end && next.is_multiple_of(PANELS_PER_GROUP))
+                .then(|| (next - panels.start) / PANELS_PER_GROUP * b_group);
+            let tiles = rows.len().div_ceil(tall);
+            let lines = kc * GROUP / LINE;
+            let per_tile = lines.div_ceil(tiles);
+            for (t, i0) in rows.clone().step_by(tall).enumerate() {
+                if let Some(offset) = next_group {
+                    for line in t * per_tile..((t + 1) * per_tile).min(lines) {
+                        // The address only feeds a prefetch hint; it is never read.
+                        micro::prefetch(b.wrapping_add(offset + line * LINE));
+                    }
+                }
+                let mr = tall.min(rows.end - i0);
+                let tile = micro::Tile {
+                    kc,
+                    a: a.at.wrapping_add(t * a.tile_stride),
+                    a_rs: a.row_stride,
+                    a_cs: a.step_stride,
+                    // SAFETY: `check` bounds every step and panel of `b`.
+                    b: unsafe {
+                        let r = p - panels.start;
+                        b.add(r / PANELS_PER_GROUP * b_group + r % PANELS_PER_GROUP * PANEL)
+                    },
+                    b_panel: PANEL,
+                    c: std::ptr::null_mut(),
+                    c_rs: 0,
+                    add,
+                };
+                self.tile(&tile, mr, count, i0, j0, width, full_width);
+                if last_block && !self.epilogue.is_none() {
+                    self.finish(i0..i0 + mr, j0..j0 + width);
+                }
+            }
+        }
+    }
+
+    /// Runs one tile into `out`, directly where it is whole and dense, else through a buffer.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        tile: &micro::Tile,
+        mr: usize,
+        count: usize,
+        i0: usize,
+        j0: usize,
+        width: usize,
+        full_width: bool,
+    ) {
+        let kernel = self.kernel;
+        if full_width && self.out_cs == 1 {
+            // SAFETY: the tile lies inside `out` (checked) and inside this job's share.
+            let c = unsafe { self.dst.0.add(i0 * self.out_rs + j0) };
+            let tile = micro::Tile {
+                c,
+                c_rs: self.out_rs,
+                ..*tile
+            };
+            // SAFETY: the kernel was chosen for this CPU; the tile is in bounds.
+            unsafe { kernel.run(mr, count, &tile) };
+        } else {
+            self.edge_tile(tile, mr, count, i0, j0, width);
+        }
+    }
+
+    /// A tile that is narrower than the kernel or written with a column stride: computed in
+    /// a local buffer and copied.
+    fn edge_tile(
+        &self,
+        tile: &micro::Tile,
+        mr: usize,
+        count: usize,
+        i0: usize,
+        j0: usize,
+        width: usize,
+    ) {
+        const WIDEST: usize = 4 * PANEL;
+        const TALLEST: usize = 6;
+        debug_assert!(self.kernel.panels * PANEL <= WIDEST && self.kernel.max_rows <= TALLEST);
+        let mut local = [[0.0f32; WIDEST]; TALLEST];
+        let at = |i: usize, j: usize| (i0 + i) * self.out_rs + (j0 + j) * self.out_cs;
+        if tile.add {
+            for (i, row) in local.iter_mut().enumerate().take(mr) {
+                for (j, v) in row.iter_mut().enumerate().take(width) {
+                    // SAFETY: inside `out` and this job's share.
+                    *v = unsafe { *self.dst.0.add(at(i, j)) };
+                }
+            }
+        }
+        let tile = micro::Tile {
+            c: local.as_mut_ptr().cast(),
+            c_rs: WIDEST,
+            ..*tile
+        };
+        // SAFETY: the kernel was chosen for this CPU; `local` holds the whole tile, and the
+        // packed panels past `width` are zero padding that is computed and dropped.
+        unsafe { self.kernel.run(mr, count, &tile) };
+        for (i, row) in local.iter().enumerate().take(mr) {
+            for (j, v) in row.iter().enumerate().take(width) {
+                // SAFETY: as above.
+                unsafe { *self.dst.0.add(at(i, j)) = *v };
+            }
+        }
+    }
+
+    /// Adds the bias to and activates the finished elements `rows x cols`.
+    fn finish(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+        if self.out_cs == 1 {
+            for i in rows {
+                // SAFETY: the row's columns lie inside `out` and this job's share.
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        self.dst.0.add(i * self.out_rs + cols.start),
+                        cols.len(),
+                    )
+                };
+                if let Some(bias) = self.epilogue.bias {
+                    for (v, b) in row.iter_mut().zip(&bias[cols.clone()]) {
+                        *v += b;
+                    }
+                }
+                self.epilogue.activation.apply_slice(row);
+            }
+            return;
+        }
+        for i in rows {
+            for j in cols.clone() {
+                // SAFETY: inside `out` and this job's share.
+                let v = unsafe { &mut *self.dst.0.add(i * self.out_rs + j * self.out_cs) };
+                if let Some(bias) = self.epilogue.bias {
+                    *v += bias[j];
+                }
+                *v = self.epilogue.activation.apply(*v);
+            }
+        }
+    }
+
+    /// `k == 0`: the product is zero.
+    fn run_empty(&self, rows: std::ops::Range<usize>, panels: std::ops::Range<usize>) {
+        let cols = panels.start * PANEL..(panels.end * PANEL).min(self.b.cols());
+        for i in rows.clone() {
+            for j in cols.clone() {
+                if !self.accumulate {
+                    // SAFETY: inside `out` and this job's share.
+                    unsafe { *self.dst.0.add(i * self.out_rs + j * self.out_cs) = 0.0 };
+                }
+            }
+        }
+        self.finish(rows, cols);
+    }
+}
+
+/// The naive twin: the same order of summation as every kernel, one element at a time.
+pub fn reference(out: Out, a: MatRef, b: MatRef, accumulate: bool, epilogue: Epilogue) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    for i in 0..m {
+        for j in 0..n {
+            let o = i * out.row_stride + j * out.col_stride;
+            let mut c = if accumulate { out.data[o] } else { 0.0 };
+            for k0 in (0..k).step_by(KC) {
+                let mut sum = 0.0f32;
+                for kk in k0..(k0 + KC).min(k) {
+                    let x = a.data[i * a.row_stride + kk * a.col_stride];
+                    sum = x.mul_add(b.data[kk * b.row_stride + j * b.col_stride], sum);
+                }
+                c = if accumulate || k0 > 0 { c + sum } else { sum };
+            }
+            if let Some(bias) = epilogue.bias {
+                c += bias[j];
+            }
+            out.data[o] = epilogue.activation.apply(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    // Small integers plus a fraction: sums are exact enough to show any change of order.
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    a_transposed: bool,
+    b_transposed: bool,
+    out_transposed: bool,
+    packed: bool,
+    accumulate: bool,
+    bias: bool,
+    activation: Activation,
+    threads: usize,
+    seed: u64,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        (1usize..40, 0usize..600, 1usize..80),
+        any::<[bool; 6]>(),
+        prop_oneof![
+            Just(Activation::Identity),
+            Just(Activation::GeluTanh),
+            Just(Activation::Relu)
+        ],
+        1usize..=3,
+        any::<u64>(),
+    )
+        .prop_map(|((m, k, n), flags, activation, threads, seed)| Case {
+            m,
+            k,
+            n,
+            a_transposed: flags[0],
+            b_transposed: flags[1],
+            out_transposed: flags[2],
+            packed: flags[3],
+            accumulate: flags[4],
+            bias: flags[5],
+            activation,
+            threads,
+            seed,
+        })
+}
+
+/// A row-major `rows x cols` matrix, or the transposed view of its `cols x rows` storage.
+fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> {
+    if transposed {
+        MatRef::row_major(data, cols, rows).t()
+    } else {
+        MatRef::row_major(data, rows, cols)
+    }
+}
+
+fn run_case(c: &Case, kernel: micro::Kernel) -> (Vec<f32>, Vec<f32>) {
+    let a_data = values(c.m * c.k, c.seed);
+    let b_data = values(c.k * c.n, c.seed ^ 1);
+    let bias = values(c.n, c.seed ^ 2);
+    let start = values(c.m * c.n, c.seed ^ 3);
+    let a = view(&a_data, c.m, c.k, c.a_transposed);
+    let b = view(&b_data, c.k, c.n, c.b_transposed);
+    let epilogue = Epilogue {
+        bias: c.bias.then_some(&bias[..]),
+        activation: c.activation,
+    };
+    let (out_rs, out_cs) = if c.out_transposed { (1, c.m) } else { (c.n, 1) };
+    let mut expected = start.clone();
+    reference(
+        Out {
+            data: &mut expected,
+            row_stride: out_rs,
+            col_stride: out_cs,
+        },
+        a,
+        b,
+        c.accumulate,
+        epilogue,
+    );
+    let mut packed = vec![0.0; packed_len(c.k, c.n)];
+    pack_into(b, &mut packed);
+    let rhs = if c.packed {
+        Rhs::Packed {
+            data: &packed,
+            rows: c.k,
+            cols: c.n,
+        }
+    } else {
+        Rhs::Plain(b)
+    };
+    let mut got = start;
+    gemm_with(
+        kernel,
+        Out {
+            data: &mut got,
+            row_stride: out_rs,
+            col_stride: out_cs,
+        },
+        a,
+        rhs,
+        c.accumulate,
+        epilogue,
+        c.threads,
+    );
+    (got, expected)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every kernel this CPU has, packed or not, any strides and thread count: the reference's
+    /// bits.
+    #[test]
+    fn every_kernel_equals_the_reference(c in case()) {
+        for kernel in micro::available() {
+            let (got, expected) = run_case(&c, kernel);
+            let same = got.iter().zip(&expected).all(|(x, y)| x.to_bits() == y.to_bits());
+            prop_assert!(same, "kernel {} differs from the reference", kernel.name);
+        }
+    }
+
+    #[test]
+    fn unpack_inverts_pack(k in 0usize..50, n in 1usize..70, seed in any::<u64>()) {
+        let b = values(k * n, seed);
+        let mut packed = vec![0.0; packed_len(k, n)];
+        pack_into(MatRef::row_major(&b, k, n), &mut packed);
+        prop_assert_eq!(unpack(&packed, k, n), b);
+    }
+}
+
+#[test]
+fn reference_is_a_matrix_product() {
+    // [[1, 2], [3, 4]] @ [[5, 6], [7, 8]] = [[19, 22], [43, 50]], then + bias, relu.
+    let a = [1.0, 2.0, 3.0, 4.0];
+    let b = [5.0, 6.0, 7.0, 8.0];
+    let bias = [-20.0, 0.0];
+    let mut out = [0.0; 4];
+    reference(
+        Out {
+            data: &mut out,
+            row_stride: 2,
+            col_stride: 1,
+        },
+        MatRef::row_major(&a, 2, 2),
+        MatRef::row_major(&b, 2, 2),
+        false,
+        Epilogue {
+            bias: Some(&bias),
+            activation: Activation::Relu,
+        },
+    );
+    assert_eq!(out, [0.0, 22.0, 23.0, 50.0]);
+}
+
+#[test]
+fn blocks_of_k_longer_than_kc_are_summed_in_order() {
+    // Past KC steps the partial sums are added block by block; a large first block and a
+    // small second one show whether the kernel and the reference agree on where blocks end.
+    let c = Case {
+        m: 15,
+        k: KC * 2 + 3,
+        n: 33,
+        a_transposed: false,
+        b_transposed: false,
+        out_transposed: false,
+        packed: true,
+        accumulate: true,
+        bias: true,
+        activation: Activation::GeluTanh,
+        threads: 2,
+        seed: 7,
+    };
+    for kernel in micro::available() {
+        let (got, expected) = run_case(&c, kernel);
+        assert_eq!(got, expected, "kernel {}", kernel.name);
+    }
+}
