@@ -7,9 +7,7 @@ use serde::Deserialize;
 use edgerun_tensor::kernels::{self, Activation, HeadLayout};
 use edgerun_tensor::Tensor;
 
-use crate::common::{
-    activate, first_token, join, stage_at, LayerNorm, Linear, Param, QkvAttention,
-};
+use crate::common::{first_token, join, stage_at, LayerNorm, Linear, Param, QkvAttention};
 use crate::family::{activation, detect_prefix, head_layout, positive};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
@@ -138,7 +136,7 @@ impl BertIntermediate {
     }
 
     fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
-        activate(self.dense.forward(w, x)?, self.activation)
+        self.dense.forward_then(w, x, self.activation)
     }
 }
 
@@ -230,7 +228,8 @@ impl BertPooler {
     }
 
     fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
-        activate(self.dense.forward(w, &first_token(x)?)?, Activation::Tanh)
+        self.dense
+            .forward_then(w, &first_token(x)?, Activation::Tanh)
     }
 }
 

@@ -50,15 +50,19 @@ impl Linear {
             weight: format!("{path}.weight"),
             bias: Some(format!("{path}.bias")),
             shape: [in_dim, out_dim],
-            layout: Layout::Plain,
+            layout: Layout::Conv1d,
+        }
+    }
+
+    fn out_dim(&self) -> usize {
+        match self.layout {
+            Layout::Linear => self.shape[0],
+            Layout::Plain | Layout::Conv1d => self.shape[1],
         }
     }
 
     pub fn specs(&self) -> Vec<TensorSpec> {
-        let out_dim = match self.layout {
-            Layout::Linear => self.shape[0],
-            Layout::Plain => self.shape[1],
-        };
+        let out_dim = self.out_dim();
         let mut specs = vec![spec(self.weight.clone(), self.shape.to_vec(), self.layout)];
         if let Some(bias) = &self.bias {
             specs.push(spec(bias.clone(), vec![out_dim], Layout::Plain));
@@ -67,11 +71,28 @@ impl Linear {
     }
 
     pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
+        self.forward_then(w, x, Activation::Identity)
+    }
+
+    /// `activation(x @ W + b)`, the bias and the activation applied in the GEMM's epilogue.
+    pub fn forward_then(
+        &self,
+        w: &UnitWeights,
+        x: &Tensor,
+        activation: Activation,
+    ) -> Result<Tensor> {
         let bias = match &self.bias {
             Some(name) => Some(w.get(name)?),
             None => None,
         };
-        Ok(kernels::linear(x, w.get(&self.weight)?, bias)?)
+        let weight = w.get(&self.weight)?;
+        Ok(kernels::linear_fused(
+            x,
+            weight,
+            self.out_dim(),
+            bias,
+            activation,
+        )?)
     }
 }
 
@@ -409,7 +430,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
-        let inner = activate(self.up.forward(w, x)?, self.activation)?;
+        let inner = self.up.forward_then(w, x, self.activation)?;
         self.down.forward(w, &inner)
     }
 }

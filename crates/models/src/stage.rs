@@ -12,8 +12,11 @@ use crate::{ModelError, Result};
 pub enum Layout {
     /// Used as stored.
     Plain,
-    /// A `torch.nn.Linear` weight stored `[out, in]`, bound transposed to `[in, out]`.
+    /// A `torch.nn.Linear` weight stored `[out, in]`, bound (and held in packed stores)
+    /// packed for the GEMM as `[ceil(out / 64), in, 64]` (`kernels::pack_linear`).
     Linear,
+    /// GPT-2's `Conv1D` weight, stored `[in, out]`, bound packed like [`Layout::Linear`].
+    Conv1d,
 }
 
 /// One checkpoint tensor a stage needs, with the shape its config implies (as stored).
@@ -29,10 +32,19 @@ impl TensorSpec {
         self.shape.iter().product()
     }
 
-    /// The shape of the bound tensor: transposed for [`Layout::Linear`].
+    /// Whether the tensor is a Linear or Conv1D weight, which the GEMM may read packed.
+    pub fn is_matrix_weight(&self) -> bool {
+        matches!(self.layout, Layout::Linear | Layout::Conv1d)
+    }
+
+    /// The shape of the bound tensor, as a packed store holds it: matrix weights packed
+    /// for the GEMM, `[ceil(out / 64), in, 64]`.
     pub fn bound_shape(&self) -> Vec<usize> {
+        let group = edgerun_tensor::kernels::gemm::GROUP;
         match (self.layout, self.shape.as_slice()) {
-            (Layout::Linear, [out, inp]) => vec![*inp, *out],
+            (Layout::Linear, [out, inp]) | (Layout::Conv1d, [inp, out]) => {
+                vec![out.div_ceil(group), *inp, group]
+            }
             _ => self.shape.clone(),
         }
     }

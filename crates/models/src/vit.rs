@@ -7,9 +7,7 @@ use serde::Deserialize;
 use edgerun_tensor::kernels::{self, Activation, Conv2dParams, HeadLayout};
 use edgerun_tensor::Tensor;
 
-use crate::common::{
-    activate, first_token, join, stage_at, LayerNorm, Linear, Param, QkvAttention,
-};
+use crate::common::{first_token, join, stage_at, LayerNorm, Linear, Param, QkvAttention};
 use crate::family::{activation, detect_prefix, head_layout, positive};
 use crate::{
     Inputs, Model, ModelError, ModelKind, Result, RunOptions, StageSpec, State, TensorSpec,
@@ -177,10 +175,10 @@ impl VitLayer {
         let normed = self.norm_before.forward(w, &x)?;
         let attended = self.attention.forward(w, state, layer, &normed)?;
         let x = kernels::add(&attended, &x)?;
+        let normed = self.norm_after.forward(w, &x)?;
         let inner = self
             .intermediate
-            .forward(w, &self.norm_after.forward(w, &x)?)?;
-        let inner = activate(inner, self.activation)?;
+            .forward_then(w, &normed, self.activation)?;
         Ok(kernels::add(&self.output.forward(w, &inner)?, &x)?)
     }
 }
@@ -218,8 +216,8 @@ impl VitHead {
             VitHeadKind::Base { pooler } => {
                 state.output("last_hidden_state", x.clone());
                 if let Some(pooler) = pooler {
-                    let pooled = pooler.forward(w, &first_token(&x)?)?;
-                    state.output("pooler_output", activate(pooled, Activation::Tanh)?);
+                    let pooled = pooler.forward_then(w, &first_token(&x)?, Activation::Tanh)?;
+                    state.output("pooler_output", pooled);
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use edgerun_models::{build_model, Checkpoint, Layout, Model, StageSpec, TensorSpec, UnitWeights};
-use edgerun_tensor::{ByteBuffer, DType, Tensor};
+use edgerun_tensor::{kernels, ByteBuffer, DType, Tensor};
 use serde::Deserialize;
 
 use crate::safetensors_index::{SafetensorsIndex, TensorEntry};
@@ -164,7 +164,9 @@ impl HfFolder {
                     }
                 }
                 (Layout::Plain, _) => widen(shard, entry, spec)?,
-                (Layout::Linear, _) => transpose(&widen(shard, entry, spec)?)?,
+                // Copied anyway (transposed or widened), so packed for the GEMM in the copy.
+                (Layout::Linear, _) => kernels::pack_linear(&widen(shard, entry, spec)?, true)?,
+                (Layout::Conv1d, _) => kernels::pack_linear(&widen(shard, entry, spec)?, false)?,
             };
             weights.insert(spec.name.clone(), tensor);
         }
@@ -191,24 +193,6 @@ fn widen(shard: &Shard, entry: &TensorEntry, spec: &TensorSpec) -> Result<Tensor
     let dtype = entry.float_dtype().expect("checked by entry");
     let values = dtype.widen(&shard.map.bytes()[entry.start..entry.end])?;
     Ok(Tensor::from_vec(&spec.shape, values)?)
-}
-
-/// `[out, in] -> [in, out]`, blocked so both sides stay in cache.
-fn transpose(t: &Tensor) -> Result<Tensor> {
-    const BLOCK: usize = 64;
-    let (rows, cols) = (t.shape()[0], t.shape()[1]);
-    let src = t.values();
-    let mut out = vec![0.0f32; rows * cols];
-    for r0 in (0..rows).step_by(BLOCK) {
-        for c0 in (0..cols).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                for c in c0..(c0 + BLOCK).min(cols) {
-                    out[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
-    }
-    Ok(Tensor::from_vec(&[cols, rows], out)?)
 }
 
 const INDEX_FILE: &str = "model.safetensors.index.json";

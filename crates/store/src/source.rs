@@ -123,8 +123,13 @@ impl ModelSource {
     /// belong to the page cache) plus f32 copies of transposed or narrower tensors.
     pub fn resident_bytes(&self, index: usize, stage: &StageSpec, read: ReadOptions) -> u64 {
         match self {
-            // Mapped: f32 tensors borrow file pages; transposed or widened ones are copies.
-            Self::Hf(_) => stage.tensors.iter().map(|t| t.elements() as u64 * 4).sum(),
+            // Mapped: f32 tensors borrow file pages; matrix weights (packed for the GEMM)
+            // and widened ones are copies.
+            Self::Hf(_) => stage
+                .tensors
+                .iter()
+                .map(|t| t.bound_shape().iter().product::<usize>() as u64 * 4)
+                .sum(),
             Self::Packed(p) => p.load_bytes(index, read.io),
         }
     }

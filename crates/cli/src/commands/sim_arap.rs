@@ -14,7 +14,7 @@ use edgerun_accel::arap::{resources, trace};
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, FullExecutor};
 use edgerun_tensor::fixed::QFormat;
-use edgerun_tensor::Tensor;
+use edgerun_tensor::{kernels, Tensor};
 use serde_json::json;
 
 use super::attention::FixedPointArgs;
@@ -259,8 +259,16 @@ fn encoder_weights(
     // A projection without a bias (ViT's `qkv_bias: false`) adds zeros. The store has already
     // checked the checkpoint against the model's own tensor list, so an absent bias is one the
     // config says the model lacks, not one the file lost.
+    // Projections are bound packed for the GEMM; the compiler reads them as `[in, out]`.
     let linear = |prefix: &str, outputs: usize| -> Result<(Vec<f32>, Vec<f32>)> {
-        let weight = take(&format!("{prefix}.weight"))?;
+        let name = format!("{prefix}.weight");
+        let tensor = all
+            .get(name.as_str())
+            .with_context(|| format!("the checkpoint has no {name}"))?;
+        let weight = match *tensor.shape() {
+            [_, inputs, _] => kernels::gemm::unpack(tensor.contiguous().values(), inputs, outputs),
+            _ => tensor.contiguous().values().to_vec(),
+        };
         let bias = match all.get(format!("{prefix}.bias").as_str()) {
             Some(t) => t.contiguous().values().to_vec(),
             None => vec![0.0; outputs],

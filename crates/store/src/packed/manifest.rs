@@ -6,8 +6,9 @@ use edgerun_tensor::DType;
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "edgerun-packed";
-/// Version 2 added the manifest's own checksum.
-pub const VERSION: u32 = 2;
+/// Version 2 added the manifest's own checksum; version 3 holds Linear and Conv1D weights packed
+/// for the GEMM.
+pub const VERSION: u32 = 3;
 /// Every unit starts and ends on this boundary, so one aligned read (O_DIRECT) fetches it.
 pub const UNIT_ALIGN: u64 = 4096;
 /// Tensors start on this boundary inside their unit (a cache line, and f32/f16 alignment).
@@ -64,7 +65,8 @@ pub struct TensorEntry {
     /// Written `f32`, `f16` or `bf16`; any other name fails the manifest's parse.
     #[serde(with = "dtype_name")]
     pub dtype: DType,
-    /// The shape kernels read: Linear weights are already `[in, out]`.
+    /// The shape kernels read: Linear and Conv1D weights packed for the GEMM,
+    /// `[ceil(out / 64), in, 64]` (columns past `out` zero).
     pub shape: Vec<usize>,
     /// True for Linear weights stored transposed from the checkpoint's `[out, in]`.
     pub transposed: bool,
