@@ -168,6 +168,9 @@ impl HfFolder {
                 (Layout::Linear, _) => kernels::pack_linear(&widen(shard, entry, spec)?, true)?,
                 (Layout::Conv1d, _) => kernels::pack_linear(&widen(shard, entry, spec)?, false)?,
             };
+            if !tensor.borrows_buffer() {
+                shard.map.release(entry.start, entry.end);
+            }
             weights.insert(spec.name.clone(), tensor);
         }
         Ok(weights)
