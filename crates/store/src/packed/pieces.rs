@@ -144,8 +144,11 @@ mod tests {
             eprintln!("skipping: no fixture at {}", fixture.display());
             return None;
         }
+        // One folder per call: tests run in parallel and several pack the same dtype.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = std::env::temp_dir().join(format!(
-            "edgerun-pieces-{}-{}",
+            "edgerun-pieces-{}-{}-{call}",
             dtype.name(),
             std::process::id()
         ));
