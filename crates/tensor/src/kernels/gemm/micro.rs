@@ -71,6 +71,7 @@ pub(crate) fn best() -> Kernel {
 /// Every kernel this CPU can run, portable first (for the tests).
 #[cfg(test)]
 pub(crate) fn available() -> Vec<Kernel> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut kernels = vec![PORTABLE];
     #[cfg(target_arch = "x86_64")]
     {
