@@ -81,6 +81,7 @@ impl Activation {
         Self::LeakyRelu(slope.to_bits())
     }
 
+    #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Self::GeluErf => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
@@ -103,15 +104,36 @@ impl Activation {
 
     /// Activates a short run of values on the calling thread (a GEMM tile's row).
     pub fn apply_slice(self, values: &mut [f32]) {
+        if self != Self::Identity {
+            self.map_slice(values, |v| v);
+        }
+    }
+
+    /// `v = self.apply(pre(v))` for every value, with the choice of activation made once
+    /// outside the loop so each arm is a loop the compiler vectorizes (a `match` per element
+    /// is not inlined and cost ~12% of a ResNet-50 pass).
+    #[inline(always)]
+    pub fn map_slice(self, values: &mut [f32], pre: impl Fn(f32) -> f32) {
+        macro_rules! each {
+            ($activation:expr) => {
+                values
+                    .iter_mut()
+                    .for_each(|v| *v = $activation.apply(pre(*v)))
+            };
+        }
         match self {
-            Self::Identity => {}
-            Self::GeluErf => values.iter_mut().for_each(|v| *v = Self::GeluErf.apply(*v)),
-            Self::GeluTanh => values
-                .iter_mut()
-                .for_each(|v| *v = Self::GeluTanh.apply(*v)),
-            Self::Relu => values.iter_mut().for_each(|v| *v = Self::Relu.apply(*v)),
-            Self::Tanh => values.iter_mut().for_each(|v| *v = Self::Tanh.apply(*v)),
-            other => values.iter_mut().for_each(|v| *v = other.apply(*v)),
+            Self::Identity => each!(Self::Identity),
+            Self::Relu => each!(Self::Relu),
+            Self::GeluErf => each!(Self::GeluErf),
+            Self::GeluTanh => each!(Self::GeluTanh),
+            Self::Tanh => each!(Self::Tanh),
+            Self::LeakyRelu(slope) => {
+                let slope = f32::from_bits(slope);
+                values.iter_mut().for_each(|v| {
+                    let x = pre(*v);
+                    *v = if x > 0.0 { x } else { x * slope };
+                })
+            }
         }
     }
 
@@ -121,7 +143,7 @@ impl Activation {
         }
         values
             .par_chunks_mut(PAR_CHUNK)
-            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = self.apply(*v)));
+            .for_each(|chunk| self.map_slice(chunk, |v| v));
     }
 }
 
@@ -162,6 +184,26 @@ mod tests {
             assert!((tanh(x) - libm::tanhf(x)).abs() <= 1e-6 * libm::tanhf(x).abs().max(1e-30));
         }
         assert_eq!(tanh(0.0), 0.0);
+    }
+
+    #[test]
+    fn map_slice_equals_apply_per_element() {
+        let values: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.013).collect();
+        for activation in [
+            Activation::GeluErf,
+            Activation::GeluTanh,
+            Activation::Relu,
+            Activation::leaky_relu(0.1),
+            Activation::Tanh,
+            Activation::Identity,
+        ] {
+            let mut got = values.clone();
+            activation.map_slice(&mut got, |v| v * 1.5 - 0.25);
+            for (g, &v) in got.iter().zip(&values) {
+                let want = activation.apply(v * 1.5 - 0.25);
+                assert_eq!(g.to_bits(), want.to_bits(), "{activation:?} at {v}");
+            }
+        }
     }
 
     #[test]

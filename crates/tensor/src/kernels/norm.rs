@@ -77,10 +77,7 @@ impl ChannelAffine {
     /// Maps `values`, all of channel `channel`, in place.
     pub fn apply(&self, channel: usize, values: &mut [f32]) {
         let (s, t) = (self.scale[channel], self.shift[channel]);
-        let activation = self.activation;
-        values
-            .iter_mut()
-            .for_each(|v| *v = activation.apply(*v * s + t));
+        self.activation.map_slice(values, |v| v * s + t);
     }
 }
 
