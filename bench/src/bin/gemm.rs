@@ -139,6 +139,10 @@ fn main() {
         (197, 768, 3072, "ViT-B/16 FFN up"),
         (197, 3072, 768, "ViT-B/16 FFN down"),
         (128, 768, 2304, "GPT-2 fused QKV, 128 tokens"),
+        (64, 576, 3136, "ResNet-50 3x3 conv, 64 ch, 56x56"),
+        (256, 2304, 196, "ResNet-50 3x3 conv, 256 ch, 14x14"),
+        (512, 4608, 49, "ResNet-50 3x3 conv, 512 ch, 7x7"),
+        (256, 1024, 196, "ResNet-50 1x1 conv 1024 -> 256, 14x14"),
     ];
     let cores_peak = peak * threads as f64;
     for (m, k, n, label) in shapes {

@@ -233,10 +233,7 @@ pub fn linear_fused(
         MatRef::row_major(x.values(), m, k),
         rhs,
         false,
-        gemm::Epilogue {
-            bias: bias.as_ref().map(|b| b.values()),
-            activation,
-        },
+        gemm::Epilogue::columns(bias.as_ref().map(|b| b.values()), activation),
     );
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("rank >= 1") = out_dim;

@@ -10,7 +10,9 @@ use super::{GROUP, PANEL};
 
 /// Where one tile reads and writes. `a` points at row 0, step 0 of the tile's rows;
 /// `b` at step 0 of its first panel, the next panel `b_panel` further and the next step
-/// [`GROUP`] further; `c` at its top-left element, rows `c_rs` apart and columns dense.
+/// [`GROUP`] further; `c` at its top-left element, rows `c_rs` apart and columns dense, of
+/// which the first `width` are written (the columns of the last panel past it are computed
+/// from `B`'s zero padding and dropped).
 #[derive(Clone, Copy)]
 pub(crate) struct Tile {
     pub kc: usize,
@@ -21,6 +23,7 @@ pub(crate) struct Tile {
     pub b_panel: usize,
     pub c: *mut f32,
     pub c_rs: usize,
+    pub width: usize,
     /// Add the products to what `c` holds instead of overwriting it.
     pub add: bool,
 }
@@ -40,11 +43,13 @@ impl Kernel {
     ///
     /// # Safety
     /// `tile` must address `rows` rows of `kc` steps of `A`, `panels` panels of `kc` steps
-    /// of `B` and a `rows x 16 * panels` block of `C`, all valid; `rows <= max_rows`; and
-    /// the CPU must have the features the kernel was chosen for.
+    /// of `B` and a `rows x tile.width` block of `C`, all valid; `rows <= max_rows`;
+    /// `tile.width` must end in the last panel; and the CPU must have the features the
+    /// kernel was chosen for.
     pub unsafe fn run(&self, rows: usize, panels: usize, tile: &Tile) {
         debug_assert!(rows >= 1 && rows <= self.max_rows);
         debug_assert!(panels >= 1 && panels <= self.panels);
+        debug_assert!(tile.width > (panels - 1) * PANEL && tile.width <= panels * PANEL);
         // SAFETY: forwarded from the caller.
         unsafe { (self.run)(rows, panels, tile) }
     }
@@ -143,7 +148,8 @@ unsafe fn portable<const R: usize, const P: usize>(t: &Tile) {
         for (p, lanes) in row.iter().enumerate() {
             // SAFETY: as above, for the tile of C.
             let dst = unsafe { t.c.add(i * t.c_rs + p * PANEL) };
-            for (j, lane) in lanes.iter().enumerate() {
+            let valid = t.width.saturating_sub(p * PANEL).min(PANEL);
+            for (j, lane) in lanes.iter().enumerate().take(valid) {
                 // SAFETY: as above.
                 unsafe {
                     let out = dst.add(j);
@@ -215,17 +221,21 @@ mod x86 {
                 b = b.add(GROUP);
             }
         }
+        // Lanes of the last panel inside `width`; the others never touch memory.
+        let tail = t.width - (P - 1) * PANEL;
+        let last: __mmask16 = if tail >= PANEL { !0 } else { (1 << tail) - 1 };
         for (i, row) in acc.iter().enumerate() {
             for (p, lane) in row.iter().enumerate() {
-                // SAFETY: as above, for the tile of C.
+                let mask = if p + 1 == P { last } else { !0 };
+                // SAFETY: as above, for the tile of C; masked lanes are not accessed.
                 unsafe {
                     let dst = t.c.add(i * t.c_rs + p * PANEL);
                     let v = if t.add {
-                        _mm512_add_ps(_mm512_loadu_ps(dst), *lane)
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), *lane)
                     } else {
                         *lane
                     };
-                    _mm512_storeu_ps(dst, v);
+                    _mm512_mask_storeu_ps(dst, mask, v);
                 }
             }
         }
@@ -258,15 +268,34 @@ mod x86 {
         for (i, row) in acc.iter().enumerate() {
             for (p, halves) in row.iter().enumerate() {
                 for (h, lane) in halves.iter().enumerate() {
-                    // SAFETY: as above, for the tile of C.
+                    let first = p * PANEL + 8 * h;
+                    let valid = t.width.saturating_sub(first).min(8);
+                    if valid == 0 {
+                        continue;
+                    }
+                    // SAFETY: as above, for the tile of C; masked lanes are not accessed.
                     unsafe {
-                        let dst = t.c.add(i * t.c_rs + p * PANEL + 8 * h);
-                        let v = if t.add {
-                            _mm256_add_ps(_mm256_loadu_ps(dst), *lane)
+                        let dst = t.c.add(i * t.c_rs + first);
+                        if valid == 8 {
+                            let v = if t.add {
+                                _mm256_add_ps(_mm256_loadu_ps(dst), *lane)
+                            } else {
+                                *lane
+                            };
+                            _mm256_storeu_ps(dst, v);
                         } else {
-                            *lane
-                        };
-                        _mm256_storeu_ps(dst, v);
+                            // Lane j is written when its mask's sign bit is set: j < valid.
+                            let mask = _mm256_cmpgt_epi32(
+                                _mm256_set1_epi32(valid as i32),
+                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                            );
+                            let v = if t.add {
+                                _mm256_add_ps(_mm256_maskload_ps(dst, mask), *lane)
+                            } else {
+                                *lane
+                            };
+                            _mm256_maskstore_ps(dst, mask, v);
+                        }
                     }
                 }
             }

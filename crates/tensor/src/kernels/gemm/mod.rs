@@ -145,14 +145,24 @@ pub struct Epilogue<'a> {
     pub activation: Activation,
 }
 
-impl Epilogue<'_> {
+impl<'a> Epilogue<'a> {
     pub const NONE: Epilogue<'static> = Epilogue {
         bias: None,
         activation: Activation::Identity,
     };
 
+    /// A bias per column (if any) and an activation.
+    pub fn columns(bias: Option<&'a [f32]>, activation: Activation) -> Self {
+        Epilogue { bias, activation }
+    }
+
     fn is_none(&self) -> bool {
         self.bias.is_none() && self.activation == Activation::Identity
+    }
+
+    /// Finishes the element in column `j` (the scalar form of `Job::finish`).
+    fn element(&self, c: f32, j: usize) -> f32 {
+        self.activation.apply(c + self.bias.map_or(0.0, |b| b[j]))
     }
 }
 
@@ -240,22 +250,27 @@ fn gemm_with(
         accumulate,
         epilogue,
     };
-    // Split the columns (each thread streams only its own panels of the weight) unless there
-    // are too few of them to go round; then the rows.
+    // Split the columns (each thread streams only its own panels of `B`, the weight of a
+    // linear layer) unless splitting the rows leaves the busiest thread less to do: few
+    // columns, or a count of groups that does not share out evenly.
     if threads <= 1 {
         job.run(0..m, 0..panels);
-    } else if panels >= 2 * threads {
-        let chunk = panels.div_ceil(threads).next_multiple_of(PANELS_PER_GROUP);
-        let starts: Vec<usize> = (0..panels).step_by(chunk).collect();
+        return;
+    }
+    let column_chunk = panels.div_ceil(threads).next_multiple_of(PANELS_PER_GROUP);
+    let row_chunk = m.div_ceil(threads).next_multiple_of(kernel.max_rows);
+    let busiest_by_columns = column_chunk.min(panels) as f64 / panels as f64;
+    let busiest_by_rows = row_chunk.min(m) as f64 / m as f64;
+    if busiest_by_columns <= busiest_by_rows {
+        let starts: Vec<usize> = (0..panels).step_by(column_chunk).collect();
         starts
             .into_par_iter()
-            .for_each(|p0| job.run(0..m, p0..(p0 + chunk).min(panels)));
+            .for_each(|p0| job.run(0..m, p0..(p0 + column_chunk).min(panels)));
     } else {
-        let chunk = m.div_ceil(threads).next_multiple_of(kernel.max_rows);
-        let starts: Vec<usize> = (0..m).step_by(chunk).collect();
+        let starts: Vec<usize> = (0..m).step_by(row_chunk).collect();
         starts
             .into_par_iter()
-            .for_each(|i0| job.run(i0..(i0 + chunk).min(m), 0..panels));
+            .for_each(|i0| job.run(i0..(i0 + row_chunk).min(m), 0..panels));
     }
 }
 
@@ -460,7 +475,6 @@ impl Job<'_> {
             let j0 = p * PANEL;
             let count = kernel.panels.min(panels.end - p);
             let width = (count * PANEL).min(n - j0);
-            let full_width = width == count * PANEL;
             // The next group's steps come from memory while this group's tiles compute from
             // cache: a share of its lines is prefetched before each tile.
             let next = p + kernel.panels;
@@ -490,9 +504,10 @@ impl Job<'_> {
                     b_panel: PANEL,
                     c: std::ptr::null_mut(),
                     c_rs: 0,
+                    width,
                     add,
                 };
-                self.tile(&tile, mr, count, i0, j0, width, full_width);
+                self.tile(&tile, mr, count, i0, j0);
                 if last_block && !self.epilogue.is_none() {
                     self.finish(i0..i0 + mr, j0..j0 + width);
                 }
@@ -500,20 +515,10 @@ impl Job<'_> {
         }
     }
 
-    /// Runs one tile into `out`, directly where it is whole and dense, else through a buffer.
-    #[allow(clippy::too_many_arguments)]
-    fn tile(
-        &self,
-        tile: &micro::Tile,
-        mr: usize,
-        count: usize,
-        i0: usize,
-        j0: usize,
-        width: usize,
-        full_width: bool,
-    ) {
+    /// Runs one tile into `out`, directly where its rows are dense, else through a buffer.
+    fn tile(&self, tile: &micro::Tile, mr: usize, count: usize, i0: usize, j0: usize) {
         let kernel = self.kernel;
-        if full_width && self.out_cs == 1 {
+        if self.out_cs == 1 {
             // SAFETY: the tile lies inside `out` (checked) and inside this job's share.
             let c = unsafe { self.dst.0.add(i0 * self.out_rs + j0) };
             let tile = micro::Tile {
@@ -521,24 +526,17 @@ impl Job<'_> {
                 c_rs: self.out_rs,
                 ..*tile
             };
-            // SAFETY: the kernel was chosen for this CPU; the tile is in bounds.
+            // SAFETY: the kernel was chosen for this CPU; the tile's `width` columns are in
+            // bounds.
             unsafe { kernel.run(mr, count, &tile) };
         } else {
-            self.edge_tile(tile, mr, count, i0, j0, width);
+            self.edge_tile(tile, mr, count, i0, j0);
         }
     }
 
-    /// A tile that is narrower than the kernel or written with a column stride: computed in
-    /// a local buffer and copied.
-    fn edge_tile(
-        &self,
-        tile: &micro::Tile,
-        mr: usize,
-        count: usize,
-        i0: usize,
-        j0: usize,
-        width: usize,
-    ) {
+    /// A tile written with a column stride: computed in a local buffer and copied.
+    fn edge_tile(&self, tile: &micro::Tile, mr: usize, count: usize, i0: usize, j0: usize) {
+        let width = tile.width;
         const WIDEST: usize = 4 * PANEL;
         const TALLEST: usize = 6;
         debug_assert!(self.kernel.panels * PANEL <= WIDEST && self.kernel.max_rows <= TALLEST);
@@ -568,35 +566,33 @@ impl Job<'_> {
         }
     }
 
-    /// Adds the bias to and activates the finished elements `rows x cols`.
+    /// Applies the epilogue to the finished elements `rows x cols`.
     fn finish(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
-        if self.out_cs == 1 {
+        let epilogue = &self.epilogue;
+        if self.out_cs != 1 {
             for i in rows {
-                // SAFETY: the row's columns lie inside `out` and this job's share.
-                let row = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        self.dst.0.add(i * self.out_rs + cols.start),
-                        cols.len(),
-                    )
-                };
-                if let Some(bias) = self.epilogue.bias {
-                    for (v, b) in row.iter_mut().zip(&bias[cols.clone()]) {
-                        *v += b;
-                    }
+                for j in cols.clone() {
+                    // SAFETY: inside `out` and this job's share.
+                    let v = unsafe { &mut *self.dst.0.add(i * self.out_rs + j * self.out_cs) };
+                    *v = epilogue.element(*v, j);
                 }
-                self.epilogue.activation.apply_slice(row);
             }
             return;
         }
         for i in rows {
-            for j in cols.clone() {
-                // SAFETY: inside `out` and this job's share.
-                let v = unsafe { &mut *self.dst.0.add(i * self.out_rs + j * self.out_cs) };
-                if let Some(bias) = self.epilogue.bias {
-                    *v += bias[j];
+            // SAFETY: the row's columns lie inside `out` and this job's share.
+            let row = unsafe {
+                std::slice::from_raw_parts_mut(
+                    self.dst.0.add(i * self.out_rs + cols.start),
+                    cols.len(),
+                )
+            };
+            if let Some(bias) = epilogue.bias {
+                for (v, b) in row.iter_mut().zip(&bias[cols.clone()]) {
+                    *v += b;
                 }
-                *v = self.epilogue.activation.apply(*v);
             }
+            epilogue.activation.apply_slice(row);
         }
     }
 
@@ -630,10 +626,7 @@ pub fn reference(out: Out, a: MatRef, b: MatRef, accumulate: bool, epilogue: Epi
                 }
                 c = if accumulate || k0 > 0 { c + sum } else { sum };
             }
-            if let Some(bias) = epilogue.bias {
-                c += bias[j];
-            }
-            out.data[o] = epilogue.activation.apply(c);
+            out.data[o] = epilogue.element(c, j);
         }
     }
 }

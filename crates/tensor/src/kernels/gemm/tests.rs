@@ -77,10 +77,7 @@ fn run_case(c: &Case, kernel: micro::Kernel) -> (Vec<f32>, Vec<f32>) {
     let start = values(c.m * c.n, c.seed ^ 3);
     let a = view(&a_data, c.m, c.k, c.a_transposed);
     let b = view(&b_data, c.k, c.n, c.b_transposed);
-    let epilogue = Epilogue {
-        bias: c.bias.then_some(&bias[..]),
-        activation: c.activation,
-    };
+    let epilogue = Epilogue::columns(c.bias.then_some(&bias[..]), c.activation);
     let (out_rs, out_cs) = if c.out_transposed { (1, c.m) } else { (c.n, 1) };
     let mut expected = start.clone();
     reference(
@@ -161,10 +158,7 @@ fn reference_is_a_matrix_product() {
         MatRef::row_major(&a, 2, 2),
         MatRef::row_major(&b, 2, 2),
         false,
-        Epilogue {
-            bias: Some(&bias),
-            activation: Activation::Relu,
-        },
+        Epilogue::columns(Some(&bias), Activation::Relu),
     );
     assert_eq!(out, [0.0, 22.0, 23.0, 50.0]);
 }
