@@ -143,6 +143,8 @@ fn main() {
         (256, 2304, 196, "ResNet-50 3x3 conv, 256 ch, 14x14"),
         (512, 4608, 49, "ResNet-50 3x3 conv, 512 ch, 7x7"),
         (256, 1024, 196, "ResNet-50 1x1 conv 1024 -> 256, 14x14"),
+        (128, 512, 784, "ResNet-50 1x1 conv 512 -> 128, 28x28"),
+        (64, 256, 3136, "ResNet-50 1x1 conv 256 -> 64, 56x56"),
     ];
     let cores_peak = peak * threads as f64;
     for (m, k, n, label) in shapes {

@@ -151,9 +151,11 @@ pub fn conv2d_then(
                     bias.is_some(),
                 );
                 if let Some(after) = after {
-                    for (o, row) in dst.chunks_exact_mut(plane).enumerate() {
-                        after.apply(g * ocg + o, &mut row[first * ow..][..columns]);
-                    }
+                    dst.par_chunks_exact_mut(plane)
+                        .enumerate()
+                        .for_each(|(o, row)| {
+                            after.apply(g * ocg + o, &mut row[first * ow..][..columns])
+                        });
                 }
             }
         }
