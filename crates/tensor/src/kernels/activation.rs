@@ -64,6 +64,42 @@ pub fn tanh(x: f32) -> f32 {
     x * p / q
 }
 
+/// e^x as a branch-free polynomial (Cephes' `expf`: a degree-6 fit on [-ln2/2, ln2/2] scaled
+/// by 2^n through the exponent bits), so softmax's loop vectorizes; libm's scalar expf cost
+/// ~4% of a ViT pass. Relative error below 3e-7 where the result is a normal float; 0 below
+/// -87.3 (where e^x is subnormal) and +inf above 88.7.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts, so `x - n ln 2` loses nothing to rounding.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding then subtracting 1.5 * 2^23 rounds to the nearest integer in plain SSE2.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.clamp(-87.3, 88.7);
+    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_2e-4f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // n is in [-126, 128]: 2^n as exponent bits (128 takes two steps so the bits stay valid).
+    let n = n as i32;
+    let half = n / 2;
+    let scale = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
+    let value = y * scale(half) * scale(n - half);
+    if x < -87.3 {
+        0.0
+    } else if x > 88.7 {
+        f32::INFINITY
+    } else {
+        value
+    }
+}
+
 impl Activation {
     pub fn from_hf(name: &str) -> Option<Self> {
         match name {
@@ -160,6 +196,22 @@ mod tests {
         }
         assert!(worst < 2e-6, "max |erf - erff| = {worst}");
         assert!((erf(100.0) - 1.0).abs() < 2e-6 && (erf(-100.0) + 1.0).abs() < 2e-6);
+    }
+
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0.0f32;
+        for i in -873_000..=887_000 {
+            let x = i as f32 * 1e-4;
+            let want = libm::expf(x);
+            worst = worst.max(((exp(x) - want) / want).abs());
+        }
+        assert!(worst < 3e-7, "max relative |exp - expf| = {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-200.0), 0.0);
+        assert_eq!(exp(200.0), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
     }
 
     #[test]
