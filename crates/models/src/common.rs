@@ -1,9 +1,7 @@
 //! Building blocks the families share: Linear, Conv1D and LayerNorm weights by name, conv +
 //! batch-norm layers, and multi-head attention over the state's mask and cache.
 
-use edgerun_tensor::kernels::{
-    self, Activation, AttentionMask, Conv2dParams, HeadLayout, KvRef, MatRef,
-};
+use edgerun_tensor::kernels::{self, Activation, AttentionMask, Conv2dParams, HeadLayout, KvRef};
 use edgerun_tensor::Tensor;
 
 use crate::{Inputs, Layout, ModelError, Result, RunOptions, State, TensorSpec, UnitWeights};
@@ -132,62 +130,50 @@ impl LayerNorm {
     }
 }
 
-/// A plain tensor a stage reads as is (embedding tables, tokens, position tables).
+/// A tensor a stage reads whole (embedding tables, tokens, position tables).
 #[derive(Clone, Debug)]
 pub(crate) struct Param {
     pub name: String,
     pub shape: Vec<usize>,
+    pub layout: Layout,
 }
 
 impl Param {
+    /// Read as stored.
     pub fn new(name: String, shape: Vec<usize>) -> Self {
-        Self { name, shape }
+        Self {
+            name,
+            shape,
+            layout: Layout::Plain,
+        }
+    }
+
+    /// A `[rows, dim]` table that is also a Linear weight (a tied LM head), bound packed for
+    /// the GEMM; `kernels::embedding_packed` gathers its rows.
+    pub fn packed_rows(name: String, rows: usize, dim: usize) -> Self {
+        Self {
+            name,
+            shape: vec![rows, dim],
+            layout: Layout::Linear,
+        }
     }
 
     pub fn spec(&self) -> TensorSpec {
-        spec(self.name.clone(), self.shape.clone(), Layout::Plain)
+        spec(self.name.clone(), self.shape.clone(), self.layout)
+    }
+
+    /// The table's rows for `ids`, whichever way it is bound.
+    pub fn rows(&self, w: &UnitWeights, ids: &[i64]) -> Result<Tensor> {
+        let table = self.get(w)?;
+        Ok(match self.layout {
+            Layout::Linear => kernels::embedding_packed(table, self.shape[0], ids)?,
+            _ => kernels::embedding(table, ids)?,
+        })
     }
 
     pub fn get<'w>(&self, w: &'w UnitWeights) -> Result<&'w Tensor> {
         w.get(&self.name)
     }
-}
-
-/// `x @ table^T` for a `[rows, dim]` table read in place (tied LM heads).
-pub(crate) fn project_onto_rows(x: &Tensor, table: &Tensor) -> Result<Tensor> {
-    let [rows, dim] = *table.shape() else {
-        return Err(edgerun_tensor::TensorError::Shape {
-            op: "tied head",
-            expected: "[vocab, dim]".into(),
-            got: table.shape().to_vec(),
-        }
-        .into());
-    };
-    let x = x.contiguous();
-    if x.last_dim() != dim {
-        return Err(edgerun_tensor::TensorError::Shape {
-            op: "tied head",
-            expected: format!("[.., {dim}]"),
-            got: x.shape().to_vec(),
-        }
-        .into());
-    }
-    let table = table.contiguous();
-    let m = x.len() / dim;
-    let mut out = vec![0.0; m * rows];
-    // Computed transposed, `out^T [rows, m] = table @ x^T`, so the big table is the row-major
-    // left operand split across threads instead of a transposed right operand gemm would
-    // repack on every call.
-    kernels::matmul_into(
-        &mut out,
-        (1, rows),
-        MatRef::row_major(table.values(), rows, dim),
-        MatRef::row_major(x.values(), m, dim).t(),
-        false,
-    );
-    let mut shape = x.shape().to_vec();
-    *shape.last_mut().expect("rank >= 1") = rows;
-    Ok(Tensor::from_vec(&shape, out)?)
 }
 
 /// The rows of token 0 of every batch: `[b, s, d] -> [b, d]` (CLS pooling, classifiers).

@@ -8,8 +8,8 @@ use edgerun_tensor::kernels::{self, Activation, HeadLayout};
 use edgerun_tensor::Tensor;
 
 use crate::common::{
-    join, last_token, project_onto_rows, self_attention, split_last, stage_at, start_causal,
-    LayerNorm, Linear, Mlp, Param,
+    join, last_token, self_attention, split_last, stage_at, start_causal, LayerNorm, Linear, Mlp,
+    Param,
 };
 use crate::family::{activation, detect_prefix, head_layout, positive};
 use crate::{
@@ -67,7 +67,7 @@ impl Gpt2Embeddings {
 
     fn forward(&self, w: &UnitWeights, state: &State) -> Result<Tensor> {
         let ids = state.inputs.ids()?;
-        let tokens = kernels::embedding(self.wte.get(w)?, &ids.values)?;
+        let tokens = self.wte.rows(w, &ids.values)?;
         let positions: Vec<i64> = state.positions.iter().map(|&p| p as i64).collect();
         let positions = kernels::embedding(self.wpe.get(w)?, &positions)?;
         Ok(kernels::add(&tokens, &positions)?.reshape(&[state.batch, state.seq, self.hidden])?)
@@ -198,7 +198,13 @@ impl Gpt2Head {
         };
         let logits = match &self.lm_head {
             Some(l) => l.forward(w, &last)?,
-            None => project_onto_rows(&last, self.wte.get(w)?)?,
+            None => kernels::linear_fused(
+                &last,
+                self.wte.get(w)?,
+                self.wte.shape[0],
+                None,
+                kernels::Activation::Identity,
+            )?,
         };
         state.output("logits", logits);
         state.hidden = Some(x);
@@ -233,7 +239,12 @@ impl Gpt2 {
         let blocks: Vec<Gpt2Block> = (0..c.n_layer)
             .map(|i| Gpt2Block::new(c, &join(&p, &format!("h.{i}.")), i, layout, activation))
             .collect();
-        let wte = Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]);
+        // Tied, `wte` is also the head's weight: bound packed once, and both uses read that.
+        let wte = if c.tie_word_embeddings {
+            Param::packed_rows(join(&p, "wte.weight"), c.vocab_size, d)
+        } else {
+            Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d])
+        };
         let embeddings = Gpt2Embeddings {
             wte: wte.clone(),
             wpe: Param::new(join(&p, "wpe.weight"), vec![c.n_positions, d]),

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "edgerun-packed";
 /// Version 2 added the manifest's own checksum; version 3 holds Linear and Conv1D weights packed
-/// for the GEMM.
-pub const VERSION: u32 = 3;
+/// for the GEMM; version 4 also a tied LM head's embedding table (GPT-2's `wte`).
+pub const VERSION: u32 = 4;
 /// Every unit starts and ends on this boundary, so one aligned read (O_DIRECT) fetches it.
 pub const UNIT_ALIGN: u64 = 4096;
 /// Tensors start on this boundary inside their unit (a cache line, and f32/f16 alignment).

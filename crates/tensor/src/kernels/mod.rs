@@ -22,7 +22,7 @@ pub use attention::{attention, attention_flops, attention_with, AttentionMask, H
 pub use attention_variant::{AttentionAlgorithm, AttentionVariant, Centre};
 pub use conv::{conv2d, conv2d_then, im2col_elements, Conv2dParams, COLUMN_BUDGET};
 pub use elementwise::{add, add_then};
-pub use embedding::embedding;
+pub use embedding::{embedding, embedding_packed};
 pub use gemm::matmul_flops;
 pub use matmul::{linear, linear_fused, matmul, matmul_into, matmul_strided, pack_linear, MatRef};
 pub use norm::{batch_norm, layer_norm, ChannelAffine};
