@@ -172,20 +172,16 @@ impl Gpt2Block {
     }
 }
 
-/// `ln_f` and the LM head: the checkpoint's `lm_head` when untied, else `wte` read again.
+/// `ln_f` and the LM head: the checkpoint's `lm_head` when untied, else `wte` read again as
+/// a Linear weight.
 struct Gpt2Head {
     ln_f: LayerNorm,
-    lm_head: Option<Linear>,
-    wte: Param,
+    lm_head: Linear,
 }
 
 impl Gpt2Head {
     fn specs(&self) -> Vec<TensorSpec> {
-        let head = match &self.lm_head {
-            Some(l) => l.specs(),
-            None => vec![self.wte.spec()],
-        };
-        [self.ln_f.specs(), head].concat()
+        [self.ln_f.specs(), self.lm_head.specs()].concat()
     }
 
     fn forward(&self, w: &UnitWeights, state: &mut State, x: Tensor) -> Result<()> {
@@ -196,16 +192,7 @@ impl Gpt2Head {
         } else {
             x.clone()
         };
-        let logits = match &self.lm_head {
-            Some(l) => l.forward(w, &last)?,
-            None => kernels::linear_fused(
-                &last,
-                self.wte.get(w)?,
-                self.wte.shape[0],
-                None,
-                kernels::Activation::Identity,
-            )?,
-        };
+        let logits = self.lm_head.forward(w, &last)?;
         state.output("logits", logits);
         state.hidden = Some(x);
         Ok(())
@@ -239,23 +226,28 @@ impl Gpt2 {
         let blocks: Vec<Gpt2Block> = (0..c.n_layer)
             .map(|i| Gpt2Block::new(c, &join(&p, &format!("h.{i}.")), i, layout, activation))
             .collect();
-        // Tied, `wte` is also the head's weight: bound packed once, and both uses read that.
+        // Tied, `wte` is also the head's weight: bound packed once, and both uses read that
+        // (the head's Linear names the same tensor with the same shape and layout).
         let wte = if c.tie_word_embeddings {
             Param::packed_rows(join(&p, "wte.weight"), c.vocab_size, d)
         } else {
             Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d])
         };
+        let lm_head = if c.tie_word_embeddings {
+            Linear::new(&join(&p, "wte"), d, c.vocab_size, false)
+        } else {
+            // Untied, the head must be the checkpoint's own `lm_head.weight` (checked with the
+            // rest).
+            Linear::new("lm_head", d, c.vocab_size, false)
+        };
         let embeddings = Gpt2Embeddings {
-            wte: wte.clone(),
+            wte,
             wpe: Param::new(join(&p, "wpe.weight"), vec![c.n_positions, d]),
             hidden: d,
         };
-        // Untied, the head must be the checkpoint's own `lm_head.weight` (checked with the rest).
         let head = Gpt2Head {
             ln_f: LayerNorm::new(&join(&p, "ln_f"), d, c.layer_norm_epsilon),
-            lm_head: (!c.tie_word_embeddings)
-                .then(|| Linear::new("lm_head", d, c.vocab_size, false)),
-            wte,
+            lm_head,
         };
         let order: Vec<Gpt2Stage> = std::iter::once(Gpt2Stage::Embeddings)
             .chain((0..blocks.len()).map(Gpt2Stage::Block))

@@ -13,15 +13,9 @@ pub fn embedding(table: &Tensor, ids: &[i64]) -> Result<Tensor> {
     };
     let table = table.contiguous();
     let values = table.values();
-    let mut out = Vec::with_capacity(ids.len() * dim);
-    for &id in ids {
-        let row = usize::try_from(id)
-            .ok()
-            .filter(|&r| r < rows)
-            .ok_or(TensorError::IndexOutOfRange { id, rows })?;
-        out.extend_from_slice(&values[row * dim..(row + 1) * dim]);
-    }
-    Tensor::from_vec(&[ids.len(), dim], out)
+    gather(ids, rows, dim, |row, out| {
+        out.extend_from_slice(&values[row * dim..(row + 1) * dim])
+    })
 }
 
 /// [`embedding`] from a table of `rows` rows held packed for the GEMM as a Linear weight
@@ -45,14 +39,26 @@ pub fn embedding_packed(table: &Tensor, rows: usize, ids: &[i64]) -> Result<Tens
     }
     let table = table.contiguous();
     let values = table.values();
+    gather(ids, rows, dim, |row, out| {
+        let group = &values[row / GROUP * dim * GROUP..][..dim * GROUP];
+        out.extend(group.iter().skip(row % GROUP).step_by(GROUP));
+    })
+}
+
+/// `[ids.len(), dim]`: for each id, checked against `rows`, the `dim` values `push_row` appends.
+fn gather(
+    ids: &[i64],
+    rows: usize,
+    dim: usize,
+    mut push_row: impl FnMut(usize, &mut Vec<f32>),
+) -> Result<Tensor> {
     let mut out = Vec::with_capacity(ids.len() * dim);
     for &id in ids {
         let row = usize::try_from(id)
             .ok()
             .filter(|&r| r < rows)
             .ok_or(TensorError::IndexOutOfRange { id, rows })?;
-        let group = &values[row / GROUP * dim * GROUP..][..dim * GROUP];
-        out.extend(group.iter().skip(row % GROUP).step_by(GROUP));
+        push_row(row, &mut out);
     }
     Tensor::from_vec(&[ids.len(), dim], out)
 }

@@ -5,8 +5,10 @@
 //! of 0.5-10 MB, and a general GEMM packs the weight again on every call, which at so few
 //! rows costs as much as a third of the product. Here a weight is packed once, when it is
 //! bound ([`pack_into`]), and each call streams its panels straight into the micro-kernels.
-//! A `B` that is not packed (activations: attention's keys, im2col columns) is packed per
-//! call, one `KC x 256` block at a time into a per-thread buffer.
+//! A `B` that is not packed (a weight handed over as a plain `[in, out]` matrix) is packed per
+//! call, one `KC x 256` block at a time into a per-thread buffer. Attention (activations by
+//! activations) and convolutions (weights by im2col columns) still run on the `gemm` crate
+//! (`matmul_strided`), which measured faster on convolution shapes (bench/src/bin/conv.rs).
 //!
 //! Packed layout ([`packed_len`]): group `g` holds columns `64g..64g+64` of every row of `B`,
 //! row after row, so element `(k, j)` sits at `(j / 64) * rows * 64 + k * 64 + j % 64`; the
