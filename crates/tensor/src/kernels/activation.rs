@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use super::wide::{on, width, Width};
+
 /// The activations edgerun's families use, parsed from `hidden_act` / `activation_function`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
@@ -148,8 +150,15 @@ impl Activation {
     /// `v = self.apply(pre(v))` for every value, with the choice of activation made once
     /// outside the loop so each arm is a loop the compiler vectorizes (a `match` per element
     /// is not inlined and cost ~12% of a ResNet-50 pass).
+    /// The loops are compiled for the CPU's widest vector unit ([`wide`](super::wide)).
     #[inline(always)]
     pub fn map_slice(self, values: &mut [f32], pre: impl Fn(f32) -> f32) {
+        self.map_slice_on(width(), values, pre)
+    }
+
+    /// [`Activation::map_slice`] compiled for `width`.
+    #[inline(always)]
+    fn map_slice_on(self, width: Width, values: &mut [f32], pre: impl Fn(f32) -> f32) {
         macro_rules! each {
             ($activation:expr) => {
                 values
@@ -157,20 +166,24 @@ impl Activation {
                     .for_each(|v| *v = $activation.apply(pre(*v)))
             };
         }
-        match self {
-            Self::Identity => each!(Self::Identity),
-            Self::Relu => each!(Self::Relu),
-            Self::GeluErf => each!(Self::GeluErf),
-            Self::GeluTanh => each!(Self::GeluTanh),
-            Self::Tanh => each!(Self::Tanh),
-            Self::LeakyRelu(slope) => {
-                let slope = f32::from_bits(slope);
-                values.iter_mut().for_each(|v| {
-                    let x = pre(*v);
-                    *v = if x > 0.0 { x } else { x * slope };
-                })
-            }
-        }
+        on(
+            width,
+            #[inline(always)]
+            || match self {
+                Self::Identity => each!(Self::Identity),
+                Self::Relu => each!(Self::Relu),
+                Self::GeluErf => each!(Self::GeluErf),
+                Self::GeluTanh => each!(Self::GeluTanh),
+                Self::Tanh => each!(Self::Tanh),
+                Self::LeakyRelu(slope) => {
+                    let slope = f32::from_bits(slope);
+                    values.iter_mut().for_each(|v| {
+                        let x = pre(*v);
+                        *v = if x > 0.0 { x } else { x * slope };
+                    })
+                }
+            },
+        )
     }
 
     pub fn apply_in_place(self, values: &mut [f32]) {
@@ -186,6 +199,36 @@ impl Activation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::wide::available;
+
+    #[test]
+    fn every_vector_width_gives_the_same_bits() {
+        let x: Vec<f32> = (0..1003)
+            .map(|i| ((i * 7919) % 4001) as f32 / 250.0 - 8.0)
+            .chain([0.0, -0.0, 1e-30, -1e30, f32::INFINITY, f32::NEG_INFINITY])
+            .collect();
+        for activation in [
+            Activation::GeluErf,
+            Activation::GeluTanh,
+            Activation::Relu,
+            Activation::leaky_relu(0.1),
+            Activation::Tanh,
+            Activation::Identity,
+        ] {
+            let mut want = x.clone();
+            want.iter_mut()
+                .for_each(|v| *v = activation.apply(*v * 1.5 - 0.25));
+            for width in available() {
+                let mut got = x.clone();
+                activation.map_slice_on(width, &mut got, |v| v * 1.5 - 0.25);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits());
+                assert!(same, "{activation:?} on {width:?}");
+            }
+        }
+    }
 
     #[test]
     fn erf_matches_libm() {

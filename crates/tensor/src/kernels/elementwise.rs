@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::wide::widest;
 use crate::kernels::Activation;
 use crate::{Result, Tensor, TensorError};
 
@@ -10,7 +11,10 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     same_shape(a, b)?;
     let mut out = a.contiguous().into_values();
     let b = b.contiguous();
-    out.iter_mut().zip(b.values()).for_each(|(x, y)| *x += y);
+    widest(
+        #[inline(always)]
+        || out.iter_mut().zip(b.values()).for_each(|(x, y)| *x += y),
+    );
     Tensor::from_vec(a.shape(), out)
 }
 
@@ -27,7 +31,10 @@ pub fn add_then(a: Tensor, b: &Tensor, activation: Activation) -> Result<Tensor>
         .zip(b.values().par_chunks(CHUNK))
         .for_each(|(x, y)| {
             // Two passes over a chunk that stays in cache, each a loop that vectorizes.
-            x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+            widest(
+                #[inline(always)]
+                || x.iter_mut().zip(y).for_each(|(x, y)| *x += y),
+            );
             activation.apply_slice(x);
         });
     Tensor::from_vec(&shape, out)

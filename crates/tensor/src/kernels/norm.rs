@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::wide::widest;
 use crate::kernels::Activation;
 use crate::{Result, Tensor};
 
@@ -12,16 +13,47 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Resul
     bias.expect_shape("layer_norm bias", &[d])?;
     let mut out = x.contiguous().into_values();
     let (w, b) = (weight.values(), bias.values());
-    out.par_chunks_mut(d).for_each(|row| {
-        // Two passes in f64 match PyTorch's reduction closely on wide rows.
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
-        let inv = 1.0 / (var + eps as f64).sqrt();
-        for ((v, &w), &b) in row.iter_mut().zip(w).zip(b) {
-            *v = ((*v as f64 - mean) * inv) as f32 * w + b;
-        }
+    out.par_chunks_mut(d.max(1)).for_each(|row| {
+        widest(
+            #[inline(always)]
+            || normalise_row(row, w, b, eps),
+        )
     });
     Tensor::from_vec(x.shape(), out)
+}
+
+/// Partial sums of a reduction: the sums vectorize only when each lane keeps its own.
+const LANES: usize = 8;
+
+/// One row of [`layer_norm`]. Mean and variance are two passes in f64, which match PyTorch's
+/// reduction closely on wide rows.
+#[inline(always)]
+fn normalise_row(row: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let d = row.len() as f64;
+    let mean = lane_sum(row, |v| v as f64) / d;
+    let var = lane_sum(row, |v| {
+        let centred = v as f64 - mean;
+        centred * centred
+    }) / d;
+    let inv = 1.0 / (var + eps as f64).sqrt();
+    for ((v, &w), &b) in row.iter_mut().zip(w).zip(b) {
+        *v = ((*v as f64 - mean) * inv) as f32 * w + b;
+    }
+}
+
+/// `sum(term(v))` over `values` in f64, lane by lane then across lanes.
+#[inline(always)]
+fn lane_sum(values: &[f32], term: impl Fn(f32) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest: f64 = chunks.remainder().iter().map(|&v| term(v)).sum();
+    for chunk in chunks {
+        lanes
+            .iter_mut()
+            .zip(chunk)
+            .for_each(|(lane, &v)| *lane += term(v));
+    }
+    lanes.iter().sum::<f64>() + rest
 }
 
 /// Eval-mode batch norm and an activation as one per-channel affine map: `activation(v *
@@ -115,6 +147,51 @@ mod tests {
         assert!(row.iter().sum::<f32>().abs() < 1e-5);
         assert!((row[3] - 1.341_636).abs() < 1e-4);
         assert!(y.values()[4..].iter().all(|v| v.abs() < 1e-6));
+    }
+
+    /// The naive twin of a row: sequential sums in f64.
+    fn normalise_naive(row: &[f32], w: &[f32], b: &[f32], eps: f32) -> Vec<f32> {
+        let d = row.len() as f64;
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        row.iter()
+            .zip(w.iter().zip(b))
+            .map(|(&v, (&w, &b))| ((v as f64 - mean) * inv) as f32 * w + b)
+            .collect()
+    }
+
+    #[test]
+    fn rows_match_the_naive_twin_on_every_vector_width() {
+        for d in [1usize, 7, 8, 9, 768, 1027] {
+            let row: Vec<f32> = (0..d)
+                .map(|i| ((i * 7919) % 2003) as f32 / 100.0 - 9.0)
+                .collect();
+            let w: Vec<f32> = (0..d).map(|i| 0.5 + (i % 13) as f32 / 10.0).collect();
+            let b: Vec<f32> = (0..d).map(|i| (i % 7) as f32 / 10.0 - 0.3).collect();
+            let naive = normalise_naive(&row, &w, &b, 1e-12);
+            let mut want = row.clone();
+            normalise_row(&mut want, &w, &b, 1e-12);
+            for (g, n) in want.iter().zip(&naive) {
+                assert!(
+                    (g - n).abs() <= 1e-5 * n.abs().max(1.0),
+                    "d {d}: {g} vs {n}"
+                );
+            }
+            for width in crate::kernels::wide::available() {
+                let mut got = row.clone();
+                crate::kernels::wide::on(
+                    width,
+                    #[inline(always)]
+                    || normalise_row(&mut got, &w, &b, 1e-12),
+                );
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits());
+                assert!(same, "d {d} on {width:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Numerically stable softmax over the rows of a dense matrix.
 
 use super::activation::exp;
+use super::wide::widest;
 
 /// Lanes of the partial sums and maxima: the reductions vectorize only when each lane keeps
 /// its own running value.
 const LANES: usize = 16;
 
 /// The sum of `values`, lane by lane then across lanes.
+#[inline(always)]
 fn lane_sum(values: &[f32]) -> f32 {
     let mut lanes = [0.0f32; LANES];
     let chunks = values.chunks_exact(LANES);
@@ -18,6 +20,7 @@ fn lane_sum(values: &[f32]) -> f32 {
 }
 
 /// The largest of `values` (-inf when empty or all -inf), lane by lane then across lanes.
+#[inline(always)]
 fn lane_max(values: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = values.chunks_exact(LANES);
@@ -38,15 +41,30 @@ fn lane_max(values: &[f32]) -> f32 {
 /// Softmax of each `row_len` run of `values`, in place. Rows whose entries are all -inf become
 /// zeros rather than NaN (a fully masked query attends to nothing).
 pub fn softmax_rows(values: &mut [f32], row_len: usize) {
-    for_each_visible_row(values, row_len, |row, max| {
-        row.iter_mut().for_each(|v| *v = exp(*v - max));
-        let inv = 1.0 / lane_sum(row);
-        row.iter_mut().for_each(|v| *v *= inv);
-    });
+    widest(
+        #[inline(always)]
+        || softmax_rows_here(values, row_len),
+    )
+}
+
+/// [`softmax_rows`] compiled for the caller's vector unit.
+#[inline(always)]
+fn softmax_rows_here(values: &mut [f32], row_len: usize) {
+    for_each_visible_row(
+        values,
+        row_len,
+        #[inline(always)]
+        |row, max| {
+            row.iter_mut().for_each(|v| *v = exp(*v - max));
+            let inv = 1.0 / lane_sum(row);
+            row.iter_mut().for_each(|v| *v *= inv);
+        },
+    );
 }
 
 /// Calls `normalise(row, max)` on each `row_len` run of `values` that has a finite maximum;
 /// rows whose entries are all -inf (fully masked) become zeros.
+#[inline(always)]
 pub(crate) fn for_each_visible_row(
     values: &mut [f32],
     row_len: usize,
@@ -91,6 +109,31 @@ mod tests {
         let e: Vec<f64> = row.iter().map(|&v| ((v - max) as f64).exp()).collect();
         let sum: f64 = e.iter().sum();
         e.iter().map(|&v| (v / sum) as f32).collect()
+    }
+
+    #[test]
+    fn every_vector_width_gives_the_same_bits() {
+        let len = 197;
+        let mut rows: Vec<f32> = (0..len * 5)
+            .map(|i| ((i * 7919) % 1001) as f32 / 40.0 - 12.0)
+            .collect();
+        rows[len..2 * len].fill(f32::NEG_INFINITY);
+        rows[3 * len + 7] = f32::NEG_INFINITY;
+        let mut want = rows.clone();
+        softmax_rows_here(&mut want, len);
+        for width in crate::kernels::wide::available() {
+            let mut got = rows.clone();
+            crate::kernels::wide::on(
+                width,
+                #[inline(always)]
+                || softmax_rows_here(&mut got, len),
+            );
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits());
+            assert!(same, "{width:?}");
+        }
     }
 
     #[test]
