@@ -5,6 +5,7 @@
 //! is one job. Softmax and shift-softmax in f32 run two gemm calls over per-head views with no
 //! copies of K and V; the linear and fixed-point variants copy the head into dense rows first.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
@@ -14,6 +15,7 @@ use super::linear_attention::{sima_head, taylor_head, Head};
 use super::matmul::{matmul_strided, MatRef};
 use super::shift_softmax::shift_softmax_rows;
 use super::softmax::softmax_rows;
+use super::wide::widest;
 use crate::fixed::{self, FixedPoint, HeadOperands, TaylorEngine};
 use crate::{Result, Tensor, TensorError};
 
@@ -185,6 +187,11 @@ pub fn attention_with(
     Tensor::from_vec(&[batch, queries, width], out)
 }
 
+thread_local! {
+    /// One head's score matrix, per thread, kept between heads and calls.
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Everything one (batch, head) job reads.
 struct Job<'a> {
     q: &'a [f32],
@@ -232,25 +239,37 @@ impl Job<'_> {
     /// Score-matrix variants: `normalise(Q K^T * scale + mask) V` with a row normaliser.
     fn scored(&self, b: usize, h: usize, out: &mut [f32], normalise: fn(&mut [f32], usize)) {
         let (queries, kv_len) = (self.queries, self.kv_len);
-        let mut scores = vec![0.0f32; queries * kv_len];
-        let k_view = self.kv_view(&self.k, b, h);
-        matmul_strided(&mut scores, kv_len, self.q_view(b, h), k_view.t(), false);
-        let bias = self.mask.key_bias.map(|m| &m[b * kv_len..(b + 1) * kv_len]);
-        for (i, row) in scores.chunks_exact_mut(kv_len.max(1)).enumerate() {
-            for (j, s) in row.iter_mut().enumerate() {
-                *s *= self.scale;
-                if let Some(bias) = bias {
-                    *s += bias[j];
-                }
-                if self.mask.causal && j > self.past + i {
-                    *s = f32::NEG_INFINITY;
+        SCORES.with_borrow_mut(|scores| {
+            // Every element is overwritten by the product, so a longer buffer from an earlier
+            // head is reused as it is.
+            if scores.len() < queries * kv_len {
+                scores.resize(queries * kv_len, 0.0);
+            }
+            let scores = &mut scores[..queries * kv_len];
+            let k_view = self.kv_view(&self.k, b, h);
+            matmul_strided(scores, kv_len, self.q_view(b, h), k_view.t(), false);
+            let bias = self.mask.key_bias.map(|m| &m[b * kv_len..(b + 1) * kv_len]);
+            let scale = self.scale;
+            for (i, row) in scores.chunks_exact_mut(kv_len.max(1)).enumerate() {
+                widest(
+                    #[inline(always)]
+                    || match bias {
+                        Some(bias) => row
+                            .iter_mut()
+                            .zip(bias)
+                            .for_each(|(s, bias)| *s = *s * scale + bias),
+                        None => row.iter_mut().for_each(|s| *s *= scale),
+                    },
+                );
+                if self.mask.causal {
+                    row[(self.past + i + 1).min(kv_len)..].fill(f32::NEG_INFINITY);
                 }
             }
-        }
-        normalise(&mut scores, kv_len);
-        let probabilities = MatRef::row_major(&scores, queries, kv_len);
-        let v_view = self.kv_view(&self.v, b, h);
-        matmul_strided(out, self.layout.head_dim, probabilities, v_view, false);
+            normalise(scores, kv_len);
+            let probabilities = MatRef::row_major(scores, queries, kv_len);
+            let v_view = self.kv_view(&self.v, b, h);
+            matmul_strided(out, self.layout.head_dim, probabilities, v_view, false);
+        })
     }
 
     /// Variants that work on dense copies of the head: Taylor, SimA, and all of fixed point.
