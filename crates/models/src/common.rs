@@ -79,19 +79,51 @@ impl Linear {
         x: &Tensor,
         activation: Activation,
     ) -> Result<Tensor> {
+        let layer = self.layer(w, activation)?;
+        Ok(kernels::linear_fused(
+            x,
+            layer.weight,
+            layer.out_dim,
+            layer.bias,
+            activation,
+        )?)
+    }
+
+    /// The bound weight and bias, for a product with other layers of the same input
+    /// ([`kernels::linear_many`]).
+    pub fn layer<'w>(
+        &self,
+        w: &'w UnitWeights,
+        activation: Activation,
+    ) -> Result<kernels::LinearLayer<'w>> {
         let bias = match &self.bias {
             Some(name) => Some(w.get(name)?),
             None => None,
         };
-        let weight = w.get(&self.weight)?;
-        Ok(kernels::linear_fused(
-            x,
-            weight,
-            self.out_dim(),
+        Ok(kernels::LinearLayer {
+            weight: w.get(&self.weight)?,
+            out_dim: self.out_dim(),
             bias,
             activation,
-        )?)
+        })
     }
+}
+
+/// Several Linear layers (no activation) of the same input as one product
+/// ([`kernels::linear_many`]): the query, key and value projections.
+pub(crate) fn project<const N: usize>(
+    w: &UnitWeights,
+    x: &Tensor,
+    linears: [&Linear; N],
+) -> Result<[Tensor; N]> {
+    let layers = linears
+        .iter()
+        .map(|linear| linear.layer(w, Activation::Identity))
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = kernels::linear_many(x, &layers)?;
+    Ok(outputs
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("linear_many returns one output per layer")))
 }
 
 /// `torch.nn.LayerNorm` over the last dimension.
@@ -374,9 +406,7 @@ impl QkvAttention {
         layer: usize,
         x: &Tensor,
     ) -> Result<Tensor> {
-        let q = self.query.forward(w, x)?;
-        let k = self.key.forward(w, x)?;
-        let v = self.value.forward(w, x)?;
+        let [q, k, v] = project(w, x, [&self.query, &self.key, &self.value])?;
         let scale = 1.0 / (self.layout.head_dim as f32).sqrt();
         let context = self_attention(state, layer, [&q, &k, &v], self.layout, false, scale)?;
         self.output.forward(w, &context)

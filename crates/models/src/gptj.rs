@@ -8,7 +8,8 @@ use edgerun_tensor::kernels::{self, Activation, HeadLayout, RotaryTable};
 use edgerun_tensor::Tensor;
 
 use crate::common::{
-    join, last_token, self_attention, stage_at, start_causal, LayerNorm, Linear, Mlp, Param,
+    join, last_token, project, self_attention, stage_at, start_causal, LayerNorm, Linear, Mlp,
+    Param,
 };
 use crate::family::{activation, detect_prefix, head_layout, positive};
 use crate::{
@@ -89,9 +90,8 @@ impl GptJAttention {
             );
             Ok(Tensor::from_vec(&shape, values)?)
         };
-        let q = rotate(self.q_proj.forward(w, x)?)?;
-        let k = rotate(self.k_proj.forward(w, x)?)?;
-        let v = self.v_proj.forward(w, x)?;
+        let [q, k, v] = project(w, x, [&self.q_proj, &self.k_proj, &self.v_proj])?;
+        let (q, k) = (rotate(q)?, rotate(k)?);
         let scale = 1.0 / (self.layout.head_dim as f32).sqrt();
         let context = self_attention(state, layer, [&q, &k, &v], self.layout, true, scale)?;
         self.out_proj.forward(w, &context)

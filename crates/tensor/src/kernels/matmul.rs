@@ -190,9 +190,89 @@ pub fn linear_fused(
     bias: Option<&Tensor>,
     activation: Activation,
 ) -> Result<Tensor> {
+    let layer = LinearLayer {
+        weight: w,
+        out_dim,
+        bias,
+        activation,
+    };
     let k = x.last_dim();
+    let weight = checked_weight(x, &layer)?;
+    let bias = bias.map(Tensor::contiguous);
+    let x = x.contiguous();
+    let m = x.len() / k.max(1);
+    let mut out = vec![0.0; m * out_dim];
+    gemm::gemm(
+        gemm::Out {
+            data: &mut out,
+            row_stride: out_dim,
+            col_stride: 1,
+        },
+        MatRef::row_major(x.values(), m, k),
+        rhs(&weight, k, out_dim),
+        false,
+        gemm::Epilogue::columns(bias.as_ref().map(|b| b.values()), activation),
+    );
+    Tensor::from_vec(&out_shape(&x, out_dim), out)
+}
+
+/// One Linear layer's weight (as [`linear_fused`] takes it), width, bias and activation.
+#[derive(Clone, Copy)]
+pub struct LinearLayer<'a> {
+    pub weight: &'a Tensor,
+    pub out_dim: usize,
+    pub bias: Option<&'a Tensor>,
+    pub activation: Activation,
+}
+
+/// Several Linear layers of the same input (a query, key and value projection) as one
+/// parallel product ([`gemm::gemm_many`]): each output has the bits [`linear_fused`] gives.
+pub fn linear_many(x: &Tensor, layers: &[LinearLayer]) -> Result<Vec<Tensor>> {
+    let k = x.last_dim();
+    let weights = layers
+        .iter()
+        .map(|layer| checked_weight(x, layer))
+        .collect::<Result<Vec<_>>>()?;
+    let biases: Vec<Option<Tensor>> = layers
+        .iter()
+        .map(|l| l.bias.map(Tensor::contiguous))
+        .collect();
+    let x = x.contiguous();
+    let m = x.len() / k.max(1);
+    let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; m * l.out_dim]).collect();
+    let products = outs
+        .iter_mut()
+        .zip(layers.iter().zip(weights.iter().zip(&biases)))
+        .map(|(out, (layer, (weight, bias)))| gemm::Product {
+            out: gemm::Out {
+                data: out,
+                row_stride: layer.out_dim,
+                col_stride: 1,
+            },
+            b: rhs(weight, k, layer.out_dim),
+            epilogue: gemm::Epilogue::columns(bias.as_ref().map(|b| b.values()), layer.activation),
+        })
+        .collect();
+    gemm::gemm_many(MatRef::row_major(x.values(), m, k), products);
+    outs.into_iter()
+        .zip(layers)
+        .map(|(out, layer)| Tensor::from_vec(&out_shape(&x, layer.out_dim), out))
+        .collect()
+}
+
+/// `x`'s shape with its last dimension `out_dim`.
+fn out_shape(x: &Tensor, out_dim: usize) -> Vec<usize> {
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("rank >= 1") = out_dim;
+    shape
+}
+
+/// A Linear weight whose shape fits `x` and the layer's width, plain or packed, and its
+/// bias's; the weight returned contiguous, with whether it is packed.
+fn checked_weight(x: &Tensor, layer: &LinearLayer) -> Result<(Tensor, bool)> {
+    let (k, out_dim) = (x.last_dim(), layer.out_dim);
     let groups = out_dim.div_ceil(gemm::GROUP);
-    let packed = match *w.shape() {
+    let packed = match *layer.weight.shape() {
         [rows, cols] if rows == k && cols == out_dim => false,
         [g, rows, gemm::GROUP] if g == groups && rows == k => true,
         _ => {
@@ -203,41 +283,27 @@ pub fn linear_fused(
                     gemm::GROUP,
                     x.shape()
                 ),
-                got: w.shape().to_vec(),
+                got: layer.weight.shape().to_vec(),
             })
         }
     };
-    if let Some(b) = bias {
+    if let Some(b) = layer.bias {
         b.expect_shape("linear bias", &[out_dim])?;
     }
-    let x = x.contiguous();
-    let w = w.contiguous();
-    let bias = bias.map(Tensor::contiguous);
-    let m = x.len() / k.max(1);
-    let mut out = vec![0.0; m * out_dim];
-    let rhs = if packed {
+    Ok((layer.weight.contiguous(), packed))
+}
+
+/// The GEMM's right operand for a weight checked by [`checked_weight`].
+fn rhs((weight, packed): &(Tensor, bool), k: usize, out_dim: usize) -> gemm::Rhs<'_> {
+    if *packed {
         gemm::Rhs::Packed {
-            data: w.values(),
+            data: weight.values(),
             rows: k,
             cols: out_dim,
         }
     } else {
-        gemm::Rhs::Plain(MatRef::row_major(w.values(), k, out_dim))
-    };
-    gemm::gemm(
-        gemm::Out {
-            data: &mut out,
-            row_stride: out_dim,
-            col_stride: 1,
-        },
-        MatRef::row_major(x.values(), m, k),
-        rhs,
-        false,
-        gemm::Epilogue::columns(bias.as_ref().map(|b| b.values()), activation),
-    );
-    let mut shape = x.shape().to_vec();
-    *shape.last_mut().expect("rank >= 1") = out_dim;
-    Tensor::from_vec(&shape, out)
+        gemm::Rhs::Plain(MatRef::row_major(weight.values(), k, out_dim))
+    }
 }
 
 /// A Linear weight `[in, out]` (or, with `transposed`, the checkpoint's `[out, in]`) packed

@@ -25,7 +25,10 @@ pub use conv::{conv2d, conv2d_then, im2col_elements, Conv2dParams, COLUMN_BUDGET
 pub use elementwise::{add, add_then};
 pub use embedding::{embedding, embedding_packed};
 pub use gemm::matmul_flops;
-pub use matmul::{linear, linear_fused, matmul, matmul_into, matmul_strided, pack_linear, MatRef};
+pub use matmul::{
+    linear, linear_fused, linear_many, matmul, matmul_into, matmul_strided, pack_linear,
+    LinearLayer, MatRef,
+};
 pub use norm::{batch_norm, layer_norm, ChannelAffine};
 pub use pool::{adaptive_avg_pool2d, max_pool2d};
 pub use resize::{concat_channels, resize_bilinear, upsample_nearest};

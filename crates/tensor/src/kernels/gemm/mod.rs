@@ -276,6 +276,103 @@ fn gemm_with(
     }
 }
 
+/// One of several products of the same left operand (the query, key and value projections
+/// of one input).
+pub struct Product<'a> {
+    pub out: Out<'a>,
+    pub b: Rhs<'a>,
+    pub epilogue: Epilogue<'a>,
+}
+
+/// `out = epilogue(a @ b)` for every product, as one parallel job: the threads share out the
+/// columns of all the products together, so three narrow products keep both cores as busy as
+/// one wide one (each alone splits into pieces too small to pay for the threads' start).
+/// Each product's bits are those of [`gemm`].
+///
+/// Panics when the views disagree or run past their slices, like [`gemm`].
+pub fn gemm_many(a: MatRef, mut products: Vec<Product>) {
+    let kernel = micro::best();
+    let mut work = 0;
+    for p in &products {
+        check(&p.out, &a, &p.b, &p.epilogue);
+        count_flops(a.rows, a.cols, p.b.cols());
+        work += a.rows * a.cols * p.b.cols();
+    }
+    if a.rows == 0 {
+        return;
+    }
+    let dsts: Vec<SendPtr> = products
+        .iter_mut()
+        .map(|p| SendPtr(p.out.data.as_mut_ptr()))
+        .collect();
+    let jobs: Vec<Job> = products
+        .iter()
+        .zip(&dsts)
+        .map(|(p, dst)| Job {
+            kernel,
+            a,
+            b: p.b,
+            dst,
+            out_rs: p.out.row_stride,
+            out_cs: p.out.col_stride,
+            accumulate: false,
+            epilogue: p.epilogue,
+        })
+        .collect();
+    let panels: Vec<usize> = jobs.iter().map(|j| j.b.cols().div_ceil(PANEL)).collect();
+    let shares = share_panels(&panels, gemm_threads(work));
+    let run = |share: &Vec<(usize, std::ops::Range<usize>)>| {
+        for (product, range) in share {
+            jobs[*product].run(0..a.rows, range.clone());
+        }
+    };
+    if shares.len() <= 1 {
+        shares.iter().for_each(run);
+    } else {
+        shares.par_iter().for_each(run);
+    }
+}
+
+/// Splits the panels of several products, laid end to end, into `threads` runs of about
+/// equal length: each run a list of (product, panels). Every piece starts on a group, as
+/// [`Job::run`] requires.
+fn share_panels(panels: &[usize], threads: usize) -> Vec<Vec<(usize, std::ops::Range<usize>)>> {
+    let total: usize = panels.iter().sum();
+    let share = total
+        .div_ceil(threads.max(1))
+        .next_multiple_of(PANELS_PER_GROUP)
+        .max(PANELS_PER_GROUP);
+    let mut shares = vec![Vec::new()];
+    let mut room = share;
+    for (product, &count) in panels.iter().enumerate() {
+        let mut start = 0;
+        while start < count {
+            let mut take = room.min(count - start);
+            if start + take < count {
+                // A piece that stops inside a product stops on a group, so the next starts
+                // on one.
+                take -= take % PANELS_PER_GROUP;
+            }
+            if take == 0 {
+                shares.push(Vec::new());
+                room = share;
+                continue;
+            }
+            shares
+                .last_mut()
+                .expect("one share at least")
+                .push((product, start..start + take));
+            start += take;
+            room -= take.min(room);
+            if room == 0 && (start < count || product + 1 < panels.len()) {
+                shares.push(Vec::new());
+                room = share;
+            }
+        }
+    }
+    shares
+}
+
 struct SendPtr(*mut f32);
 // SAFETY: used only to hand disjoint tiles of one output buffer to rayon jobs.
 unsafe impl Send for SendPtr {}

@@ -186,3 +186,97 @@ fn blocks_of_k_longer_than_kc_are_summed_in_order() {
         assert_eq!(got, expected, "kernel {}", kernel.name);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Several products of one left operand, shared out across threads together: each gives
+    /// the bits of its own naive product.
+    #[test]
+    fn many_products_equal_the_naive_twin(
+        m in 1usize..48,
+        k in 0usize..300,
+        widths in prop::collection::vec((1usize..300, any::<bool>(), any::<bool>()), 1..4),
+        seed in any::<u64>(),
+    ) {
+        let a_data = values(m * k, seed);
+        let a = MatRef::row_major(&a_data, m, k);
+        let bs: Vec<Vec<f32>> = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, ..))| values(k * n, seed ^ (i as u64 + 1)))
+            .collect();
+        let biases: Vec<Vec<f32>> = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, ..))| values(n, seed ^ (i as u64 + 100)))
+            .collect();
+        let packed: Vec<Vec<f32>> = widths
+            .iter()
+            .zip(&bs)
+            .map(|(&(n, ..), b)| {
+                let mut out = vec![0.0; packed_len(k, n)];
+                pack_into(MatRef::row_major(b, k, n), &mut out);
+                out
+            })
+            .collect();
+        let mut outs: Vec<Vec<f32>> = widths.iter().map(|&(n, ..)| vec![f32::NAN; m * n]).collect();
+        let products = outs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, out)| {
+                let (n, is_packed, bias) = widths[i];
+                Product {
+                    out: Out { data: out, row_stride: n, col_stride: 1 },
+                    b: if is_packed {
+                        Rhs::Packed { data: &packed[i], rows: k, cols: n }
+                    } else {
+                        Rhs::Plain(MatRef::row_major(&bs[i], k, n))
+                    },
+                    epilogue: Epilogue::columns(bias.then_some(&biases[i][..]), Activation::GeluTanh),
+                }
+            })
+            .collect();
+        gemm_many(a, products);
+        for (i, &(n, _, bias)) in widths.iter().enumerate() {
+            let mut want = vec![0.0; m * n];
+            let epilogue = Epilogue::columns(bias.then_some(&biases[i][..]), Activation::GeluTanh);
+            reference(
+                Out { data: &mut want, row_stride: n, col_stride: 1 },
+                a,
+                MatRef::row_major(&bs[i], k, n),
+                false,
+                epilogue,
+            );
+            let same = outs[i].iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+            prop_assert!(same, "product {} of {:?}", i, widths);
+        }
+    }
+
+    /// The shares cover every panel of every product once, each piece starting on a group,
+    /// and no share is longer than an even split rounded up to a group.
+    #[test]
+    fn shares_cover_every_panel_once(
+        panels in prop::collection::vec(0usize..200, 1..6),
+        threads in 1usize..5,
+    ) {
+        let shares = share_panels(&panels, threads);
+        let total: usize = panels.iter().sum();
+        let even = total.div_ceil(threads).next_multiple_of(PANELS_PER_GROUP).max(PANELS_PER_GROUP);
+        let mut covered: Vec<Vec<bool>> = panels.iter().map(|&p| vec![false; p]).collect();
+        for share in &shares {
+            let len: usize = share.iter().map(|(_, r)| r.len()).sum();
+            prop_assert!(len <= even, "share of {} panels, even split {}", len, even);
+            for (product, range) in share {
+                prop_assert!(range.start.is_multiple_of(PANELS_PER_GROUP));
+                prop_assert!(!range.is_empty());
+                for p in range.clone() {
+                    prop_assert!(!covered[*product][p], "panel {} of {} twice", p, product);
+                    covered[*product][p] = true;
+                }
+            }
+        }
+        prop_assert!(covered.iter().flatten().all(|&c| c));
+        prop_assert!(shares.len() <= threads + panels.len());
+    }
+}
