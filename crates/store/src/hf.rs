@@ -151,22 +151,25 @@ impl HfFolder {
         for spec in &stage.tensors {
             let (shard, entry) = self.entry(spec)?;
             let dtype = entry.float_dtype().expect("checked by entry");
-            let tensor = match (spec.layout, dtype) {
-                (Layout::Plain, DType::F32) => {
-                    let buffer: Arc<dyn ByteBuffer> = shard.map.clone();
-                    match Tensor::from_buffer(buffer, entry.start, &spec.shape) {
-                        Ok(t) => t,
-                        // A misaligned f32 tensor cannot be borrowed; copying it is still correct.
-                        Err(edgerun_tensor::TensorError::Misaligned { .. }) => {
-                            widen(shard, entry, spec)?
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+            // A weight for the GEMM is copied anyway (transposed or widened), so it is packed
+            // in the copy, straight from the map where the file holds f32.
+            let tensor = match spec.layout {
+                Layout::Plain => stored(shard, entry, spec, dtype)?,
+                // The rows of a transposed weight are dropped from the map as they are packed,
+                // so a large one (a tied embedding) is not held twice.
+                Layout::Linear => {
+                    let row_bytes = (entry.end - entry.start) / spec.shape[0].max(1);
+                    kernels::pack_linear_reporting(
+                        &stored(shard, entry, spec, dtype)?,
+                        true,
+                        |rows| {
+                            shard
+                                .map
+                                .release(entry.start, entry.start + rows * row_bytes)
+                        },
+                    )?
                 }
-                (Layout::Plain, _) => widen(shard, entry, spec)?,
-                // Copied anyway (transposed or widened), so packed for the GEMM in the copy.
-                (Layout::Linear, _) => kernels::pack_linear(&widen(shard, entry, spec)?, true)?,
-                (Layout::Conv1d, _) => kernels::pack_linear(&widen(shard, entry, spec)?, false)?,
+                Layout::Conv1d => kernels::pack_linear(&stored(shard, entry, spec, dtype)?, false)?,
             };
             if !tensor.borrows_buffer() {
                 shard.map.release(entry.start, entry.end);
@@ -190,6 +193,21 @@ impl HfFolder {
     pub fn weight_bytes(&self) -> usize {
         self.shards.iter().map(|s| s.map.bytes().len()).sum()
     }
+}
+
+/// The tensor as the file stores it: borrowed from the map where it is f32 and aligned, else
+/// widened (or, misaligned, copied) into memory of its own.
+fn stored(shard: &Shard, entry: &TensorEntry, spec: &TensorSpec, dtype: DType) -> Result<Tensor> {
+    if dtype == DType::F32 {
+        let buffer: Arc<dyn ByteBuffer> = shard.map.clone();
+        match Tensor::from_buffer(buffer, entry.start, &spec.shape) {
+            Ok(t) => return Ok(t),
+            // A misaligned f32 tensor cannot be borrowed; copying it is still correct.
+            Err(edgerun_tensor::TensorError::Misaligned { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    widen(shard, entry, spec)
 }
 
 fn widen(shard: &Shard, entry: &TensorEntry, spec: &TensorSpec) -> Result<Tensor> {

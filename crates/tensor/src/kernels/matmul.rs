@@ -310,6 +310,17 @@ fn rhs((weight, packed): &(Tensor, bool), k: usize, out_dim: usize) -> gemm::Rhs
 /// into the GEMM's groups of columns, `[ceil(out / 64), in, 64]`: done once when a weight is bound, so
 /// no product packs it again.
 pub fn pack_linear(w: &Tensor, transposed: bool) -> Result<Tensor> {
+    pack_linear_reporting(w, transposed, |_| {})
+}
+
+/// [`pack_linear`], calling `done(rows)` each time the first `rows` rows of `w` will not be
+/// read again (only when `transposed`, where each group of 64 output columns is 64 rows of
+/// `w`), so a caller can drop them from memory while the rest is packed.
+pub fn pack_linear_reporting(
+    w: &Tensor,
+    transposed: bool,
+    mut done: impl FnMut(usize),
+) -> Result<Tensor> {
     let &[rows, cols] = w.shape() else {
         return Err(TensorError::Shape {
             op: "pack_linear",
@@ -321,7 +332,13 @@ pub fn pack_linear(w: &Tensor, transposed: bool) -> Result<Tensor> {
     let view = MatRef::row_major(w.values(), rows, cols);
     let view = if transposed { view.t() } else { view };
     let mut packed = vec![0.0; gemm::packed_len(view.rows, view.cols)];
-    gemm::pack_into(view, &mut packed);
+    if transposed {
+        gemm::pack_groups_into(view, &mut packed, |g| {
+            done(((g + 1) * gemm::GROUP).min(rows))
+        });
+    } else {
+        gemm::pack_into(view, &mut packed);
+    }
     Tensor::from_vec(
         &[view.cols.div_ceil(gemm::GROUP), view.rows, gemm::GROUP],
         packed,

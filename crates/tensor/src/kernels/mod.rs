@@ -27,7 +27,7 @@ pub use embedding::{embedding, embedding_packed};
 pub use gemm::matmul_flops;
 pub use matmul::{
     linear, linear_fused, linear_many, matmul, matmul_into, matmul_strided, pack_linear,
-    LinearLayer, MatRef,
+    pack_linear_reporting, LinearLayer, MatRef,
 };
 pub use norm::{batch_norm, layer_norm, ChannelAffine};
 pub use pool::{adaptive_avg_pool2d, max_pool2d};

@@ -71,6 +71,17 @@ pub fn pack_into(b: MatRef, out: &mut [f32]) {
     pack_block(b, 0, b.rows, 0, b.cols.div_ceil(PANEL), out);
 }
 
+/// [`pack_into`] one group of 64 columns at a time, calling `packed(g)` after group `g`.
+pub fn pack_groups_into(b: MatRef, out: &mut [f32], mut packed: impl FnMut(usize)) {
+    assert_eq!(out.len(), packed_len(b.rows, b.cols), "packed length");
+    let panels = b.cols.div_ceil(PANEL);
+    for (g, dst) in out.chunks_exact_mut((b.rows * GROUP).max(1)).enumerate() {
+        let p0 = g * PANELS_PER_GROUP;
+        pack_block(b, 0, b.rows, p0, (p0 + PANELS_PER_GROUP).min(panels), dst);
+        packed(g);
+    }
+}
+
 /// The `k x n` matrix a packed buffer holds, row-major (for code that reads weights as
 /// plain matrices, such as the accelerator compilers).
 pub fn unpack(packed: &[f32], k: usize, n: usize) -> Vec<f32> {

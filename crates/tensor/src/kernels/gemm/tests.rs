@@ -280,3 +280,19 @@ proptest! {
         prop_assert!(shares.len() <= threads + panels.len());
     }
 }
+
+#[test]
+fn packing_by_groups_equals_packing_at_once() {
+    for (k, n) in [(5usize, 1usize), (7, 64), (3, 65), (9, 200), (0, 70)] {
+        let b = values(k * n, (k * 1000 + n) as u64);
+        let view = MatRef::row_major(&b, k, n);
+        let mut whole = vec![1.0; packed_len(k, n)];
+        pack_into(view, &mut whole);
+        let mut grouped = vec![2.0; packed_len(k, n)];
+        let mut seen = Vec::new();
+        pack_groups_into(view, &mut grouped, |g| seen.push(g));
+        assert_eq!(whole, grouped, "{k} x {n}");
+        let groups = if k == 0 { 0 } else { n.div_ceil(GROUP) };
+        assert_eq!(seen, (0..groups).collect::<Vec<_>>(), "{k} x {n}");
+    }
+}
