@@ -85,7 +85,7 @@ impl Linear {
             layer.weight,
             layer.out_dim,
             layer.bias,
-            activation,
+            layer.activation,
         )?)
     }
 

@@ -35,3 +35,9 @@ pub use resize::{concat_channels, resize_bilinear, upsample_nearest};
 pub use rotary::{rotary_interleaved, RotaryTable};
 pub use shift_softmax::shift_softmax_rows;
 pub use softmax::softmax_rows;
+
+/// Whether two runs of values are the same bits (the tests' check that two paths agree exactly).
+#[cfg(test)]
+pub(crate) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}

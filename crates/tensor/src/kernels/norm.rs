@@ -185,10 +185,7 @@ mod tests {
                     #[inline(always)]
                     || normalise_row(&mut got, &w, &b, 1e-12),
                 );
-                let same = got
-                    .iter()
-                    .zip(&want)
-                    .all(|(g, w)| g.to_bits() == w.to_bits());
+                let same = crate::kernels::same_bits(&got, &want);
                 assert!(same, "d {d} on {width:?}");
             }
         }

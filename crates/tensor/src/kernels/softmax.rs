@@ -128,10 +128,7 @@ mod tests {
                 #[inline(always)]
                 || softmax_rows_here(&mut got, len),
             );
-            let same = got
-                .iter()
-                .zip(&want)
-                .all(|(g, w)| g.to_bits() == w.to_bits());
+            let same = crate::kernels::same_bits(&got, &want);
             assert!(same, "{width:?}");
         }
     }

@@ -374,7 +374,7 @@ fn share_panels(panels: &[usize], threads: usize) -> Vec<Vec<(usize, std::ops::R
                 .expect("one share at least")
                 .push((product, start..start + take));
             start += take;
-            room -= take.min(room);
+            room -= take;
             if room == 0 && (start < count || product + 1 < panels.len()) {
                 shares.push(Vec::new());
                 room = share;

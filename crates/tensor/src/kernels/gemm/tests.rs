@@ -128,7 +128,7 @@ proptest! {
     fn every_kernel_equals_the_reference(c in case()) {
         for kernel in micro::available() {
             let (got, expected) = run_case(&c, kernel);
-            let same = got.iter().zip(&expected).all(|(x, y)| x.to_bits() == y.to_bits());
+            let same = crate::kernels::same_bits(&got, &expected);
             prop_assert!(same, "kernel {} differs from the reference", kernel.name);
         }
     }
@@ -248,7 +248,7 @@ proptest! {
                 false,
                 epilogue,
             );
-            let same = outs[i].iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+            let same = crate::kernels::same_bits(&outs[i], &want);
             prop_assert!(same, "product {} of {:?}", i, widths);
         }
     }
