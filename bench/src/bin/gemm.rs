@@ -145,6 +145,16 @@ fn main() {
         (256, 1024, 196, "ResNet-50 1x1 conv 1024 -> 256, 14x14"),
         (128, 512, 784, "ResNet-50 1x1 conv 512 -> 128, 28x28"),
         (64, 256, 3136, "ResNet-50 1x1 conv 256 -> 64, 56x56"),
+        (3136, 576, 64, "channels last: 3x3 conv, 64 ch, 56x56"),
+        (3136, 64, 256, "channels last: 1x1 conv 64 -> 256, 56x56"),
+        (3136, 256, 64, "channels last: 1x1 conv 256 -> 64, 56x56"),
+        (784, 1152, 128, "channels last: 3x3 conv, 128 ch, 28x28"),
+        (784, 512, 128, "channels last: 1x1 conv 512 -> 128, 28x28"),
+        (196, 2304, 256, "channels last: 3x3 conv, 256 ch, 14x14"),
+        (196, 1024, 256, "channels last: 1x1 conv 1024 -> 256, 14x14"),
+        (196, 256, 1024, "channels last: 1x1 conv 256 -> 1024, 14x14"),
+        (49, 4608, 512, "channels last: 3x3 conv, 512 ch, 7x7"),
+        (49, 512, 2048, "channels last: 1x1 conv 512 -> 2048, 7x7"),
     ];
     let cores_peak = peak * threads as f64;
     for (m, k, n, label) in shapes {

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use super::matmul::MatRef;
-use super::Activation;
+use super::{wide, Activation};
 use crate::parallel::gemm_threads;
 
 /// Columns of one panel: what a kernel keeps in one vector register (AVX-512) or two.
@@ -151,31 +151,70 @@ impl Rhs<'_> {
     }
 }
 
-/// What happens to each finished element of `C`: `act(c + bias[j])`.
+/// What happens to each finished element of `C`: `act(c * scale[j] + bias[j])`, the
+/// multiply and the add rounded separately (a batch norm after a convolution is a scale and a
+/// bias per output channel).
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
+    pub scale: Option<&'a [f32]>,
     pub bias: Option<&'a [f32]>,
     pub activation: Activation,
 }
 
 impl<'a> Epilogue<'a> {
     pub const NONE: Epilogue<'static> = Epilogue {
+        scale: None,
         bias: None,
         activation: Activation::Identity,
     };
 
     /// A bias per column (if any) and an activation.
     pub fn columns(bias: Option<&'a [f32]>, activation: Activation) -> Self {
-        Epilogue { bias, activation }
+        Epilogue {
+            scale: None,
+            bias,
+            activation,
+        }
+    }
+
+    /// A scale and a bias per column, then an activation.
+    pub fn affine(scale: &'a [f32], bias: &'a [f32], activation: Activation) -> Self {
+        Epilogue {
+            scale: Some(scale),
+            bias: Some(bias),
+            activation,
+        }
     }
 
     fn is_none(&self) -> bool {
-        self.bias.is_none() && self.activation == Activation::Identity
+        self.scale.is_none() && self.bias.is_none() && self.activation == Activation::Identity
     }
 
-    /// Finishes the element in column `j` (the scalar form of `Job::finish`).
+    /// Finishes the element in column `j` (the scalar form of [`Epilogue::row`]).
     fn element(&self, c: f32, j: usize) -> f32 {
-        self.activation.apply(c + self.bias.map_or(0.0, |b| b[j]))
+        let scaled = self.scale.map_or(c, |s| c * s[j]);
+        self.activation
+            .apply(scaled + self.bias.map_or(0.0, |b| b[j]))
+    }
+
+    /// Finishes `row`, the columns `cols` of one row of `C`.
+    fn row(&self, row: &mut [f32], cols: std::ops::Range<usize>) {
+        wide::widest(
+            #[inline(always)]
+            || {
+                if let Some(scale) = self.scale {
+                    for (v, s) in row.iter_mut().zip(&scale[cols.clone()]) {
+                        *v *= s;
+                    }
+                }
+                if let Some(bias) = self.bias {
+                    for (v, b) in row.iter_mut().zip(&bias[cols.clone()]) {
+                        *v += b;
+                    }
+                }
+            },
+        );
+        self.activation.apply_slice(row);
     }
 }
 
@@ -235,6 +274,9 @@ fn check(out: &Out, a: &MatRef, b: &Rhs, epilogue: &Epilogue) {
     if let Some(bias) = epilogue.bias {
         assert_eq!(bias.len(), n, "bias length");
     }
+    if let Some(scale) = epilogue.scale {
+        assert_eq!(scale.len(), n, "scale length");
+    }
 }
 
 fn gemm_with(
@@ -263,9 +305,11 @@ fn gemm_with(
         accumulate,
         epilogue,
     };
-    // Split the columns (each thread streams only its own panels of `B`, the weight of a
-    // linear layer) unless splitting the rows leaves the busiest thread less to do: few
-    // columns, or a count of groups that does not share out evenly.
+    // Split the columns where each thread gets a wide share of them (a linear layer: each
+    // streams only its panels of the weight), else the rows (a convolution's product: a
+    // narrow weight and thousands of pixel rows), unless that leaves the busiest thread
+    // clearly more to do than the other split would. Measured on both kinds of shape
+    // (bench/src/bin/gemm.rs, 2 threads).
     if threads <= 1 {
         job.run(0..m, 0..panels);
         return;
@@ -274,7 +318,13 @@ fn gemm_with(
     let row_chunk = m.div_ceil(threads).next_multiple_of(kernel.max_rows);
     let busiest_by_columns = column_chunk.min(panels) as f64 / panels as f64;
     let busiest_by_rows = row_chunk.min(m) as f64 / m as f64;
-    if busiest_by_columns <= busiest_by_rows {
+    let wide_shares = column_chunk * PANEL >= WIDE_SHARE || m < FEW_ROWS;
+    let by_columns = if wide_shares {
+        busiest_by_columns <= busiest_by_rows * UNEVEN
+    } else {
+        busiest_by_rows > busiest_by_columns * UNEVEN
+    };
+    if by_columns {
         let starts: Vec<usize> = (0..panels).step_by(column_chunk).collect();
         starts
             .into_par_iter()
@@ -434,6 +484,20 @@ fn pack_rows(
     }
 }
 
+/// Rows of `A` a job computes at a time. A convolution's product has thousands (one per
+/// output pixel); in blocks, the `rows x 256` block of `C` and the rows' block of steps stay in
+/// the L2 cache while every step of `k` is added, where the whole height would stream them
+/// from memory once per step block. A multiple of every kernel's tile height.
+const ROW_BLOCK: usize = 240;
+
+/// Columns per thread from which a product is split by columns (see `gemm_with`).
+const WIDE_SHARE: usize = 4 * GROUP;
+/// Rows below which a product is split by columns whatever its width (a decoded token, a
+/// 7x7 map): splitting so few rows leaves each thread a tile or two.
+const FEW_ROWS: usize = 64;
+/// How much more the busiest thread may get in the preferred split before the other is taken.
+const UNEVEN: f64 = 1.125;
+
 /// The most rows a kernel's tile has.
 const MAX_TILE_ROWS: usize = 8;
 
@@ -474,7 +538,14 @@ struct Job<'a> {
 unsafe impl Sync for Job<'_> {}
 
 impl Job<'_> {
+    /// Runs `rows x panels`, at most [`ROW_BLOCK`] rows at a time.
     fn run(&self, rows: std::ops::Range<usize>, panels: std::ops::Range<usize>) {
+        for i0 in rows.clone().step_by(ROW_BLOCK) {
+            self.run_rows(i0..(i0 + ROW_BLOCK).min(rows.end), panels.clone());
+        }
+    }
+
+    fn run_rows(&self, rows: std::ops::Range<usize>, panels: std::ops::Range<usize>) {
         let k = self.a.cols;
         if k == 0 {
             self.run_empty(rows, panels);
@@ -697,12 +768,7 @@ impl Job<'_> {
                     cols.len(),
                 )
             };
-            if let Some(bias) = epilogue.bias {
-                for (v, b) in row.iter_mut().zip(&bias[cols.clone()]) {
-                    *v += b;
-                }
-            }
-            epilogue.activation.apply_slice(row);
+            epilogue.row(row, cols.clone());
         }
     }
 

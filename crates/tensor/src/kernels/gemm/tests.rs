@@ -28,6 +28,7 @@ struct Case {
     packed: bool,
     accumulate: bool,
     bias: bool,
+    scale: bool,
     activation: Activation,
     threads: usize,
     seed: u64,
@@ -35,8 +36,13 @@ struct Case {
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        (1usize..40, 0usize..600, 1usize..80),
-        any::<[bool; 6]>(),
+        // Heights past ROW_BLOCK too: a convolution's product has a row per output pixel.
+        (
+            prop_oneof![4 => 1usize..40, 1 => 230usize..500],
+            0usize..600,
+            1usize..80,
+        ),
+        any::<[bool; 7]>(),
         prop_oneof![
             Just(Activation::Identity),
             Just(Activation::GeluTanh),
@@ -55,6 +61,7 @@ fn case() -> impl Strategy<Value = Case> {
             packed: flags[3],
             accumulate: flags[4],
             bias: flags[5],
+            scale: flags[6],
             activation,
             threads,
             seed,
@@ -77,7 +84,11 @@ fn run_case(c: &Case, kernel: micro::Kernel) -> (Vec<f32>, Vec<f32>) {
     let start = values(c.m * c.n, c.seed ^ 3);
     let a = view(&a_data, c.m, c.k, c.a_transposed);
     let b = view(&b_data, c.k, c.n, c.b_transposed);
-    let epilogue = Epilogue::columns(c.bias.then_some(&bias[..]), c.activation);
+    let scale = values(c.n, c.seed ^ 4);
+    let epilogue = Epilogue {
+        scale: c.scale.then_some(&scale[..]),
+        ..Epilogue::columns(c.bias.then_some(&bias[..]), c.activation)
+    };
     let (out_rs, out_cs) = if c.out_transposed { (1, c.m) } else { (c.n, 1) };
     let mut expected = start.clone();
     reference(
@@ -177,6 +188,7 @@ fn blocks_of_k_longer_than_kc_are_summed_in_order() {
         packed: true,
         accumulate: true,
         bias: true,
+        scale: true,
         activation: Activation::GeluTanh,
         threads: 2,
         seed: 7,
