@@ -1,6 +1,7 @@
 //! Building blocks the families share: Linear, Conv1D and LayerNorm weights by name, conv +
 //! batch-norm layers, and multi-head attention over the state's mask and cache.
 
+use edgerun_tensor::kernels::gemm::Epilogue;
 use edgerun_tensor::kernels::{self, Activation, AttentionMask, Conv2dParams, HeadLayout, KvRef};
 use edgerun_tensor::Tensor;
 
@@ -54,7 +55,7 @@ impl Linear {
 
     fn out_dim(&self) -> usize {
         match self.layout {
-            Layout::Linear => self.shape[0],
+            Layout::Linear | Layout::Conv2d => self.shape[0],
             Layout::Plain | Layout::Conv1d => self.shape[1],
         }
     }
@@ -277,6 +278,10 @@ pub(crate) fn self_attention(
 
 /// A convolution, with or without a bias, then eval batch norm (or none) and an activation:
 /// ResNet's and FCN's bias-free conv + BN, VGG's conv + bias [+ BN].
+///
+/// Over NCHW by default; [`ConvBn::channels_last`] makes it read and write NHWC with its weight
+/// packed when bound ([`Layout::Conv2d`]) and the bias, batch norm and activation in the GEMM's
+/// epilogue.
 #[derive(Clone, Debug)]
 pub(crate) struct ConvBn {
     conv: String,
@@ -285,6 +290,7 @@ pub(crate) struct ConvBn {
     shape: [usize; 4],
     params: Conv2dParams,
     activation: Activation,
+    channels_last: bool,
 }
 
 impl ConvBn {
@@ -307,7 +313,14 @@ impl ConvBn {
                 ..Conv2dParams::default()
             },
             activation,
+            channels_last: false,
         }
+    }
+
+    /// Runs on NHWC activations with its weight packed at bind.
+    pub fn channels_last(mut self) -> Self {
+        self.channels_last = true;
+        self
     }
 
     /// A convolution with a bias and no batch norm.
@@ -342,7 +355,12 @@ impl ConvBn {
 
     pub fn specs(&self) -> Vec<TensorSpec> {
         let c = self.shape[0];
-        let mut specs = vec![spec(self.conv.clone(), self.shape.to_vec(), Layout::Plain)];
+        let layout = if self.channels_last {
+            Layout::Conv2d
+        } else {
+            Layout::Plain
+        };
+        let mut specs = vec![spec(self.conv.clone(), self.shape.to_vec(), layout)];
         if let Some(bias) = &self.bias {
             specs.push(spec(bias.clone(), vec![c], Layout::Plain));
         }
@@ -357,19 +375,14 @@ impl ConvBn {
     pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
         let weight = w.get(&self.conv)?;
+        if self.channels_last {
+            return self.forward_nhwc(w, x, weight, bias);
+        }
         let Some(norm) = &self.norm else {
             let y = kernels::conv2d(x, weight, bias, self.params)?;
             return activate(y, self.activation);
         };
-        let n = |part: &str| w.get(&format!("{norm}.{part}"));
-        let stats = (
-            n("running_mean")?,
-            n("running_var")?,
-            n("weight")?,
-            n("bias")?,
-        );
-        let channels = weight.shape().first().copied().unwrap_or(0);
-        let after = kernels::ChannelAffine::batch_norm(channels, stats, 1e-5, self.activation)?;
+        let after = self.batch_norm(w, norm)?;
         Ok(kernels::conv2d_then(
             x,
             weight,
@@ -377,6 +390,54 @@ impl ConvBn {
             self.params,
             Some(&after),
         )?)
+    }
+
+    fn batch_norm(&self, w: &UnitWeights, norm: &str) -> Result<kernels::ChannelAffine> {
+        let n = |part: &str| w.get(&format!("{norm}.{part}"));
+        let stats = (
+            n("running_mean")?,
+            n("running_var")?,
+            n("weight")?,
+            n("bias")?,
+        );
+        Ok(kernels::ChannelAffine::batch_norm(
+            self.shape[0],
+            stats,
+            1e-5,
+            self.activation,
+        )?)
+    }
+
+    fn forward_nhwc(
+        &self,
+        w: &UnitWeights,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let conv = kernels::PackedConv {
+            weight,
+            shape: self.shape,
+        };
+        if let Some(b) = bias {
+            b.expect_shape("convolution bias", &[self.shape[0]])?;
+        }
+        let Some(norm) = &self.norm else {
+            let bias = bias.map(Tensor::values);
+            let epilogue = Epilogue::columns(bias, self.activation);
+            return Ok(kernels::conv2d_nhwc(x, conv, self.params, epilogue)?);
+        };
+        let after = self.batch_norm(w, norm)?;
+        // A convolution's own bias before the norm moves into the norm's shift:
+        // (y + b) * s + t = y * s + (b * s + t).
+        let shift: Vec<f32> = match bias {
+            Some(b) => (b.values().iter().zip(after.scale()).zip(after.shift()))
+                .map(|((&b, &s), &t)| b * s + t)
+                .collect(),
+            None => after.shift().to_vec(),
+        };
+        let epilogue = Epilogue::affine(after.scale(), &shift, self.activation);
+        Ok(kernels::conv2d_nhwc(x, conv, self.params, epilogue)?)
     }
 }
 

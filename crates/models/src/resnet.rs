@@ -1,6 +1,10 @@
 //! ResNet (`ResNetModel`, `ResNetForImageClassification`): a 7x7 stem and max pool, stages of
 //! basic or bottleneck residual layers, global average pooling and a linear classifier.
 //! Mirrors transformers' `models/resnet/modeling_resnet.py`; each residual layer is a stage.
+//!
+//! Feature maps run channels last (NHWC) from the stem to the head, so every convolution is
+//! one product over packed weights; the hidden states a caller sees are NCHW, as transformers
+//! returns them.
 
 use serde::Deserialize;
 
@@ -58,8 +62,8 @@ impl ResNetEmbedder {
     }
 
     fn forward(&self, w: &UnitWeights, pixels: &Tensor) -> Result<Tensor> {
-        let y = self.stem.forward(w, pixels)?;
-        Ok(kernels::max_pool2d(&y, 3, 2, 1)?)
+        let y = self.stem.forward(w, &kernels::nchw_to_nhwc(pixels)?)?;
+        Ok(kernels::max_pool2d_nhwc(&y, 3, 2, 1)?)
     }
 }
 
@@ -107,16 +111,20 @@ impl ResNetHead {
         self.classifier.iter().flat_map(Linear::specs).collect()
     }
 
+    /// `x` is NHWC.
     fn forward(&self, w: &UnitWeights, state: &mut State, x: &Tensor) -> Result<()> {
-        let pooled = kernels::adaptive_avg_pool2d(x, 1, 1)?;
+        let pooled = kernels::global_avg_pool_nhwc(x)?;
         match &self.classifier {
             Some(classifier) => {
-                let flat = pooled.reshape(&[state.batch, pooled.shape()[1]])?;
-                state.output("logits", classifier.forward(w, &flat)?);
+                state.output("logits", classifier.forward(w, &pooled)?);
             }
             None => {
-                state.output("last_hidden_state", x.clone());
-                state.output("pooler_output", pooled);
+                let channels = pooled.shape()[1];
+                state.output("last_hidden_state", kernels::nhwc_to_nchw(x)?);
+                state.output(
+                    "pooler_output",
+                    pooled.reshape(&[state.batch, channels, 1, 1])?,
+                );
             }
         }
         Ok(())
@@ -187,7 +195,8 @@ impl ResNet {
             (c.num_channels, c.embedding_size, 7),
             2,
             act,
-        );
+        )
+        .channels_last();
 
         let mut layers = Vec::new();
         let mut in_ch = c.embedding_size;
@@ -215,6 +224,7 @@ impl ResNet {
                             stride,
                             act,
                         )
+                        .channels_last()
                     };
                 let convs = if bottleneck {
                     let reduced = out_ch / 4;
@@ -243,6 +253,7 @@ impl ResNet {
                         stride,
                         Activation::Identity,
                     )
+                    .channels_last()
                 });
                 layers.push(ResidualLayer {
                     id: format!("encoder.stages.{s}.layers.{l}"),
@@ -317,6 +328,14 @@ impl ResNet {
     }
 }
 
+/// Records the NHWC map `y` as an NCHW hidden state, if hidden states are asked for.
+fn record_nchw(state: &mut State, y: &Tensor) -> Result<()> {
+    if state.options.hidden_states {
+        state.record_hidden(&kernels::nhwc_to_nchw(y)?);
+    }
+    Ok(())
+}
+
 impl Model for ResNet {
     fn has_attention(&self) -> bool {
         false
@@ -379,14 +398,14 @@ impl Model for ResNet {
         let y = match stage {
             ResNetStage::Embedder => {
                 let y = self.embedder.forward(w, state.inputs.pixels()?)?;
-                state.record_hidden(&y);
+                record_nchw(state, &y)?;
                 y
             }
             ResNetStage::Layer(i) => {
                 let layer = &self.layers[i];
                 let y = layer.forward(w, &state.take_hidden(&layer.id)?)?;
                 if layer.ends_stage {
-                    state.record_hidden(&y);
+                    record_nchw(state, &y)?;
                 }
                 y
             }

@@ -17,6 +17,9 @@ pub enum Layout {
     Linear,
     /// GPT-2's `Conv1D` weight, stored `[in, out]`, bound packed like [`Layout::Linear`].
     Conv1d,
+    /// A `torch.nn.Conv2d` weight stored `[out, in, kh, kw]`, bound packed for the channels-last
+    /// convolution as `[ceil(out / 64), kh * kw * in, 64]` (`kernels::pack_conv`).
+    Conv2d,
 }
 
 /// One checkpoint tensor a stage needs, with the shape its config implies (as stored).
@@ -32,18 +35,16 @@ impl TensorSpec {
         self.shape.iter().product()
     }
 
-    /// Whether the tensor is a Linear or Conv1D weight, which the GEMM may read packed.
-    pub fn is_matrix_weight(&self) -> bool {
-        matches!(self.layout, Layout::Linear | Layout::Conv1d)
-    }
-
-    /// The shape of the bound tensor, as a packed store holds it: matrix weights packed
-    /// for the GEMM, `[ceil(out / 64), in, 64]`.
+    /// The shape of the bound tensor, as a packed store holds it: matrix and convolution
+    /// weights packed for the GEMM, `[ceil(out / 64), in, 64]`.
     pub fn bound_shape(&self) -> Vec<usize> {
         let group = edgerun_tensor::kernels::gemm::GROUP;
         match (self.layout, self.shape.as_slice()) {
             (Layout::Linear, [out, inp]) | (Layout::Conv1d, [inp, out]) => {
                 vec![out.div_ceil(group), *inp, group]
+            }
+            (Layout::Conv2d, &[out, inp, kh, kw]) => {
+                edgerun_tensor::kernels::packed_conv_shape(&[out, inp, kh, kw])
             }
             _ => self.shape.clone(),
         }

@@ -170,6 +170,7 @@ impl HfFolder {
                     )?
                 }
                 Layout::Conv1d => kernels::pack_linear(&stored(shard, entry, spec, dtype)?, false)?,
+                Layout::Conv2d => kernels::pack_conv(&stored(shard, entry, spec, dtype)?)?,
             };
             if !tensor.borrows_buffer() {
                 shard.map.release(entry.start, entry.end);

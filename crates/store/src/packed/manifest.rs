@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "edgerun-packed";
 /// Version 2 added the manifest's own checksum; version 3 holds Linear and Conv1D weights packed
-/// for the GEMM; version 4 also a tied LM head's embedding table (GPT-2's `wte`).
-pub const VERSION: u32 = 4;
+/// for the GEMM; version 4 also a tied LM head's embedding table (GPT-2's `wte`); version 5
+/// convolution weights packed for the channels-last convolution.
+pub const VERSION: u32 = 5;
 /// Every unit starts and ends on this boundary, so one aligned read (O_DIRECT) fetches it.
 pub const UNIT_ALIGN: u64 = 4096;
 /// Tensors start on this boundary inside their unit (a cache line, and f32/f16 alignment).
@@ -66,7 +67,8 @@ pub struct TensorEntry {
     #[serde(with = "dtype_name")]
     pub dtype: DType,
     /// The shape kernels read: Linear and Conv1D weights packed for the GEMM,
-    /// `[ceil(out / 64), in, 64]` (columns past `out` zero).
+    /// `[ceil(out / 64), in, 64]` (columns past `out` zero), convolution weights
+    /// `[ceil(out / 64), kh * kw * in, 64]`.
     pub shape: Vec<usize>,
     /// True for Linear weights stored transposed from the checkpoint's `[out, in]`.
     pub transposed: bool,

@@ -34,7 +34,7 @@ impl Default for Conv2dParams {
 pub const COLUMN_BUDGET: usize = 4 << 20;
 
 /// Output rows per band for `k` = channels x kernel taps and `ow` output columns.
-fn band_rows(k: usize, ow: usize) -> usize {
+pub(crate) fn band_rows(k: usize, ow: usize) -> usize {
     (COLUMN_BUDGET / (k * ow).max(1)).max(1)
 }
 
@@ -44,7 +44,7 @@ pub fn im2col_elements(k: usize, oh: usize, ow: usize) -> usize {
     k * ow * band_rows(k, ow).min(oh)
 }
 
-fn out_extent(input: usize, kernel: usize, p: &Conv2dParams) -> Option<usize> {
+pub(crate) fn out_extent(input: usize, kernel: usize, p: &Conv2dParams) -> Option<usize> {
     let span = p.dilation * (kernel - 1) + 1;
     (input + 2 * p.padding)
         .checked_sub(span)

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 pub mod attention_variant;
 pub mod conv;
+pub mod conv_packed;
 pub mod elementwise;
 pub mod embedding;
 pub mod gemm;
@@ -22,6 +23,9 @@ pub use activation::Activation;
 pub use attention::{attention, attention_flops, attention_with, AttentionMask, HeadLayout, KvRef};
 pub use attention_variant::{AttentionAlgorithm, AttentionVariant, Centre};
 pub use conv::{conv2d, conv2d_then, im2col_elements, Conv2dParams, COLUMN_BUDGET};
+pub use conv_packed::{
+    conv2d_nhwc, nchw_to_nhwc, nhwc_to_nchw, pack_conv, packed_conv_shape, PackedConv,
+};
 pub use elementwise::{add, add_then};
 pub use embedding::{embedding, embedding_packed};
 pub use gemm::matmul_flops;
@@ -30,7 +34,7 @@ pub use matmul::{
     pack_linear_reporting, LinearLayer, MatRef,
 };
 pub use norm::{batch_norm, layer_norm, ChannelAffine};
-pub use pool::{adaptive_avg_pool2d, max_pool2d};
+pub use pool::{adaptive_avg_pool2d, global_avg_pool_nhwc, max_pool2d, max_pool2d_nhwc};
 pub use resize::{concat_channels, resize_bilinear, upsample_nearest};
 pub use rotary::{rotary_interleaved, RotaryTable};
 pub use shift_softmax::shift_softmax_rows;

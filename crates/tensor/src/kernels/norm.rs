@@ -106,6 +106,20 @@ impl ChannelAffine {
         self.scale.len()
     }
 
+    /// The multiplier per channel.
+    pub fn scale(&self) -> &[f32] {
+        &self.scale
+    }
+
+    /// The offset per channel, added after the scale.
+    pub fn shift(&self) -> &[f32] {
+        &self.shift
+    }
+
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
     /// Maps `values`, all of channel `channel`, in place.
     pub fn apply(&self, channel: usize, values: &mut [f32]) {
         let (s, t) = (self.scale[channel], self.shift[channel]);

@@ -1,4 +1,5 @@
-//! Spatial pooling over NCHW: max pooling and PyTorch's adaptive average pooling.
+//! Spatial pooling: max pooling and PyTorch's adaptive average pooling over NCHW, and max
+//! pooling and the global average over channels-last (NHWC) maps.
 
 use rayon::prelude::*;
 
@@ -81,9 +82,105 @@ pub fn adaptive_avg_pool2d(x: &Tensor, oh: usize, ow: usize) -> Result<Tensor> {
     Tensor::from_vec(&[n, c, oh, ow], out)
 }
 
+/// [`max_pool2d`] over `x [n, h, w, c]`: each output pixel the channel-wise max of its taps'
+/// runs of channels (the same values as the NCHW pool).
+pub fn max_pool2d_nhwc(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let &[n, h, w, c] = x.shape() else {
+        return Err(TensorError::Shape {
+            op: "max_pool2d_nhwc",
+            expected: "[n, h, w, c]".into(),
+            got: x.shape().to_vec(),
+        });
+    };
+    if h + 2 * padding < kernel || w + 2 * padding < kernel || stride == 0 || kernel == 0 {
+        return Err(TensorError::Shape {
+            op: "max_pool2d_nhwc",
+            expected: format!("a plane of at least {kernel}x{kernel} and a positive stride"),
+            got: x.shape().to_vec(),
+        });
+    }
+    let oh = (h + 2 * padding - kernel) / stride + 1;
+    let ow = (w + 2 * padding - kernel) / stride + 1;
+    let x = x.contiguous();
+    let xv = x.values();
+    let mut out = vec![f32::NEG_INFINITY; n * oh * ow * c];
+    out.par_chunks_mut((ow * c).max(1))
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (img, oy) = (row / oh, row % oh);
+            let src = &xv[img * h * w * c..][..h * w * c];
+            let ys = (oy * stride).saturating_sub(padding)
+                ..(oy * stride + kernel).saturating_sub(padding).min(h);
+            for (ox, best) in dst.chunks_exact_mut(c).enumerate() {
+                let xs = (ox * stride).saturating_sub(padding)
+                    ..(ox * stride + kernel).saturating_sub(padding).min(w);
+                for iy in ys.clone() {
+                    for ix in xs.clone() {
+                        let run = &src[(iy * w + ix) * c..][..c];
+                        for (b, &v) in best.iter_mut().zip(run) {
+                            *b = b.max(v);
+                        }
+                    }
+                }
+            }
+        });
+    Tensor::from_vec(&[n, oh, ow, c], out)
+}
+
+/// The mean over all pixels of `x [n, h, w, c]`: `[n, c]` (adaptive average pooling to 1x1,
+/// summed pixel by pixel rather than channel by channel, so within rounding of it).
+pub fn global_avg_pool_nhwc(x: &Tensor) -> Result<Tensor> {
+    let &[n, h, w, c] = x.shape() else {
+        return Err(TensorError::Shape {
+            op: "global_avg_pool_nhwc",
+            expected: "[n, h, w, c]".into(),
+            got: x.shape().to_vec(),
+        });
+    };
+    let x = x.contiguous();
+    let pixels = h * w;
+    let mut out = vec![0.0f32; n * c];
+    for (img, sums) in out.chunks_exact_mut(c.max(1)).enumerate() {
+        for run in x.values()[img * pixels * c..][..pixels * c].chunks_exact(c) {
+            for (s, &v) in sums.iter_mut().zip(run) {
+                *s += v;
+            }
+        }
+        for s in sums.iter_mut() {
+            *s /= pixels as f32;
+        }
+    }
+    Tensor::from_vec(&[n, c], out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::{nchw_to_nhwc, nhwc_to_nchw};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn nhwc_pools_equal_the_nchw_ones(
+            n in 1usize..3, c in 1usize..6, h in 1usize..12, w in 1usize..12,
+            kernel in 1usize..4, stride in 1usize..3, padding in 0usize..4, seed in any::<u16>(),
+        ) {
+            prop_assume!(h + 2 * padding >= kernel && w + 2 * padding >= kernel);
+            let len = n * c * h * w;
+            let values = (0..len).map(|i| ((i * 31 + seed as usize) % 97) as f32 - 48.0).collect();
+            let x = Tensor::from_vec(&[n, c, h, w], values).unwrap();
+            let nhwc = nchw_to_nhwc(&x).unwrap();
+            let want = max_pool2d(&x, kernel, stride, padding).unwrap();
+            let got = nhwc_to_nchw(&max_pool2d_nhwc(&nhwc, kernel, stride, padding).unwrap()).unwrap();
+            prop_assert_eq!(got.shape(), want.shape());
+            prop_assert_eq!(got.values(), want.values());
+            let mean = adaptive_avg_pool2d(&x, 1, 1).unwrap();
+            let got = global_avg_pool_nhwc(&nhwc).unwrap();
+            for (g, e) in got.values().iter().zip(mean.values()) {
+                prop_assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()));
+            }
+        }
+    }
 
     #[test]
     fn max_pool_with_padding() {
