@@ -1,7 +1,7 @@
 //! Building blocks the families share: Linear, Conv1D and LayerNorm weights by name, conv +
 //! batch-norm layers, and multi-head attention over the state's mask and cache.
 
-use edgerun_tensor::kernels::gemm::Epilogue;
+use edgerun_tensor::kernels::gemm::{Epilogue, Residual};
 use edgerun_tensor::kernels::{self, Activation, AttentionMask, Conv2dParams, HeadLayout, KvRef};
 use edgerun_tensor::Tensor;
 
@@ -376,7 +376,7 @@ impl ConvBn {
         let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
         let weight = w.get(&self.conv)?;
         if self.channels_last {
-            return self.forward_nhwc(w, x, weight, bias);
+            return self.forward_nhwc(w, x, weight, bias, None);
         }
         let Some(norm) = &self.norm else {
             let y = kernels::conv2d(x, weight, bias, self.params)?;
@@ -390,6 +390,32 @@ impl ConvBn {
             self.params,
             Some(&after),
         )?)
+    }
+
+    /// `activation(conv(x) + residual)`: the convolution (and its norm, without its own
+    /// activation) with a residual connection added before the block's activation. Channels
+    /// last, the addition runs in the GEMM's epilogue.
+    pub fn forward_adding(
+        &self,
+        w: &UnitWeights,
+        x: &Tensor,
+        residual: &Tensor,
+        activation: Activation,
+    ) -> Result<Tensor> {
+        let inner = Self {
+            activation: Activation::Identity,
+            ..self.clone()
+        };
+        if !self.channels_last {
+            return Ok(kernels::add_then(inner.forward(w, x)?, residual, activation)?);
+        }
+        let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
+        let weight = w.get(&self.conv)?;
+        let with = Self {
+            activation,
+            ..inner
+        };
+        with.forward_nhwc(w, x, weight, bias, Some(residual))
     }
 
     fn batch_norm(&self, w: &UnitWeights, norm: &str) -> Result<kernels::ChannelAffine> {
@@ -408,12 +434,14 @@ impl ConvBn {
         )?)
     }
 
+    /// Channels last, with `residual` (the output's shape) added before the activation.
     fn forward_nhwc(
         &self,
         w: &UnitWeights,
         x: &Tensor,
         weight: &Tensor,
         bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         let conv = kernels::PackedConv {
             weight,
@@ -422,9 +450,17 @@ impl ConvBn {
         if let Some(b) = bias {
             b.expect_shape("convolution bias", &[self.shape[0]])?;
         }
+        let residual = residual.map(Tensor::contiguous);
+        let residual = residual.as_ref().map(|r| Residual {
+            data: r.values(),
+            row_stride: self.shape[0],
+        });
         let Some(norm) = &self.norm else {
             let bias = bias.map(Tensor::values);
-            let epilogue = Epilogue::columns(bias, self.activation);
+            let epilogue = Epilogue {
+                residual,
+                ..Epilogue::columns(bias, self.activation)
+            };
             return Ok(kernels::conv2d_nhwc(x, conv, self.params, epilogue)?);
         };
         let after = self.batch_norm(w, norm)?;
@@ -436,7 +472,10 @@ impl ConvBn {
                 .collect(),
             None => after.shift().to_vec(),
         };
-        let epilogue = Epilogue::affine(after.scale(), &shift, self.activation);
+        let epilogue = Epilogue {
+            residual,
+            ..Epilogue::affine(after.scale(), &shift, self.activation)
+        };
         Ok(kernels::conv2d_nhwc(x, conv, self.params, epilogue)?)
     }
 }

@@ -93,11 +93,14 @@ impl ResidualLayer {
             Some(s) => s.forward(w, x)?,
             None => x.clone(),
         };
+        let Some((last, first)) = self.convs.split_last() else {
+            return Ok(kernels::add_then(x.clone(), &residual, self.activation)?);
+        };
         let mut y = x.clone();
-        for conv in &self.convs {
+        for conv in first {
             y = conv.forward(w, &y)?;
         }
-        Ok(kernels::add_then(y, &residual, self.activation)?)
+        last.forward_adding(w, &y, &residual, self.activation)
     }
 }
 

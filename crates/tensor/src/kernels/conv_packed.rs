@@ -107,6 +107,14 @@ pub fn conv2d_nhwc(
     let (Some(oh), Some(ow)) = (out_extent(h, kh, &p), out_extent(w, kw, &p)) else {
         return Err(shape_error(format!("an input at least {kh}x{kw}")));
     };
+    let pixels = n * oh * ow;
+    if let Some(r) = epilogue.residual {
+        if r.row_stride != oc || r.data.len() != pixels * oc {
+            return Err(shape_error(format!(
+                "a residual of the output's shape [{n}, {oh}, {ow}, {oc}]"
+            )));
+        }
+    }
     let x = x.contiguous();
     let k = kh * kw * c;
     let rhs = Rhs::Packed {
@@ -115,16 +123,17 @@ pub fn conv2d_nhwc(
         cols: oc,
     };
     let mut out = vec![0.0f32; n * oh * ow * oc];
-    let product = |dst: &mut [f32], a: MatRef| {
+    // The product of output pixels `first..`.
+    let product = |dst: &mut [f32], first: usize, a: MatRef| {
         let out = Out {
             data: dst,
             row_stride: oc,
             col_stride: 1,
         };
-        gemm::gemm(out, a, rhs, false, epilogue);
+        gemm::gemm(out, a, rhs, false, epilogue.from_row(first));
     };
     if kh == 1 && kw == 1 && p.stride == 1 && p.padding == 0 {
-        product(&mut out, MatRef::row_major(x.values(), n * h * w, c));
+        product(&mut out, 0, MatRef::row_major(x.values(), n * h * w, c));
         return Tensor::from_vec(&[n, oh, ow, oc], out);
     }
     let band = band_rows(k, ow).min(oh);
@@ -142,6 +151,7 @@ pub fn conv2d_nhwc(
                 gather_taps(input, col, (h, w, c), (kh, kw), (first, ow), &p);
                 product(
                     &mut image_out[first * ow * oc..][..rows * ow * oc],
+                    (img * oh + first) * ow,
                     MatRef::row_major(col, rows * ow, k),
                 );
             }
@@ -237,7 +247,8 @@ fn transpose_planes(src: &[f32], n: usize, rows: usize, cols: usize) -> Vec<f32>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{conv2d_then, Activation, ChannelAffine};
+    use crate::kernels::gemm::Residual;
+    use crate::kernels::{add_then, conv2d_then, Activation, ChannelAffine};
     use proptest::prelude::*;
 
     fn tensor(shape: &[usize], seed: usize) -> Tensor {
@@ -268,6 +279,11 @@ mod tests {
             let act = if relu { Activation::Relu } else { Activation::Identity };
             let affine = ChannelAffine::batch_norm(oc, (&mean, &var, &gamma, &beta), 1e-5, act).unwrap();
             let want = conv2d_then(&x, &weight, None, p, Some(&affine)).unwrap();
+            // And with a residual added before the activation, as a ResNet block's last
+            // convolution does.
+            let plain = ChannelAffine::batch_norm(oc, (&mean, &var, &gamma, &beta), 1e-5, Activation::Identity).unwrap();
+            let skip = tensor(want.shape(), seed + 5);
+            let added = add_then(conv2d_then(&x, &weight, None, p, Some(&plain)).unwrap(), &skip, act).unwrap();
             let packed = pack_conv(&weight).unwrap();
             let got = conv2d_nhwc(
                 &nchw_to_nhwc(&x).unwrap(),
@@ -276,10 +292,20 @@ mod tests {
                 Epilogue::affine(affine.scale(), affine.shift(), act),
             ).unwrap();
             let got = nhwc_to_nchw(&got).unwrap();
-            prop_assert_eq!(got.shape(), want.shape());
-            for (g, e) in got.values().iter().zip(want.values()) {
-                prop_assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "{g} vs {e}");
-            }
+            let close = |got: &Tensor, want: &Tensor| {
+                got.shape() == want.shape()
+                    && got.values().iter().zip(want.values()).all(|(g, e)| (g - e).abs() <= 1e-4 * (1.0 + e.abs()))
+            };
+            prop_assert!(close(&got, &want));
+            let skip_nhwc = nchw_to_nhwc(&skip).unwrap();
+            let residual = Residual { data: skip_nhwc.values(), row_stride: oc };
+            let with_skip = conv2d_nhwc(
+                &nchw_to_nhwc(&x).unwrap(),
+                PackedConv { weight: &packed, shape: [oc, c, kernel, kernel] },
+                p,
+                Epilogue { residual: Some(residual), ..Epilogue::affine(plain.scale(), plain.shift(), act) },
+            ).unwrap();
+            prop_assert!(close(&nhwc_to_nchw(&with_skip).unwrap(), &added));
         }
 
         #[test]
@@ -311,6 +337,15 @@ mod tests {
         let short = [1.0f32; 3];
         let bias = Epilogue::columns(Some(&short), Activation::Identity);
         assert!(conv2d_nhwc(&tensor(&[1, 5, 5, 3], 0), conv, p, bias).is_err());
+        let skip = [0.0f32; 7];
+        let residual = Epilogue {
+            residual: Some(crate::kernels::gemm::Residual {
+                data: &skip,
+                row_stride: 4,
+            }),
+            ..Epilogue::NONE
+        };
+        assert!(conv2d_nhwc(&tensor(&[1, 5, 5, 3], 0), conv, p, residual).is_err());
         let wrong = PackedConv {
             weight: &weight,
             shape: [4, 3, 3, 3],

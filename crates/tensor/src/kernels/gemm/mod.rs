@@ -151,29 +151,38 @@ impl Rhs<'_> {
     }
 }
 
-/// What happens to each finished element of `C`: `act(c * scale[j] + bias[j])`, the
-/// multiply and the add rounded separately (a batch norm after a convolution is a scale and a
-/// bias per output channel).
+/// What happens to each finished element of `C`: `act(c * scale[j] + bias[j] + residual[i, j])`,
+/// each operation rounded on its own (a batch norm after a convolution is a scale and a bias
+/// per output channel; a residual connection adds the block's input before the activation).
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
     pub scale: Option<&'a [f32]>,
     pub bias: Option<&'a [f32]>,
+    pub residual: Option<Residual<'a>>,
     pub activation: Activation,
+}
+
+/// A matrix added to `C` element by element, row `i` at `data[i * row_stride..]`.
+#[derive(Clone, Copy)]
+pub struct Residual<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
 }
 
 impl<'a> Epilogue<'a> {
     pub const NONE: Epilogue<'static> = Epilogue {
         scale: None,
         bias: None,
+        residual: None,
         activation: Activation::Identity,
     };
 
     /// A bias per column (if any) and an activation.
     pub fn columns(bias: Option<&'a [f32]>, activation: Activation) -> Self {
         Epilogue {
-            scale: None,
             bias,
             activation,
+            ..Epilogue::NONE
         }
     }
 
@@ -183,22 +192,42 @@ impl<'a> Epilogue<'a> {
             scale: Some(scale),
             bias: Some(bias),
             activation,
+            ..Epilogue::NONE
+        }
+    }
+
+    /// The same epilogue for the product of rows `first..` only (the residual's rows move).
+    pub fn from_row(self, first: usize) -> Self {
+        Epilogue {
+            residual: self.residual.map(|r| Residual {
+                data: &r.data[(first * r.row_stride).min(r.data.len())..],
+                ..r
+            }),
+            ..self
         }
     }
 
     fn is_none(&self) -> bool {
-        self.scale.is_none() && self.bias.is_none() && self.activation == Activation::Identity
+        self.scale.is_none()
+            && self.bias.is_none()
+            && self.residual.is_none()
+            && self.activation == Activation::Identity
     }
 
-    /// Finishes the element in column `j` (the scalar form of [`Epilogue::row`]).
-    fn element(&self, c: f32, j: usize) -> f32 {
-        let scaled = self.scale.map_or(c, |s| c * s[j]);
-        self.activation
-            .apply(scaled + self.bias.map_or(0.0, |b| b[j]))
+    /// Finishes the element `(i, j)` (the scalar form of [`Epilogue::row`]).
+    fn element(&self, c: f32, i: usize, j: usize) -> f32 {
+        let mut v = self.scale.map_or(c, |s| c * s[j]);
+        if let Some(b) = self.bias {
+            v += b[j];
+        }
+        if let Some(r) = self.residual {
+            v += r.data[i * r.row_stride + j];
+        }
+        self.activation.apply(v)
     }
 
-    /// Finishes `row`, the columns `cols` of one row of `C`.
-    fn row(&self, row: &mut [f32], cols: std::ops::Range<usize>) {
+    /// Finishes `row`, the columns `cols` of row `i` of `C`.
+    fn row(&self, row: &mut [f32], i: usize, cols: std::ops::Range<usize>) {
         wide::widest(
             #[inline(always)]
             || {
@@ -210,6 +239,12 @@ impl<'a> Epilogue<'a> {
                 if let Some(bias) = self.bias {
                     for (v, b) in row.iter_mut().zip(&bias[cols.clone()]) {
                         *v += b;
+                    }
+                }
+                if let Some(r) = self.residual {
+                    let added = &r.data[i * r.row_stride + cols.start..][..cols.len()];
+                    for (v, x) in row.iter_mut().zip(added) {
+                        *v += x;
                     }
                 }
             },
@@ -276,6 +311,13 @@ fn check(out: &Out, a: &MatRef, b: &Rhs, epilogue: &Epilogue) {
     }
     if let Some(scale) = epilogue.scale {
         assert_eq!(scale.len(), n, "scale length");
+    }
+    if let Some(r) = epilogue.residual {
+        assert!(r.row_stride >= n, "residual rows overlap");
+        assert!(
+            (m - 1) * r.row_stride + n <= r.data.len(),
+            "residual out of bounds"
+        );
     }
 }
 
@@ -755,7 +797,7 @@ impl Job<'_> {
                 for j in cols.clone() {
                     // SAFETY: inside `out` and this job's share.
                     let v = unsafe { &mut *self.dst.0.add(i * self.out_rs + j * self.out_cs) };
-                    *v = epilogue.element(*v, j);
+                    *v = epilogue.element(*v, i, j);
                 }
             }
             return;
@@ -768,7 +810,7 @@ impl Job<'_> {
                     cols.len(),
                 )
             };
-            epilogue.row(row, cols.clone());
+            epilogue.row(row, i, cols.clone());
         }
     }
 
@@ -802,7 +844,7 @@ pub fn reference(out: Out, a: MatRef, b: MatRef, accumulate: bool, epilogue: Epi
                 }
                 c = if accumulate || k0 > 0 { c + sum } else { sum };
             }
-            out.data[o] = epilogue.element(c, j);
+            out.data[o] = epilogue.element(c, i, j);
         }
     }
 }

@@ -29,6 +29,7 @@ struct Case {
     accumulate: bool,
     bias: bool,
     scale: bool,
+    residual: bool,
     activation: Activation,
     threads: usize,
     seed: u64,
@@ -42,7 +43,7 @@ fn case() -> impl Strategy<Value = Case> {
             0usize..600,
             1usize..80,
         ),
-        any::<[bool; 7]>(),
+        any::<[bool; 8]>(),
         prop_oneof![
             Just(Activation::Identity),
             Just(Activation::GeluTanh),
@@ -62,6 +63,7 @@ fn case() -> impl Strategy<Value = Case> {
             accumulate: flags[4],
             bias: flags[5],
             scale: flags[6],
+            residual: flags[7],
             activation,
             threads,
             seed,
@@ -85,8 +87,14 @@ fn run_case(c: &Case, kernel: micro::Kernel) -> (Vec<f32>, Vec<f32>) {
     let a = view(&a_data, c.m, c.k, c.a_transposed);
     let b = view(&b_data, c.k, c.n, c.b_transposed);
     let scale = values(c.n, c.seed ^ 4);
+    // A residual with rows wider than the output's, as a view into a larger map would be.
+    let residual = values(c.m * (c.n + 3), c.seed ^ 5);
     let epilogue = Epilogue {
         scale: c.scale.then_some(&scale[..]),
+        residual: c.residual.then_some(Residual {
+            data: &residual,
+            row_stride: c.n + 3,
+        }),
         ..Epilogue::columns(c.bias.then_some(&bias[..]), c.activation)
     };
     let (out_rs, out_cs) = if c.out_transposed { (1, c.m) } else { (c.n, 1) };
@@ -189,6 +197,7 @@ fn blocks_of_k_longer_than_kc_are_summed_in_order() {
         accumulate: true,
         bias: true,
         scale: true,
+        residual: false,
         activation: Activation::GeluTanh,
         threads: 2,
         seed: 7,
