@@ -407,7 +407,11 @@ impl ConvBn {
             ..self.clone()
         };
         if !self.channels_last {
-            return Ok(kernels::add_then(inner.forward(w, x)?, residual, activation)?);
+            return Ok(kernels::add_then(
+                inner.forward(w, x)?,
+                residual,
+                activation,
+            )?);
         }
         let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
         let weight = w.get(&self.conv)?;
