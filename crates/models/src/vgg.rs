@@ -2,6 +2,9 @@
 //! max pools (`features`), an adaptive average pool, and a three-layer classifier. Mirrors
 //! `torchvision/models/vgg.py`; each convolution (with the pool after it) and each classifier
 //! layer is a stage, so VGG-19's 411 MB first classifier layer is a unit of its own.
+//!
+//! `features` run channels last (NHWC); the map is turned back to NCHW before the pool and
+//! flatten, so the classifier reads its features in torchvision's order.
 
 use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
@@ -70,7 +73,7 @@ impl ConvStage {
     fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
         let y = self.conv.forward(w, x)?;
         if self.pool_after {
-            return Ok(kernels::max_pool2d(&y, 2, 2, 0)?);
+            return Ok(kernels::max_pool2d_nhwc(&y, 2, 2, 0)?);
         }
         Ok(y)
     }
@@ -133,7 +136,8 @@ impl Vgg {
                             .with_bias()
                     } else {
                         ConvBn::plain(&conv_path, (channels, out, 3), Activation::Relu)
-                    };
+                    }
+                    .channels_last();
                     convs.push(ConvStage {
                         conv,
                         pool_after: false,
@@ -242,7 +246,7 @@ impl Model for Vgg {
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
         let stage = stage_at(&self.order, index)?;
         let x = match index {
-            0 => state.inputs.pixels()?.clone(),
+            0 => kernels::nchw_to_nhwc(state.inputs.pixels()?)?,
             _ => state.take_hidden(&self.stages[index].id)?,
         };
         let layer = match stage {
@@ -253,6 +257,7 @@ impl Model for Vgg {
             VggStage::Classifier(layer) => layer,
         };
         let input = if layer == 0 {
+            let x = kernels::nhwc_to_nchw(&x)?;
             let pooled = kernels::adaptive_avg_pool2d(&x, self.pool_size, self.pool_size)?;
             let features = pooled.len() / state.batch.max(1);
             pooled.reshape(&[state.batch, features])?
