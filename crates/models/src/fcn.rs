@@ -3,6 +3,9 @@
 //! conv to the classes), bilinear upsampling to the input size, and optionally the auxiliary
 //! head on layer3. Mirrors `torchvision/models/segmentation/fcn.py` and `resnet.py`; the stem,
 //! each bottleneck block and each head are stages.
+//!
+//! Feature maps run channels last (NHWC); each head's logits are turned back to NCHW before
+//! the upsampling, so the outputs are torchvision's.
 
 use edgerun_tensor::kernels::im2col_elements;
 use edgerun_tensor::kernels::{self, Activation};
@@ -38,11 +41,9 @@ impl Bottleneck {
             Some(d) => d.forward(w, x)?,
             None => x.clone(),
         };
-        let mut y = x.clone();
-        for conv in &self.convs {
-            y = conv.forward(w, &y)?;
-        }
-        Ok(kernels::add_then(y, &identity, Activation::Relu)?)
+        let [first, middle, last] = &self.convs;
+        let y = middle.forward(w, &first.forward(w, x)?)?;
+        last.forward_adding(w, &y, &identity, Activation::Relu)
     }
 }
 
@@ -62,12 +63,14 @@ impl Head {
                 (in_channels, inter, 3),
                 1,
                 Activation::Relu,
-            ),
+            )
+            .channels_last(),
             classify: ConvBn::plain(
                 &format!("{path}.4"),
                 (inter, classes, 1),
                 Activation::Identity,
-            ),
+            )
+            .channels_last(),
         }
     }
 
@@ -81,7 +84,11 @@ impl Head {
     /// Logits upsampled to the input's height and width.
     fn forward(&self, w: &UnitWeights, x: &Tensor, (h, wd): (usize, usize)) -> Result<Tensor> {
         let y = self.classify.forward(w, &self.reduce.forward(w, x)?)?;
-        Ok(kernels::resize_bilinear(&y, h, wd)?)
+        Ok(kernels::resize_bilinear(
+            &kernels::nhwc_to_nchw(&y)?,
+            h,
+            wd,
+        )?)
     }
 }
 
@@ -136,7 +143,8 @@ impl Fcn {
             (3, 64, 7),
             2,
             Activation::Relu,
-        );
+        )
+        .channels_last();
         // replace_stride_with_dilation = [False, True, True]: layer3 and layer4 dilate instead
         // of striding; each layer's first block keeps the previous dilation.
         let (mut inplanes, mut dilation) = (64usize, 1usize);
@@ -164,6 +172,7 @@ impl Fcn {
                         s,
                         Activation::Relu,
                     )
+                    .channels_last()
                 };
                 let last = ConvBn::new(
                     &format!("{p}.conv3"),
@@ -171,7 +180,8 @@ impl Fcn {
                     (width, out, 1),
                     1,
                     Activation::Identity,
-                );
+                )
+                .channels_last();
                 let downsample = (i == 0 && (s != 1 || inplanes != out)).then(|| {
                     ConvBn::new(
                         &format!("{p}.downsample.0"),
@@ -180,6 +190,7 @@ impl Fcn {
                         s,
                         Activation::Identity,
                     )
+                    .channels_last()
                 });
                 blocks.push(Bottleneck {
                     convs: [
@@ -295,8 +306,9 @@ impl Model for Fcn {
         let stage = stage_at(&self.order, index)?;
         match stage {
             FcnStage::Stem => {
-                let y = self.stem.forward(w, state.inputs.pixels()?)?;
-                state.hidden = Some(kernels::max_pool2d(&y, 3, 2, 1)?);
+                let pixels = kernels::nchw_to_nhwc(state.inputs.pixels()?)?;
+                let y = self.stem.forward(w, &pixels)?;
+                state.hidden = Some(kernels::max_pool2d_nhwc(&y, 3, 2, 1)?);
             }
             FcnStage::Block(i) => {
                 let block = &self.blocks[i];

@@ -37,20 +37,25 @@ pub fn pack_conv(weight: &Tensor) -> Result<Tensor> {
         });
     };
     let weight = weight.contiguous();
+    let w = weight.values();
     let taps = kh * kw;
     let k = taps * c;
-    // Rows ordered (ky, kx, channel) as the NHWC gather reads them.
-    let mut reordered = vec![0.0f32; oc * k];
-    for (o, dst) in reordered.chunks_exact_mut(k.max(1)).enumerate() {
-        let src = &weight.values()[o * k..][..k];
-        for ch in 0..c {
-            for tap in 0..taps {
-                dst[tap * c + ch] = src[ch * taps + tap];
+    // Gathered straight into the packed layout, rows ordered (ky, kx, channel) as the NHWC
+    // gather reads them: one allocation, the one kept (a reordered copy first, freed after,
+    // stayed in the allocator's heap and added a tenth to ResNet-50's peak RSS).
+    let mut packed = vec![0.0f32; gemm::packed_len(k, oc)];
+    for (g, group) in packed
+        .chunks_exact_mut((k * gemm::GROUP).max(1))
+        .enumerate()
+    {
+        let outs = g * gemm::GROUP..((g + 1) * gemm::GROUP).min(oc);
+        for (row, lanes) in group.chunks_exact_mut(gemm::GROUP).enumerate() {
+            let (tap, ch) = (row / c, row % c);
+            for (lane, o) in lanes.iter_mut().zip(outs.clone()) {
+                *lane = w[o * k + ch * taps + tap];
             }
         }
     }
-    let mut packed = vec![0.0f32; gemm::packed_len(k, oc)];
-    gemm::pack_into(MatRef::row_major(&reordered, oc, k).t(), &mut packed);
     Tensor::from_vec(&packed_conv_shape(&[oc, c, kh, kw]), packed)
 }
 
@@ -317,6 +322,28 @@ mod tests {
             let back = nhwc_to_nchw(&nhwc).unwrap();
             prop_assert_eq!(back.values(), x.values());
         }
+    }
+
+    /// The packed weight is the `[kh * kw * c, oc]` matrix of rows `(ky, kx, channel)` in the
+    /// GEMM's packed layout.
+    #[test]
+    fn packing_gathers_taps_then_channels() {
+        let (oc, c, kh, kw) = (70, 3, 2, 3);
+        let weight = tensor(&[oc, c, kh, kw], 9);
+        let k = kh * kw * c;
+        let mut matrix = vec![0.0f32; k * oc];
+        for o in 0..oc {
+            for ch in 0..c {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let row = (ky * kw + kx) * c + ch;
+                        matrix[row * oc + o] = weight.values()[((o * c + ch) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        }
+        let packed = pack_conv(&weight).unwrap();
+        assert_eq!(gemm::unpack(packed.values(), k, oc), matrix);
     }
 
     #[test]
