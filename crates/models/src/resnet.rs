@@ -331,14 +331,6 @@ impl ResNet {
     }
 }
 
-/// Records the NHWC map `y` as an NCHW hidden state, if hidden states are asked for.
-fn record_nchw(state: &mut State, y: &Tensor) -> Result<()> {
-    if state.options.hidden_states {
-        state.record_hidden(&kernels::nhwc_to_nchw(y)?);
-    }
-    Ok(())
-}
-
 impl Model for ResNet {
     fn has_attention(&self) -> bool {
         false
@@ -401,14 +393,14 @@ impl Model for ResNet {
         let y = match stage {
             ResNetStage::Embedder => {
                 let y = self.embedder.forward(w, state.inputs.pixels()?)?;
-                record_nchw(state, &y)?;
+                state.record_hidden_nhwc(&y)?;
                 y
             }
             ResNetStage::Layer(i) => {
                 let layer = &self.layers[i];
                 let y = layer.forward(w, &state.take_hidden(&layer.id)?)?;
                 if layer.ends_stage {
-                    record_nchw(state, &y)?;
+                    state.record_hidden_nhwc(&y)?;
                 }
                 y
             }

@@ -238,6 +238,16 @@ impl State {
         }
     }
 
+    /// Records the channels-last map `t` as an NCHW hidden state, if hidden states are asked
+    /// for (callers see NCHW whatever layout a model computes in).
+    pub fn record_hidden_nhwc(&mut self, t: &Tensor) -> Result<()> {
+        if self.options.hidden_states {
+            self.hidden_states
+                .push(edgerun_tensor::kernels::nhwc_to_nchw(t)?);
+        }
+        Ok(())
+    }
+
     pub fn output(&mut self, name: &str, t: Tensor) {
         self.outputs.push((name.to_string(), t));
     }

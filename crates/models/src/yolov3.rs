@@ -14,6 +14,8 @@
 //!   before the backbone feature of the next finer scale.
 //!
 //! Outputs `out0`, `out1`, `out2`: `[batch, anchors * (5 + classes), H/32 | H/16 | H/8, ...]`.
+//!
+//! Maps run channels last (NHWC) inside; outputs and hidden states are given back NCHW.
 
 use edgerun_tensor::kernels::{self, im2col_elements, Activation};
 use edgerun_tensor::Tensor;
@@ -127,6 +129,7 @@ impl YoloV3 {
                 stride,
                 act,
             )
+            .channels_last()
         };
         let stem = conv("backbone.stem.conv1", (3, widths[0], 3), 1);
         let mut blocks = Vec::new();
@@ -163,7 +166,8 @@ impl YoloV3 {
             heads.push(Head {
                 convs,
                 out: conv(&format!("{p}.out"), (c / 2, c, 3), 1),
-                pred: ConvBn::plain(&format!("{p}.pred"), (c, outputs, 1), Activation::Identity),
+                pred: ConvBn::plain(&format!("{p}.pred"), (c, outputs, 1), Activation::Identity)
+                    .channels_last(),
                 route: (s < 2).then(|| conv(&format!("{p}.route"), (c / 2, c / 4, 1), 1)),
                 joins: (s > 0).then(|| skip_name(level - 1)),
             });
@@ -248,8 +252,8 @@ impl YoloV3 {
             return Ok(x);
         };
         let feature = state.take_skip(name, stage)?;
-        Ok(kernels::concat_channels(
-            &kernels::upsample_nearest(&x, 2)?,
+        Ok(kernels::concat_channels_nhwc(
+            &kernels::upsample_nearest_nhwc(&x, 2)?,
             &feature,
         )?)
     }
@@ -316,8 +320,9 @@ impl Model for YoloV3 {
         let stage = &self.stages[index].id;
         match self.units[index] {
             Unit::Stem => {
-                let y = self.stem.forward(w, state.inputs.pixels()?)?;
-                state.record_hidden(&y);
+                let pixels = kernels::nchw_to_nhwc(state.inputs.pixels()?)?;
+                let y = self.stem.forward(w, &pixels)?;
+                state.record_hidden_nhwc(&y)?;
                 state.hidden = Some(y);
             }
             Unit::Block(b) => {
@@ -331,7 +336,7 @@ impl Model for YoloV3 {
                 if let Some(name) = &block.skip {
                     state.skips.push((name.clone(), y.clone()));
                 }
-                state.record_hidden(&y);
+                state.record_hidden_nhwc(&y)?;
                 state.hidden = Some(y);
             }
             Unit::HeadConvs(s) => {
@@ -345,7 +350,7 @@ impl Model for YoloV3 {
                 let head = &self.heads[s];
                 let x = state.take_hidden(stage)?;
                 let prediction = head.pred.forward(w, &head.out.forward(w, &x)?)?;
-                state.output(&format!("out{s}"), prediction);
+                state.output(&format!("out{s}"), kernels::nhwc_to_nchw(&prediction)?);
                 if let Some(route) = &head.route {
                     state.hidden = Some(route.forward(w, &x)?);
                 }

@@ -35,7 +35,9 @@ pub use matmul::{
 };
 pub use norm::{batch_norm, layer_norm, ChannelAffine};
 pub use pool::{adaptive_avg_pool2d, global_avg_pool_nhwc, max_pool2d, max_pool2d_nhwc};
-pub use resize::{concat_channels, resize_bilinear, upsample_nearest};
+pub use resize::{
+    concat_channels, concat_channels_nhwc, resize_bilinear, upsample_nearest, upsample_nearest_nhwc,
+};
 pub use rotary::{rotary_interleaved, RotaryTable};
 pub use shift_softmax::shift_softmax_rows;
 pub use softmax::softmax_rows;

@@ -1,7 +1,7 @@
 //! Resizing NCHW planes as PyTorch's `F.interpolate` does: bilinear with
 //! `align_corners=False` (FCN upsamples its logits to the input size with it), and nearest
 //! by an integer factor (YOLOv3's feature-pyramid upsampling), plus joining maps along
-//! channels.
+//! channels; the last two also over channels-last (NHWC) maps.
 
 use rayon::prelude::*;
 
@@ -104,9 +104,86 @@ pub fn concat_channels(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(&[sa[0], sa[1] + sb[1], sa[2], sa[3]], out)
 }
 
+/// [`upsample_nearest`] over `[n, h, w, c]`: each pixel's run of channels repeated.
+pub fn upsample_nearest_nhwc(x: &Tensor, factor: usize) -> Result<Tensor> {
+    let [n, h, w, c] = *x.shape() else {
+        return Err(TensorError::Shape {
+            op: "upsample_nearest_nhwc",
+            expected: "[batch, height, width, channels]".into(),
+            got: x.shape().to_vec(),
+        });
+    };
+    let x = x.contiguous();
+    let (oh, ow) = (h * factor, w * factor);
+    let mut out = vec![0.0f32; n * oh * ow * c];
+    out.par_chunks_mut((ow * c).max(1))
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (img, oy) = (row / oh, row % oh);
+            let src = &x.values()[(img * h + oy / factor) * w * c..][..w * c];
+            for (ox, pixel) in dst.chunks_exact_mut(c.max(1)).enumerate() {
+                pixel.copy_from_slice(&src[(ox / factor) * c..][..c]);
+            }
+        });
+    Tensor::from_vec(&[n, oh, ow, c], out)
+}
+
+/// `[n, h, w, ca]` and `[n, h, w, cb]` -> `[n, h, w, ca + cb]`: [`concat_channels`] channels
+/// last.
+pub fn concat_channels_nhwc(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa.len() != 4 || sb.len() != 4 || sa[..3] != sb[..3] {
+        return Err(TensorError::Shape {
+            op: "concat_channels_nhwc",
+            expected: format!("[{:?}, _]", sa.get(..3).unwrap_or(sa)),
+            got: sb.to_vec(),
+        });
+    }
+    let (a, b) = (a.contiguous(), b.contiguous());
+    let (ca, cb) = (sa[3], sb[3]);
+    let pixels = sa[0] * sa[1] * sa[2];
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    for p in 0..pixels {
+        out.extend_from_slice(&a.values()[p * ca..][..ca]);
+        out.extend_from_slice(&b.values()[p * cb..][..cb]);
+    }
+    Tensor::from_vec(&[sa[0], sa[1], sa[2], ca + cb], out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::{nchw_to_nhwc, nhwc_to_nchw};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn nhwc_upsample_and_concat_equal_the_nchw_ones(
+            n in 1usize..3, ca in 1usize..5, cb in 1usize..5, h in 1usize..6, w in 1usize..6,
+            factor in 1usize..4,
+        ) {
+            let map = |c: usize, h: usize, w: usize, seed: usize| {
+                let v = (0..n * c * h * w).map(|i| (i * 7 + seed) as f32).collect();
+                Tensor::from_vec(&[n, c, h, w], v).unwrap()
+            };
+            let x = map(ca, h, w, 0);
+            let feature = map(cb, h * factor, w * factor, 1000);
+            let want = concat_channels(&upsample_nearest(&x, factor).unwrap(), &feature).unwrap();
+            let up = upsample_nearest_nhwc(&nchw_to_nhwc(&x).unwrap(), factor).unwrap();
+            let got = concat_channels_nhwc(&up, &nchw_to_nhwc(&feature).unwrap()).unwrap();
+            let got = nhwc_to_nchw(&got).unwrap();
+            prop_assert_eq!(got.shape(), want.shape());
+            prop_assert_eq!(got.values(), want.values());
+        }
+    }
+
+    #[test]
+    fn nhwc_concat_refuses_other_pixels() {
+        let a = Tensor::from_vec(&[1, 2, 1, 1], vec![0.0; 2]).unwrap();
+        let b = Tensor::from_vec(&[1, 1, 2, 1], vec![0.0; 2]).unwrap();
+        assert!(concat_channels_nhwc(&a, &b).is_err());
+        assert!(upsample_nearest_nhwc(&a.reshape(&[2]).unwrap(), 2).is_err());
+    }
 
     #[test]
     fn same_size_is_identity_and_doubling_interpolates() {
