@@ -279,9 +279,8 @@ pub(crate) fn self_attention(
 /// A convolution, with or without a bias, then eval batch norm (or none) and an activation:
 /// ResNet's and FCN's bias-free conv + BN, VGG's conv + bias [+ BN].
 ///
-/// Over NCHW by default; [`ConvBn::channels_last`] makes it read and write NHWC with its weight
-/// packed when bound ([`Layout::Conv2d`]) and the bias, batch norm and activation in the GEMM's
-/// epilogue.
+/// It reads and writes channels-last (NHWC) maps, with its weight packed when bound
+/// ([`Layout::Conv2d`]) and the bias, batch norm and activation in the GEMM's epilogue.
 #[derive(Clone, Debug)]
 pub(crate) struct ConvBn {
     conv: String,
@@ -290,7 +289,6 @@ pub(crate) struct ConvBn {
     shape: [usize; 4],
     params: Conv2dParams,
     activation: Activation,
-    channels_last: bool,
 }
 
 impl ConvBn {
@@ -313,14 +311,7 @@ impl ConvBn {
                 ..Conv2dParams::default()
             },
             activation,
-            channels_last: false,
         }
-    }
-
-    /// Runs on NHWC activations with its weight packed at bind.
-    pub fn channels_last(mut self) -> Self {
-        self.channels_last = true;
-        self
     }
 
     /// A convolution with a bias and no batch norm.
@@ -355,12 +346,7 @@ impl ConvBn {
 
     pub fn specs(&self) -> Vec<TensorSpec> {
         let c = self.shape[0];
-        let layout = if self.channels_last {
-            Layout::Conv2d
-        } else {
-            Layout::Plain
-        };
-        let mut specs = vec![spec(self.conv.clone(), self.shape.to_vec(), layout)];
+        let mut specs = vec![spec(self.conv.clone(), self.shape.to_vec(), Layout::Conv2d)];
         if let Some(bias) = &self.bias {
             specs.push(spec(bias.clone(), vec![c], Layout::Plain));
         }
@@ -372,29 +358,15 @@ impl ConvBn {
         specs
     }
 
+    /// `x` is NHWC.
     pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
-        let weight = w.get(&self.conv)?;
-        if self.channels_last {
-            return self.forward_nhwc(w, x, weight, bias, None);
-        }
-        let Some(norm) = &self.norm else {
-            let y = kernels::conv2d(x, weight, bias, self.params)?;
-            return activate(y, self.activation);
-        };
-        let after = self.batch_norm(w, norm)?;
-        Ok(kernels::conv2d_then(
-            x,
-            weight,
-            bias,
-            self.params,
-            Some(&after),
-        )?)
+        self.forward_nhwc(w, x, w.get(&self.conv)?, bias, None)
     }
 
     /// `activation(conv(x) + residual)`: the convolution (and its norm, without its own
-    /// activation) with a residual connection added before the block's activation. Channels
-    /// last, the addition runs in the GEMM's epilogue.
+    /// activation) with a residual connection added, in the GEMM's epilogue, before the
+    /// block's activation.
     pub fn forward_adding(
         &self,
         w: &UnitWeights,
@@ -402,24 +374,12 @@ impl ConvBn {
         residual: &Tensor,
         activation: Activation,
     ) -> Result<Tensor> {
-        let inner = Self {
-            activation: Activation::Identity,
-            ..self.clone()
-        };
-        if !self.channels_last {
-            return Ok(kernels::add_then(
-                inner.forward(w, x)?,
-                residual,
-                activation,
-            )?);
-        }
         let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
-        let weight = w.get(&self.conv)?;
         let with = Self {
             activation,
-            ..inner
+            ..self.clone()
         };
-        with.forward_nhwc(w, x, weight, bias, Some(residual))
+        with.forward_nhwc(w, x, w.get(&self.conv)?, bias, Some(residual))
     }
 
     fn batch_norm(&self, w: &UnitWeights, norm: &str) -> Result<kernels::ChannelAffine> {
@@ -438,7 +398,7 @@ impl ConvBn {
         )?)
     }
 
-    /// Channels last, with `residual` (the output's shape) added before the activation.
+    /// With `residual` (the output's shape) added before the activation, if any.
     fn forward_nhwc(
         &self,
         w: &UnitWeights,

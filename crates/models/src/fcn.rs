@@ -63,14 +63,12 @@ impl Head {
                 (in_channels, inter, 3),
                 1,
                 Activation::Relu,
-            )
-            .channels_last(),
+            ),
             classify: ConvBn::plain(
                 &format!("{path}.4"),
                 (inter, classes, 1),
                 Activation::Identity,
-            )
-            .channels_last(),
+            ),
         }
     }
 
@@ -143,8 +141,7 @@ impl Fcn {
             (3, 64, 7),
             2,
             Activation::Relu,
-        )
-        .channels_last();
+        );
         // replace_stride_with_dilation = [False, True, True]: layer3 and layer4 dilate instead
         // of striding; each layer's first block keeps the previous dilation.
         let (mut inplanes, mut dilation) = (64usize, 1usize);
@@ -172,7 +169,6 @@ impl Fcn {
                         s,
                         Activation::Relu,
                     )
-                    .channels_last()
                 };
                 let last = ConvBn::new(
                     &format!("{p}.conv3"),
@@ -180,8 +176,7 @@ impl Fcn {
                     (width, out, 1),
                     1,
                     Activation::Identity,
-                )
-                .channels_last();
+                );
                 let downsample = (i == 0 && (s != 1 || inplanes != out)).then(|| {
                     ConvBn::new(
                         &format!("{p}.downsample.0"),
@@ -190,7 +185,6 @@ impl Fcn {
                         s,
                         Activation::Identity,
                     )
-                    .channels_last()
                 });
                 blocks.push(Bottleneck {
                     convs: [

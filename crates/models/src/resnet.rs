@@ -198,8 +198,7 @@ impl ResNet {
             (c.num_channels, c.embedding_size, 7),
             2,
             act,
-        )
-        .channels_last();
+        );
 
         let mut layers = Vec::new();
         let mut in_ch = c.embedding_size;
@@ -227,7 +226,6 @@ impl ResNet {
                             stride,
                             act,
                         )
-                        .channels_last()
                     };
                 let convs = if bottleneck {
                     let reduced = out_ch / 4;
@@ -256,7 +254,6 @@ impl ResNet {
                         stride,
                         Activation::Identity,
                     )
-                    .channels_last()
                 });
                 layers.push(ResidualLayer {
                     id: format!("encoder.stages.{s}.layers.{l}"),

@@ -136,8 +136,7 @@ impl Vgg {
                             .with_bias()
                     } else {
                         ConvBn::plain(&conv_path, (channels, out, 3), Activation::Relu)
-                    }
-                    .channels_last();
+                    };
                     convs.push(ConvStage {
                         conv,
                         pool_after: false,

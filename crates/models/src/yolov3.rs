@@ -129,7 +129,6 @@ impl YoloV3 {
                 stride,
                 act,
             )
-            .channels_last()
         };
         let stem = conv("backbone.stem.conv1", (3, widths[0], 3), 1);
         let mut blocks = Vec::new();
@@ -166,8 +165,7 @@ impl YoloV3 {
             heads.push(Head {
                 convs,
                 out: conv(&format!("{p}.out"), (c / 2, c, 3), 1),
-                pred: ConvBn::plain(&format!("{p}.pred"), (c, outputs, 1), Activation::Identity)
-                    .channels_last(),
+                pred: ConvBn::plain(&format!("{p}.pred"), (c, outputs, 1), Activation::Identity),
                 route: (s < 2).then(|| conv(&format!("{p}.route"), (c / 2, c / 4, 1), 1)),
                 joins: (s > 0).then(|| skip_name(level - 1)),
             });
