@@ -1,11 +1,16 @@
-//! Convolution throughput on every distinct convolution of ResNet-50 at 224x224 (NCHW, batch
-//! 1), in GFLOP/s, with how much of the model's convolution work each shape is. Shows which
-//! shapes the convolution path is slow on.
+//! Convolution throughput on every distinct convolution of ResNet-50 at 224x224 (batch 1), in
+//! GFLOP/s, in both layouts side by side: NCHW (`conv2d`: im2col and the `gemm` crate) and
+//! channels last (`conv2d_nhwc`: edgerun's GEMM over a weight packed beforehand, as models
+//! run), with how much of the model's convolution work each shape is. The layout the CNN
+//! families use is chosen on this measurement.
 //!
 //! `cargo run --release --bin conv -- [--runs 11] [--threads 2]`
 
 use edgerun_bench::{arg, median, time_runs};
-use edgerun_tensor::kernels::{conv2d, Conv2dParams};
+use edgerun_tensor::kernels::gemm::Epilogue;
+use edgerun_tensor::kernels::{
+    conv2d, conv2d_nhwc, nchw_to_nhwc, pack_conv, Conv2dParams, PackedConv,
+};
 use edgerun_tensor::Tensor;
 
 /// (input channels, output channels, kernel, stride, input side, times in the model).
@@ -39,10 +44,11 @@ fn main() {
     let runs: usize = arg("--runs", 11);
     let threads: usize = arg("--threads", 2);
     edgerun_tensor::parallel::set_threads(threads);
+    println!("{threads} thread(s); GFLOP/s, ms per call, share of the model's convolution time");
     println!(
-        "| in -> out, kernel, stride, side | GFLOP/s | ms each | x in model | share of conv time |"
+        "| in -> out, kernel, stride, side | NCHW GFLOP/s | NHWC GFLOP/s | NCHW ms | NHWC ms | x in model | NHWC share |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     for &(c, oc, k, stride, side, count) in RESNET50 {
         let x = Tensor::from_vec(
@@ -66,19 +72,49 @@ fn main() {
         };
         let out_side = (side + 2 * (k / 2) - k) / stride + 1;
         let flops = 2.0 * (oc * c * k * k * out_side * out_side) as f64;
-        let times = time_runs(2, runs, || {
+        let nchw = time_runs(2, runs, || {
             std::hint::black_box(conv2d(&x, &w, None, p).expect("conv"));
         });
-        rows.push((c, oc, k, stride, side, count, flops, median(&times)));
+        let (x_last, packed) = (
+            nchw_to_nhwc(&x).expect("nhwc"),
+            pack_conv(&w).expect("pack"),
+        );
+        let weight = PackedConv {
+            weight: &packed,
+            shape: [oc, c, k, k],
+        };
+        let nhwc = time_runs(2, runs, || {
+            std::hint::black_box(conv2d_nhwc(&x_last, weight, p, Epilogue::NONE).expect("conv"));
+        });
+        rows.push((
+            c,
+            oc,
+            k,
+            stride,
+            side,
+            count,
+            flops,
+            median(&nchw),
+            median(&nhwc),
+        ));
     }
-    let total: f64 = rows.iter().map(|r| r.7 * r.5 as f64).sum();
-    for (c, oc, k, stride, side, count, flops, t) in rows {
+    let total = |pick: fn(&(usize, usize, usize, usize, usize, usize, f64, f64, f64)) -> f64| {
+        rows.iter().map(|r| pick(r) * r.5 as f64).sum::<f64>()
+    };
+    let (total_nchw, total_nhwc) = (total(|r| r.7), total(|r| r.8));
+    for &(c, oc, k, stride, side, count, flops, t_nchw, t_nhwc) in &rows {
         println!(
-            "| {c} -> {oc}, {k}x{k}, s{stride}, {side} | {:.1} | {:.3} | {count} | {:.1}% |",
-            flops / t / 1e9,
-            t * 1e3,
-            100.0 * t * count as f64 / total
+            "| {c} -> {oc}, {k}x{k}, s{stride}, {side} | {:.1} | {:.1} | {:.3} | {:.3} | {count} | {:.1}% |",
+            flops / t_nchw / 1e9,
+            flops / t_nhwc / 1e9,
+            t_nchw * 1e3,
+            t_nhwc * 1e3,
+            100.0 * t_nhwc * count as f64 / total_nhwc
         );
     }
-    println!("total convolution time per forward: {:.1} ms", total * 1e3);
+    println!(
+        "total convolution time per forward: NCHW {:.1} ms, NHWC {:.1} ms",
+        total_nchw * 1e3,
+        total_nhwc * 1e3
+    );
 }

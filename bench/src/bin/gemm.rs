@@ -247,6 +247,8 @@ fn main() {
         let [t_crate, t_split, t_packed] = times;
         let (crate_gemm, split, prepacked) = (rate(t_crate), rate(t_split), rate(t_packed));
         let speedup = median(&ratio);
-        println!("| {m} x {k} x {n} | {label} | {crate_gemm} | {split} | {prepacked} | {speedup:.2} |");
+        println!(
+            "| {m} x {k} x {n} | {label} | {crate_gemm} | {split} | {prepacked} | {speedup:.2} |"
+        );
     }
 }
