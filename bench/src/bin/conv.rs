@@ -98,10 +98,8 @@ fn main() {
             median(&nhwc),
         ));
     }
-    let total = |pick: fn(&(usize, usize, usize, usize, usize, usize, f64, f64, f64)) -> f64| {
-        rows.iter().map(|r| pick(r) * r.5 as f64).sum::<f64>()
-    };
-    let (total_nchw, total_nhwc) = (total(|r| r.7), total(|r| r.8));
+    let total_nchw: f64 = rows.iter().map(|r| r.7 * r.5 as f64).sum();
+    let total_nhwc: f64 = rows.iter().map(|r| r.8 * r.5 as f64).sum();
     for &(c, oc, k, stride, side, count, flops, t_nchw, t_nhwc) in &rows {
         println!(
             "| {c} -> {oc}, {k}x{k}, s{stride}, {side} | {:.1} | {:.1} | {:.3} | {:.3} | {count} | {:.1}% |",
