@@ -694,6 +694,15 @@ impl Job<'_> {
         let add = self.accumulate || k0 > 0;
         let kernel = self.kernel;
         let tall = kernel.max_rows;
+        // The kernel applies the epilogue as it stores the last block where it can.
+        let fused = last_block
+            && kernel.fuses
+            && self.out_cs == 1
+            && !self.epilogue.is_none()
+            && matches!(
+                self.epilogue.activation,
+                Activation::Identity | Activation::Relu
+            );
         for p in panels.clone().step_by(kernel.panels) {
             let j0 = p * PANEL;
             let count = kernel.panels.min(panels.end - p);
@@ -732,9 +741,10 @@ impl Job<'_> {
                     c_rs: 0,
                     width,
                     add,
+                    finish: fused.then(|| self.fused_finish(i0, j0)),
                 };
                 self.tile(&tile, mr, count, i0, j0);
-                if last_block && !self.epilogue.is_none() {
+                if last_block && !fused && !self.epilogue.is_none() {
                     self.finish(i0..i0 + mr, j0..j0 + width);
                 }
             }
@@ -789,6 +799,21 @@ impl Job<'_> {
                 // SAFETY: as above.
                 unsafe { *self.dst.0.add(at(i, j)) = *v };
             }
+        }
+    }
+
+    /// The epilogue of the tile at `(i0, j0)` for a kernel that fuses it.
+    fn fused_finish(&self, i0: usize, j0: usize) -> micro::Finish {
+        let e = &self.epilogue;
+        let at = |v: Option<&[f32]>| v.map_or(std::ptr::null(), |v| v[j0..].as_ptr());
+        micro::Finish {
+            scale: at(e.scale),
+            bias: at(e.bias),
+            residual: e.residual.map_or(std::ptr::null(), |r| {
+                r.data[i0 * r.row_stride + j0..].as_ptr()
+            }),
+            residual_rs: e.residual.map_or(0, |r| r.row_stride),
+            relu: e.activation == Activation::Relu,
         }
     }
 

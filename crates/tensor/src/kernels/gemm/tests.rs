@@ -138,6 +138,64 @@ fn run_case(c: &Case, kernel: micro::Kernel) -> (Vec<f32>, Vec<f32>) {
     (got, expected)
 }
 
+/// A fused ReLU epilogue meets NaN, infinities and signed zeros as the scalar one does.
+#[test]
+fn fused_relu_handles_special_values_as_the_reference() {
+    let (m, k, n) = (7, 2, 70);
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+        0.0,
+        -1.0,
+        1.0,
+    ];
+    let a: Vec<f32> = (0..m * k).map(|i| specials[i % specials.len()]).collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| specials[(i / 3) % specials.len()])
+        .collect();
+    let bias: Vec<f32> = (0..n).map(|j| specials[(j / 2) % specials.len()]).collect();
+    let residual: Vec<f32> = (0..m * n)
+        .map(|i| specials[(i / 5) % specials.len()])
+        .collect();
+    let epilogue = Epilogue {
+        scale: Some(&bias),
+        bias: Some(&bias),
+        residual: Some(Residual {
+            data: &residual,
+            row_stride: n,
+        }),
+        activation: Activation::Relu,
+    };
+    let (a, b) = (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n));
+    let mut expected = vec![0.0; m * n];
+    fn out(data: &mut [f32], n: usize) -> Out<'_> {
+        Out {
+            data,
+            row_stride: n,
+            col_stride: 1,
+        }
+    }
+    reference(out(&mut expected, n), a, b, false, epilogue);
+    let mut packed = vec![0.0; packed_len(k, n)];
+    pack_into(b, &mut packed);
+    let rhs = Rhs::Packed {
+        data: &packed,
+        rows: k,
+        cols: n,
+    };
+    for kernel in micro::available() {
+        let mut got = vec![1.0; m * n];
+        gemm_with(kernel, out(&mut got, n), a, rhs, false, epilogue, 1);
+        assert!(
+            crate::kernels::same_bits(&got, &expected),
+            "kernel {}",
+            kernel.name
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
