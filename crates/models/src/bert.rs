@@ -120,7 +120,7 @@ impl BertAttention {
         x: &Tensor,
     ) -> Result<Tensor> {
         let attended = self.attention.forward(w, state, layer, x)?;
-        self.norm.forward(w, &kernels::add(&attended, x)?)
+        self.norm.forward_adding(w, attended, x)
     }
 }
 
@@ -157,7 +157,7 @@ impl BertOutput {
 
     fn forward(&self, w: &UnitWeights, inner: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let out = self.dense.forward(w, inner)?;
-        self.norm.forward(w, &kernels::add(&out, residual)?)
+        self.norm.forward_adding(w, out, residual)
     }
 }
 

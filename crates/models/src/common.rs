@@ -161,6 +161,28 @@ impl LayerNorm {
             self.eps,
         )?)
     }
+
+    /// The norm of `x + residual` (a post-norm residual), in one pass.
+    pub fn forward_adding(&self, w: &UnitWeights, x: Tensor, residual: &Tensor) -> Result<Tensor> {
+        let (weight, bias) = (w.get(&self.weight)?, w.get(&self.bias)?);
+        Ok(kernels::add_layer_norm(
+            x, residual, weight, bias, self.eps,
+        )?)
+    }
+
+    /// `x + residual` and its norm (a pre-norm residual: the stream and the next sublayer's
+    /// input), in one pass.
+    pub fn forward_keeping(
+        &self,
+        w: &UnitWeights,
+        x: Tensor,
+        residual: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (weight, bias) = (w.get(&self.weight)?, w.get(&self.bias)?);
+        Ok(kernels::add_and_layer_norm(
+            x, residual, weight, bias, self.eps,
+        )?)
+    }
 }
 
 /// A tensor a stage reads whole (embedding tables, tokens, position tables).

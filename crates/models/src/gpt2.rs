@@ -166,8 +166,8 @@ impl Gpt2Block {
         let attended = self
             .attn
             .forward(w, state, layer, &self.ln_1.forward(w, &x)?)?;
-        let x = kernels::add(&attended, &x)?;
-        let out = self.mlp.forward(w, &self.ln_2.forward(w, &x)?)?;
+        let (x, normed) = self.ln_2.forward_keeping(w, attended, &x)?;
+        let out = self.mlp.forward(w, &normed)?;
         Ok(kernels::add(&out, &x)?)
     }
 }

@@ -174,8 +174,7 @@ impl VitLayer {
     ) -> Result<Tensor> {
         let normed = self.norm_before.forward(w, &x)?;
         let attended = self.attention.forward(w, state, layer, &normed)?;
-        let x = kernels::add(&attended, &x)?;
-        let normed = self.norm_after.forward(w, &x)?;
+        let (x, normed) = self.norm_after.forward_keeping(w, attended, &x)?;
         let inner = self
             .intermediate
             .forward_then(w, &normed, self.activation)?;

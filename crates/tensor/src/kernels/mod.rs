@@ -33,7 +33,7 @@ pub use matmul::{
     linear, linear_fused, linear_many, matmul, matmul_into, matmul_strided, pack_linear,
     pack_linear_reporting, LinearLayer, MatRef,
 };
-pub use norm::{batch_norm, layer_norm, ChannelAffine};
+pub use norm::{add_and_layer_norm, add_layer_norm, batch_norm, layer_norm, ChannelAffine};
 pub use pool::{adaptive_avg_pool2d, global_avg_pool_nhwc, max_pool2d, max_pool2d_nhwc};
 pub use resize::{
     concat_channels, concat_channels_nhwc, resize_bilinear, upsample_nearest, upsample_nearest_nhwc,

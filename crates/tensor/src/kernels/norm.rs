@@ -22,6 +22,88 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Resul
     Tensor::from_vec(x.shape(), out)
 }
 
+/// `layer_norm(a + b)`, consuming `a`: a post-norm residual (BERT) in one pass over each row,
+/// the row added and normalised while it is in cache. The same bits as [`add`](super::add)
+/// then [`layer_norm`].
+pub fn add_layer_norm(
+    a: Tensor,
+    b: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    let (d, shape) = residual_norm_shapes(&a, b, weight, bias)?;
+    let mut out = a.into_values();
+    let b = b.contiguous();
+    let (w, bi) = (weight.values(), bias.values());
+    out.par_chunks_mut(d.max(1))
+        .zip(b.values().par_chunks(d.max(1)))
+        .for_each(|(row, other)| {
+            widest(
+                #[inline(always)]
+                || {
+                    row.iter_mut().zip(other).for_each(|(x, y)| *x += y);
+                    normalise_row(row, w, bi, eps)
+                },
+            )
+        });
+    Tensor::from_vec(&shape, out)
+}
+
+/// `(a + b, layer_norm(a + b))`, consuming `a`: a pre-norm residual (GPT-2, ViT) that keeps
+/// the residual stream and feeds the next sublayer its norm, in one pass over each row. The
+/// same bits as [`add`](super::add) then [`layer_norm`].
+pub fn add_and_layer_norm(
+    a: Tensor,
+    b: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor)> {
+    let (d, shape) = residual_norm_shapes(&a, b, weight, bias)?;
+    let mut sum = a.into_values();
+    let mut normed = vec![0.0f32; sum.len()];
+    let b = b.contiguous();
+    let (w, bi) = (weight.values(), bias.values());
+    sum.par_chunks_mut(d.max(1))
+        .zip(b.values().par_chunks(d.max(1)))
+        .zip(normed.par_chunks_mut(d.max(1)))
+        .for_each(|((row, other), out)| {
+            widest(
+                #[inline(always)]
+                || {
+                    row.iter_mut().zip(other).for_each(|(x, y)| *x += y);
+                    out.copy_from_slice(row);
+                    normalise_row(out, w, bi, eps)
+                },
+            )
+        });
+    Ok((
+        Tensor::from_vec(&shape, sum)?,
+        Tensor::from_vec(&shape, normed)?,
+    ))
+}
+
+/// The row width and shape of a residual layer norm, checked.
+fn residual_norm_shapes(
+    a: &Tensor,
+    b: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+) -> Result<(usize, Vec<usize>)> {
+    if a.shape() != b.shape() {
+        return Err(crate::TensorError::Shape {
+            op: "add_layer_norm",
+            expected: format!("{:?}", a.shape()),
+            got: b.shape().to_vec(),
+        });
+    }
+    let d = a.last_dim();
+    weight.expect_shape("layer_norm weight", &[d])?;
+    bias.expect_shape("layer_norm bias", &[d])?;
+    Ok((d, a.shape().to_vec()))
+}
+
 /// Partial sums of a reduction: the sums vectorize only when each lane keeps its own.
 const LANES: usize = 8;
 
@@ -150,6 +232,29 @@ pub fn batch_norm(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn residual_layer_norms_equal_add_then_layer_norm() {
+        use crate::kernels::{add, same_bits};
+        let (rows, d) = (37, 70);
+        let value = |i: usize, k: usize| ((i * k) % 1999) as f32 / 500.0 - 2.0;
+        let tensor = |shape: &[usize], k: usize| {
+            let n: usize = shape.iter().product();
+            Tensor::from_vec(shape, (0..n).map(|i| value(i, k)).collect()).unwrap()
+        };
+        let (a, b) = (tensor(&[rows, d], 7919), tensor(&[rows, d], 104_729));
+        let (w, bias) = (tensor(&[d], 31), tensor(&[d], 37));
+        let sum = add(&a, &b).unwrap();
+        let want = layer_norm(&sum, &w, &bias, 1e-5).unwrap();
+        let got = add_layer_norm(a.clone(), &b, &w, &bias, 1e-5).unwrap();
+        assert!(same_bits(got.values(), want.values()));
+        let (kept, normed) = add_and_layer_norm(a.clone(), &b, &w, &bias, 1e-5).unwrap();
+        assert!(same_bits(kept.values(), sum.values()));
+        assert!(same_bits(normed.values(), want.values()));
+        let other = tensor(&[rows, d + 1], 3);
+        assert!(add_layer_norm(a.clone(), &other, &w, &bias, 1e-5).is_err());
+        assert!(add_and_layer_norm(a, &b, &other, &bias, 1e-5).is_err());
+    }
 
     #[test]
     fn layer_norm_normalises_rows() {
