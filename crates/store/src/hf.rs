@@ -154,7 +154,7 @@ impl HfFolder {
             // A weight for the GEMM is copied anyway (transposed or widened), so it is packed
             // in the copy, straight from the map where the file holds f32.
             let tensor = match spec.layout {
-                Layout::Plain => stored(shard, entry, spec, dtype)?,
+                Layout::Plain => owned_if_small(stored(shard, entry, spec, dtype)?)?,
                 // The rows of a transposed weight are dropped from the map as they are packed,
                 // so a large one (a tied embedding) is not held twice.
                 Layout::Linear => {
@@ -194,6 +194,20 @@ impl HfFolder {
     pub fn weight_bytes(&self) -> usize {
         self.shards.iter().map(|s| s.map.bytes().len()).sum()
     }
+}
+
+/// Tensors up to this size are copied out of the map when bound (norm vectors, biases).
+const SMALL_TENSOR_BYTES: usize = 64 << 10;
+
+/// `t` in memory of its own when it is small. A borrowed small tensor read during the pass
+/// faults its page in, and the kernel maps the neighbouring pages of the file with it (fault
+/// around), so the packed weights the map was released for come back as resident file pages:
+/// 27 MiB of ResNet-50's 102 MB, around its batch-norm vectors.
+fn owned_if_small(t: Tensor) -> Result<Tensor> {
+    if !t.borrows_buffer() || t.len() * 4 > SMALL_TENSOR_BYTES {
+        return Ok(t);
+    }
+    Ok(Tensor::from_vec(t.shape(), t.values().to_vec())?)
 }
 
 /// The tensor as the file stores it: borrowed from the map where it is f32 and aligned, else
