@@ -143,11 +143,32 @@ pub fn max_diff(
 /// Tests in one binary run in parallel: packing happens under this lock.
 static PACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// This process's directory for packed copies, `$TMP/edgerun-tests/PID`. A test binary has no
+/// teardown, so the first call removes the directories of processes that no longer run
+/// instead: what is left behind is at most one run's.
+fn packed_copies() -> &'static PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = std::env::temp_dir().join("edgerun-tests");
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
+                let gone =
+                    pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        root.join(std::process::id().to_string())
+    })
+}
+
 /// A packed copy of the fixture folder `fixture` under a temporary directory named by `tag`,
 /// packed on first use and shared by later calls with the same tag.
 pub fn pack_fixture(fixture: &std::path::Path, tag: &str) -> PathBuf {
     let _guard = PACKING.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::env::temp_dir().join(format!("edgerun-{tag}-{}", std::process::id()));
+    let out = packed_copies().join(format!("edgerun-{tag}"));
     if !out.join("manifest.json").exists() {
         let _ = std::fs::remove_dir_all(&out);
         let folder = edgerun_store::HfFolder::open(fixture).unwrap();
