@@ -261,6 +261,19 @@ impl Tensor {
     }
 
     /// Checks the shape, returning a described error for `op` otherwise.
+    /// The four dimensions of a rank-4 tensor (a feature map), or an error for `op` saying it
+    /// expected `layout` (such as `"[n, c, h, w]"`).
+    pub fn dims4(&self, op: &'static str, layout: &str) -> Result<[usize; 4]> {
+        match *self.shape.as_slice() {
+            [a, b, c, d] => Ok([a, b, c, d]),
+            _ => Err(TensorError::Shape {
+                op,
+                expected: layout.into(),
+                got: self.shape.clone(),
+            }),
+        }
+    }
+
     pub fn expect_shape(&self, op: &'static str, shape: &[usize]) -> Result<()> {
         if self.shape != shape {
             return Err(TensorError::Shape {

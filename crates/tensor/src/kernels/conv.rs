@@ -19,6 +19,14 @@ pub struct Conv2dParams {
     pub groups: usize,
 }
 
+impl Conv2dParams {
+    /// Whether a `kh` x `kw` kernel with these parameters reads each input pixel as it is: a
+    /// 1x1 kernel at stride 1 without padding, whose product needs no im2col.
+    pub fn is_pointwise(&self, kh: usize, kw: usize) -> bool {
+        kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0
+    }
+}
+
 impl Default for Conv2dParams {
     fn default() -> Self {
         Self {
@@ -45,7 +53,8 @@ pub fn im2col_elements(k: usize, oh: usize, ow: usize) -> usize {
 }
 
 pub(crate) fn out_extent(input: usize, kernel: usize, p: &Conv2dParams) -> Option<usize> {
-    let span = p.dilation * (kernel - 1) + 1;
+    // A kernel of no taps has no output (and `kernel - 1` would wrap).
+    let span = p.dilation * kernel.checked_sub(1)? + 1;
     (input + 2 * p.padding)
         .checked_sub(span)
         .map(|r| r / p.stride + 1)
@@ -115,7 +124,7 @@ pub fn conv2d_then(
     let k = cg * kh * kw;
     let plane = oh * ow;
     let ocg = oc / p.groups;
-    let direct = kh == 1 && kw == 1 && p.stride == 1 && p.padding == 0;
+    let direct = p.is_pointwise(kh, kw);
     let mut out = vec![0.0f32; n * oc * plane];
     let band = if direct { oh } else { band_rows(k, ow).min(oh) };
     let mut col = if direct {

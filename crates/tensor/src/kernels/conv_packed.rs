@@ -12,7 +12,6 @@
 //! ([`gemm::packed_len`]).
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -29,13 +28,7 @@ pub fn packed_conv_shape(&[oc, c, kh, kw]: &[usize; 4]) -> Vec<usize> {
 
 /// Packs `weight [oc, c, kh, kw]` (PyTorch's layout) for [`conv2d_nhwc`].
 pub fn pack_conv(weight: &Tensor) -> Result<Tensor> {
-    let &[oc, c, kh, kw] = weight.shape() else {
-        return Err(TensorError::Shape {
-            op: "pack_conv",
-            expected: "a weight [out, in, kh, kw]".into(),
-            got: weight.shape().to_vec(),
-        });
-    };
+    let [oc, c, kh, kw] = weight.dims4("pack_conv", "a weight [out, in, kh, kw]")?;
     let weight = weight.contiguous();
     let w = weight.values();
     let taps = kh * kw;
@@ -127,7 +120,7 @@ pub fn conv2d_nhwc(
         rows: k,
         cols: oc,
     };
-    let mut out = vec![0.0f32; n * oh * ow * oc];
+    let mut out = vec![0.0f32; pixels * oc];
     // The product of output pixels `first..`.
     let product = |dst: &mut [f32], first: usize, a: MatRef| {
         let out = Out {
@@ -137,7 +130,7 @@ pub fn conv2d_nhwc(
         };
         gemm::gemm(out, a, rhs, false, epilogue.from_row(first));
     };
-    if kh == 1 && kw == 1 && p.stride == 1 && p.padding == 0 {
+    if p.is_pointwise(kh, kw) {
         product(&mut out, 0, MatRef::row_major(x.values(), n * h * w, c));
         return Tensor::from_vec(&[n, oh, ow, oc], out);
     }
@@ -219,54 +212,36 @@ fn gather_taps(
 
 /// `x [n, c, h, w]` as `[n, h, w, c]`.
 pub fn nchw_to_nhwc(x: &Tensor) -> Result<Tensor> {
-    let &[n, c, h, w] = x.shape() else {
-        return Err(TensorError::Shape {
-            op: "nchw_to_nhwc",
-            expected: "[n, c, h, w]".into(),
-            got: x.shape().to_vec(),
-        });
-    };
+    let [n, c, h, w] = x.dims4("nchw_to_nhwc", "[n, c, h, w]")?;
     let x = x.contiguous();
-    Tensor::from_vec(&[n, h, w, c], transpose_planes(x.values(), n, c, h * w))
+    Tensor::from_vec(&[n, h, w, c], transpose_planes(x.values(), c, h * w))
 }
 
 /// `x [n, h, w, c]` as `[n, c, h, w]`.
 pub fn nhwc_to_nchw(x: &Tensor) -> Result<Tensor> {
-    let &[n, h, w, c] = x.shape() else {
-        return Err(TensorError::Shape {
-            op: "nhwc_to_nchw",
-            expected: "[n, h, w, c]".into(),
-            got: x.shape().to_vec(),
-        });
-    };
+    let [n, h, w, c] = x.dims4("nhwc_to_nchw", "[n, h, w, c]")?;
     let x = x.contiguous();
-    Tensor::from_vec(&[n, c, h, w], transpose_planes(x.values(), n, h * w, c))
+    Tensor::from_vec(&[n, c, h, w], transpose_planes(x.values(), h * w, c))
 }
 
-/// Each of `n` `rows x cols` matrices transposed, in tiles that stay in cache.
-fn transpose_planes(src: &[f32], n: usize, rows: usize, cols: usize) -> Vec<f32> {
+/// Each `rows x cols` matrix of `src` transposed, in tiles that stay in cache.
+fn transpose_planes(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 32;
-    let mut out = Vec::with_capacity(src.len());
-    let spare = &mut out.spare_capacity_mut()[..src.len()];
+    let mut out = vec![0.0f32; src.len()];
     let plane = (rows * cols).max(1);
-    spare
-        .par_chunks_mut(plane)
+    out.par_chunks_mut(plane)
         .zip(src.par_chunks(plane))
-        .for_each(|(dst, src): (&mut [MaybeUninit<f32>], &[f32])| {
+        .for_each(|(dst, src)| {
             for r0 in (0..rows).step_by(TILE) {
                 for c0 in (0..cols).step_by(TILE) {
                     for r in r0..(r0 + TILE).min(rows) {
                         for j in c0..(c0 + TILE).min(cols) {
-                            dst[j * rows + r].write(src[r * cols + j]);
+                            dst[j * rows + r] = src[r * cols + j];
                         }
                     }
                 }
             }
         });
-    // SAFETY: every element of every plane was written above (each (r, j) once), and the
-    // planes cover all `src.len()` elements.
-    unsafe { out.set_len(src.len()) };
-    debug_assert_eq!(out.len(), n * rows * cols);
     out
 }
 
@@ -394,6 +369,13 @@ mod tests {
             ..Epilogue::NONE
         };
         assert!(conv2d_nhwc(&tensor(&[1, 5, 5, 3], 0), conv, p, residual).is_err());
+        let empty = Tensor::from_vec(&[4, 3, 0, 0], vec![]).unwrap();
+        let no_taps = pack_conv(&empty).unwrap();
+        let no_taps = PackedConv {
+            weight: &no_taps,
+            shape: [4, 3, 0, 0],
+        };
+        assert!(conv2d_nhwc(&tensor(&[1, 5, 5, 3], 0), no_taps, p, Epilogue::NONE).is_err());
         let wrong = PackedConv {
             weight: &weight,
             shape: [4, 3, 3, 3],

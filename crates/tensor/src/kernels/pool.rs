@@ -5,29 +5,33 @@ use rayon::prelude::*;
 
 use crate::{Result, Tensor, TensorError};
 
-fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
-    match *x.shape() {
-        [n, c, h, w] => Ok((n, c, h, w)),
-        _ => Err(TensorError::Shape {
+/// The output plane of a `kernel` x `kernel` pool over an `h` x `w` plane (floor mode), or an
+/// error for `op` when the padded plane is smaller than the kernel or the kernel or stride is 0.
+fn pooled_extent(
+    op: &'static str,
+    x: &Tensor,
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<(usize, usize)> {
+    if h + 2 * padding < kernel || w + 2 * padding < kernel || stride == 0 || kernel == 0 {
+        return Err(TensorError::Shape {
             op,
-            expected: "[n, c, h, w]".into(),
+            expected: format!("a plane of at least {kernel}x{kernel} and a positive stride"),
             got: x.shape().to_vec(),
-        }),
+        });
     }
+    Ok((
+        (h + 2 * padding - kernel) / stride + 1,
+        (w + 2 * padding - kernel) / stride + 1,
+    ))
 }
 
 /// Max pooling with implicit -inf padding (PyTorch's `MaxPool2d`, floor mode).
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    let (n, c, h, w) = nchw("max_pool2d", x)?;
-    if h + 2 * padding < kernel || w + 2 * padding < kernel || stride == 0 {
-        return Err(TensorError::Shape {
-            op: "max_pool2d",
-            expected: format!("a plane of at least {kernel}x{kernel}"),
-            got: x.shape().to_vec(),
-        });
-    }
-    let oh = (h + 2 * padding - kernel) / stride + 1;
-    let ow = (w + 2 * padding - kernel) / stride + 1;
+    let [n, c, h, w] = x.dims4("max_pool2d", "[n, c, h, w]")?;
+    let (oh, ow) = pooled_extent("max_pool2d", x, (h, w), kernel, stride, padding)?;
     let x = x.contiguous();
     let xv = x.values();
     let mut out = vec![0.0f32; n * c * oh * ow];
@@ -59,7 +63,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
 
 /// PyTorch's `AdaptiveAvgPool2d((oh, ow))`: bin i spans `floor(i*H/oh) .. ceil((i+1)*H/oh)`.
 pub fn adaptive_avg_pool2d(x: &Tensor, oh: usize, ow: usize) -> Result<Tensor> {
-    let (n, c, h, w) = nchw("adaptive_avg_pool2d", x)?;
+    let [n, c, h, w] = x.dims4("adaptive_avg_pool2d", "[n, c, h, w]")?;
     let x = x.contiguous();
     let xv = x.values();
     let mut out = vec![0.0f32; n * c * oh * ow];
@@ -85,22 +89,8 @@ pub fn adaptive_avg_pool2d(x: &Tensor, oh: usize, ow: usize) -> Result<Tensor> {
 /// [`max_pool2d`] over `x [n, h, w, c]`: each output pixel the channel-wise max of its taps'
 /// runs of channels (the same values as the NCHW pool).
 pub fn max_pool2d_nhwc(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    let &[n, h, w, c] = x.shape() else {
-        return Err(TensorError::Shape {
-            op: "max_pool2d_nhwc",
-            expected: "[n, h, w, c]".into(),
-            got: x.shape().to_vec(),
-        });
-    };
-    if h + 2 * padding < kernel || w + 2 * padding < kernel || stride == 0 || kernel == 0 {
-        return Err(TensorError::Shape {
-            op: "max_pool2d_nhwc",
-            expected: format!("a plane of at least {kernel}x{kernel} and a positive stride"),
-            got: x.shape().to_vec(),
-        });
-    }
-    let oh = (h + 2 * padding - kernel) / stride + 1;
-    let ow = (w + 2 * padding - kernel) / stride + 1;
+    let [n, h, w, c] = x.dims4("max_pool2d_nhwc", "[n, h, w, c]")?;
+    let (oh, ow) = pooled_extent("max_pool2d_nhwc", x, (h, w), kernel, stride, padding)?;
     let x = x.contiguous();
     let xv = x.values();
     let mut out = vec![f32::NEG_INFINITY; n * oh * ow * c];
@@ -130,13 +120,7 @@ pub fn max_pool2d_nhwc(x: &Tensor, kernel: usize, stride: usize, padding: usize)
 /// The mean over all pixels of `x [n, h, w, c]`: `[n, c]` (adaptive average pooling to 1x1,
 /// summed pixel by pixel rather than channel by channel, so within rounding of it).
 pub fn global_avg_pool_nhwc(x: &Tensor) -> Result<Tensor> {
-    let &[n, h, w, c] = x.shape() else {
-        return Err(TensorError::Shape {
-            op: "global_avg_pool_nhwc",
-            expected: "[n, h, w, c]".into(),
-            got: x.shape().to_vec(),
-        });
-    };
+    let [n, h, w, c] = x.dims4("global_avg_pool_nhwc", "[n, h, w, c]")?;
     let x = x.contiguous();
     let pixels = h * w;
     let mut out = vec![0.0f32; n * c];
@@ -179,6 +163,15 @@ mod tests {
             for (g, e) in got.values().iter().zip(mean.values()) {
                 prop_assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()));
             }
+        }
+    }
+
+    #[test]
+    fn a_zero_kernel_or_stride_is_refused_in_both_layouts() {
+        let x = Tensor::from_vec(&[1, 1, 2, 2], vec![1., 2., 3., 4.]).unwrap();
+        for (kernel, stride) in [(0, 1), (2, 0)] {
+            assert!(max_pool2d(&x, kernel, stride, 0).is_err());
+            assert!(max_pool2d_nhwc(&x, kernel, stride, 0).is_err());
         }
     }
 

@@ -22,13 +22,7 @@ fn axis(input: usize, output: usize) -> Vec<(usize, usize, f32)> {
 
 /// `[n, c, h, w]` -> `[n, c, out_h, out_w]`.
 pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
-    let [n, c, h, w] = *x.shape() else {
-        return Err(TensorError::Shape {
-            op: "resize_bilinear",
-            expected: "[batch, channels, height, width]".into(),
-            got: x.shape().to_vec(),
-        });
-    };
+    let [n, c, h, w] = x.dims4("resize_bilinear", "[batch, channels, height, width]")?;
     if h == 0 || w == 0 || out_h == 0 || out_w == 0 {
         return Err(TensorError::Shape {
             op: "resize_bilinear",
@@ -56,13 +50,7 @@ pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
 /// `[n, c, h, w]` -> `[n, c, h * factor, w * factor]`, each value repeated (`mode="nearest"`
 /// with an integer `scale_factor`).
 pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
-    let [n, c, h, w] = *x.shape() else {
-        return Err(TensorError::Shape {
-            op: "upsample_nearest",
-            expected: "[batch, channels, height, width]".into(),
-            got: x.shape().to_vec(),
-        });
-    };
+    let [n, c, h, w] = x.dims4("upsample_nearest", "[batch, channels, height, width]")?;
     let x = x.contiguous();
     let (oh, ow) = (h * factor, w * factor);
     let mut out = vec![0.0f32; n * c * oh * ow];
@@ -106,13 +94,7 @@ pub fn concat_channels(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// [`upsample_nearest`] over `[n, h, w, c]`: each pixel's run of channels repeated.
 pub fn upsample_nearest_nhwc(x: &Tensor, factor: usize) -> Result<Tensor> {
-    let [n, h, w, c] = *x.shape() else {
-        return Err(TensorError::Shape {
-            op: "upsample_nearest_nhwc",
-            expected: "[batch, height, width, channels]".into(),
-            got: x.shape().to_vec(),
-        });
-    };
+    let [n, h, w, c] = x.dims4("upsample_nearest_nhwc", "[batch, height, width, channels]")?;
     let x = x.contiguous();
     let (oh, ow) = (h * factor, w * factor);
     let mut out = vec![0.0f32; n * oh * ow * c];
