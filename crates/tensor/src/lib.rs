@@ -10,6 +10,7 @@ pub mod error;
 pub mod fixed;
 pub mod kernels;
 pub mod parallel;
+pub mod quant;
 pub mod tensor;
 
 pub use buffer::{AlignedBuf, ByteBuffer, FillBuffer};

@@ -17,7 +17,7 @@ pub mod resize;
 pub mod rotary;
 pub mod shift_softmax;
 pub mod softmax;
-mod wide;
+pub(crate) mod wide;
 
 pub use activation::Activation;
 pub use attention::{attention, attention_flops, attention_with, AttentionMask, HeadLayout, KvRef};

@@ -207,15 +207,32 @@ impl<'a> Epilogue<'a> {
         }
     }
 
-    fn is_none(&self) -> bool {
+    pub(crate) fn is_none(&self) -> bool {
         self.scale.is_none()
             && self.bias.is_none()
             && self.residual.is_none()
             && self.activation == Activation::Identity
     }
 
+    /// Panics unless its vectors and residual fit an `m x n` product (`m, n > 0`).
+    pub(crate) fn check(&self, m: usize, n: usize) {
+        if let Some(bias) = self.bias {
+            assert_eq!(bias.len(), n, "bias length");
+        }
+        if let Some(scale) = self.scale {
+            assert_eq!(scale.len(), n, "scale length");
+        }
+        if let Some(r) = self.residual {
+            assert!(r.row_stride >= n, "residual rows overlap");
+            assert!(
+                (m - 1) * r.row_stride + n <= r.data.len(),
+                "residual out of bounds"
+            );
+        }
+    }
+
     /// Finishes the element `(i, j)` (the scalar form of [`Epilogue::row`]).
-    fn element(&self, c: f32, i: usize, j: usize) -> f32 {
+    pub(crate) fn element(&self, c: f32, i: usize, j: usize) -> f32 {
         let mut v = self.scale.map_or(c, |s| c * s[j]);
         if let Some(b) = self.bias {
             v += b[j];
@@ -227,7 +244,7 @@ impl<'a> Epilogue<'a> {
     }
 
     /// Finishes `row`, the columns `cols` of row `i` of `C`.
-    fn row(&self, row: &mut [f32], i: usize, cols: std::ops::Range<usize>) {
+    pub(crate) fn row(&self, row: &mut [f32], i: usize, cols: std::ops::Range<usize>) {
         wide::widest(
             #[inline(always)]
             || {
@@ -306,19 +323,7 @@ fn check(out: &Out, a: &MatRef, b: &Rhs, epilogue: &Epilogue) {
     }
     let last = (m - 1) * out.row_stride + (n - 1) * out.col_stride;
     assert!(last < out.data.len(), "dst view out of bounds");
-    if let Some(bias) = epilogue.bias {
-        assert_eq!(bias.len(), n, "bias length");
-    }
-    if let Some(scale) = epilogue.scale {
-        assert_eq!(scale.len(), n, "scale length");
-    }
-    if let Some(r) = epilogue.residual {
-        assert!(r.row_stride >= n, "residual rows overlap");
-        assert!(
-            (m - 1) * r.row_stride + n <= r.data.len(),
-            "residual out of bounds"
-        );
-    }
+    epilogue.check(m, n);
 }
 
 fn gemm_with(

@@ -1,0 +1,499 @@
+//! Micro-kernels of the quantised product: `rows x 64` (one group of columns) of `C` from
+//! quantised activations and one group of a quantised matrix.
+//!
+//! Every kernel computes the exact integer dot products and then the f32 operations
+//! [`super::qgemm::reference`] defines, in its order, so all give the same bits; the portable
+//! kernels are the twins the others are tested against.
+
+use half::f16;
+
+use super::{QuantFormat, GROUP, Q4_BLOCK, QUAD};
+
+/// One tile: `a` at the first row's codes (`a_rs` apart), its `a_groups` scales and code
+/// sums per row, `b` at the group's codes and `b_scales` at its scales, `steps` codes per
+/// row; `c` at the tile's top-left element, rows `c_rs` apart, the first `width` columns
+/// written.
+#[derive(Clone, Copy)]
+pub(super) struct QTile {
+    pub a: *const i8,
+    pub a_rs: usize,
+    pub a_scales: *const f32,
+    pub a_sums: *const i32,
+    pub a_groups: usize,
+    pub b: *const u8,
+    pub b_scales: *const u8,
+    pub steps: usize,
+    pub c: *mut f32,
+    pub c_rs: usize,
+    pub width: usize,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct QKernel {
+    pub name: &'static str,
+    pub format: QuantFormat,
+    pub max_rows: usize,
+    run: unsafe fn(usize, &QTile),
+}
+
+impl QKernel {
+    /// # Safety
+    /// `tile` must address `rows` rows of `steps` codes with their scales and sums, one whole
+    /// group of the matrix (codes and scales) and `rows x width` of `C`, all valid;
+    /// `1 <= rows <= max_rows`, `1 <= width <= 64`; the CPU must have the kernel's features.
+    pub unsafe fn run(&self, rows: usize, tile: &QTile) {
+        debug_assert!(rows >= 1 && rows <= self.max_rows);
+        debug_assert!(tile.width >= 1 && tile.width <= GROUP);
+        // SAFETY: forwarded from the caller.
+        unsafe { (self.run)(rows, tile) }
+    }
+}
+
+/// The fastest kernel for `format` on this CPU, detected once per format.
+pub(super) fn best(format: QuantFormat) -> QKernel {
+    *available(format)
+        .last()
+        .expect("the portable kernel is always there")
+}
+
+/// Every kernel for `format` this CPU runs, portable first.
+pub(super) fn available(format: QuantFormat) -> Vec<QKernel> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut kernels = vec![match format {
+        QuantFormat::Int8 => PORTABLE_INT8,
+        QuantFormat::Q4 => PORTABLE_Q4,
+    }];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            kernels.push(match format {
+                QuantFormat::Int8 => x86::AVX2_INT8,
+                QuantFormat::Q4 => x86::AVX2_Q4,
+            });
+        }
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni")
+        {
+            kernels.push(match format {
+                QuantFormat::Int8 => x86::VNNI_INT8,
+                QuantFormat::Q4 => x86::VNNI_Q4,
+            });
+        }
+    }
+    kernels
+}
+
+macro_rules! by_rows {
+    ($rows:expr, $kernel:ident, $tile:expr, [$($r:literal),*]) => {
+        match $rows {
+            $($r => $kernel::<$r>($tile),)*
+            _ => unreachable!("a kernel is never called with more rows than it declares"),
+        }
+    };
+}
+
+const PORTABLE_INT8: QKernel = QKernel {
+    name: "portable",
+    format: QuantFormat::Int8,
+    max_rows: 4,
+    run: portable_int8_rows,
+};
+
+const PORTABLE_Q4: QKernel = QKernel {
+    name: "portable",
+    format: QuantFormat::Q4,
+    max_rows: 4,
+    run: portable_q4_rows,
+};
+
+unsafe fn portable_int8_rows(rows: usize, t: &QTile) {
+    // SAFETY: forwarded from `QKernel::run`.
+    unsafe { by_rows!(rows, portable_int8, t, [1, 2, 3, 4]) }
+}
+
+unsafe fn portable_q4_rows(rows: usize, t: &QTile) {
+    // SAFETY: forwarded from `QKernel::run`.
+    unsafe { by_rows!(rows, portable_q4, t, [1, 2, 3, 4]) }
+}
+
+#[inline(always)]
+unsafe fn portable_int8<const R: usize>(t: &QTile) {
+    let mut acc = [[0i32; GROUP]; R];
+    for q in 0..t.steps / QUAD {
+        // SAFETY: the tile's contract covers every address read.
+        unsafe {
+            let w =
+                std::slice::from_raw_parts(t.b.add(q * GROUP * QUAD).cast::<i8>(), GROUP * QUAD);
+            for (i, row) in acc.iter_mut().enumerate() {
+                let a = std::slice::from_raw_parts(t.a.add(i * t.a_rs + q * QUAD), QUAD);
+                for (c, lane) in row.iter_mut().enumerate() {
+                    for s in 0..QUAD {
+                        *lane += i32::from(a[s]) * i32::from(w[c * QUAD + s]);
+                    }
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: as above, for the scales and the tile of C.
+        unsafe {
+            let sa = *t.a_scales.add(i * t.a_groups);
+            let sw = t.b_scales.cast::<f32>();
+            for (c, isum) in row.iter().enumerate().take(t.width) {
+                *t.c.add(i * t.c_rs + c) = (*isum as f32 * sa) * *sw.add(c);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn portable_q4<const R: usize>(t: &QTile) {
+    let mut out = [[0.0f32; GROUP]; R];
+    let blocks = t.steps / Q4_BLOCK;
+    for b in 0..blocks {
+        let mut acc = [[0i32; GROUP]; R];
+        for r in 0..Q4_BLOCK / QUAD {
+            // SAFETY: the tile's contract covers every address read.
+            unsafe {
+                let quad = std::slice::from_raw_parts(t.b.add((b * 8 + r) * 128), 128);
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let a = t.a.add(i * t.a_rs + b * Q4_BLOCK + r * QUAD);
+                    for (c, lane) in row.iter_mut().enumerate() {
+                        let (panel, x) = (c / 16, c % 16 * QUAD);
+                        for s in 0..QUAD {
+                            let byte = quad[panel / 2 * 64 + x + s];
+                            let code = if panel % 2 == 1 { byte >> 4 } else { byte & 15 };
+                            *lane += i32::from(code) * i32::from(*a.add(s));
+                        }
+                    }
+                }
+            }
+        }
+        for (i, (row, sums)) in out.iter_mut().zip(&acc).enumerate() {
+            // SAFETY: as above, for the scales and sums.
+            unsafe {
+                let g = i * t.a_groups + b;
+                let (sa, offset) = (*t.a_scales.add(g), 8 * *t.a_sums.add(g));
+                let d = t.b_scales.cast::<f16>().add(b * GROUP);
+                for (c, (v, isum)) in row.iter_mut().zip(sums).enumerate() {
+                    let scale = sa * (*d.add(c)).to_f32();
+                    *v = ((isum - offset) as f32).mul_add(scale, *v);
+                }
+            }
+        }
+    }
+    for (i, row) in out.iter().enumerate() {
+        for (c, v) in row.iter().enumerate().take(t.width) {
+            // SAFETY: the tile of C.
+            unsafe { *t.c.add(i * t.c_rs + c) = *v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{QKernel, QTile, GROUP, QUAD};
+    use crate::quant::{QuantFormat, Q4_BLOCK};
+
+    /// 6 rows x 64 columns: 24 zmm accumulate, four hold a quad of the group (flipped to
+    /// unsigned), one the broadcast of a row's four codes: 24 `vpdpbusd` per quad.
+    pub(super) const VNNI_INT8: QKernel = QKernel {
+        name: "avx512-vnni",
+        format: QuantFormat::Int8,
+        max_rows: 6,
+        run: vnni_int8_rows,
+    };
+
+    /// 3 rows x 64 columns: 12 zmm accumulate a block in integers, 12 its f32 sum.
+    pub(super) const VNNI_Q4: QKernel = QKernel {
+        name: "avx512-vnni",
+        format: QuantFormat::Q4,
+        max_rows: 3,
+        run: vnni_q4_rows,
+    };
+
+    /// 4 rows x 16 columns at a time (two ymm each), over the group's four panels.
+    pub(super) const AVX2_INT8: QKernel = QKernel {
+        name: "avx2",
+        format: QuantFormat::Int8,
+        max_rows: 4,
+        run: avx2_int8_rows,
+    };
+
+    /// 2 rows x 16 columns at a time, a block's integer and f32 sums in registers.
+    pub(super) const AVX2_Q4: QKernel = QKernel {
+        name: "avx2",
+        format: QuantFormat::Q4,
+        max_rows: 2,
+        run: avx2_q4_rows,
+    };
+
+    unsafe fn vnni_int8_rows(rows: usize, t: &QTile) {
+        // SAFETY: forwarded from `QKernel::run`, which requires AVX-512 VNNI here.
+        unsafe { by_rows!(rows, vnni_int8, t, [1, 2, 3, 4, 5, 6]) }
+    }
+
+    unsafe fn vnni_q4_rows(rows: usize, t: &QTile) {
+        // SAFETY: as above.
+        unsafe { by_rows!(rows, vnni_q4, t, [1, 2, 3]) }
+    }
+
+    unsafe fn avx2_int8_rows(rows: usize, t: &QTile) {
+        // SAFETY: forwarded from `QKernel::run`, which requires AVX2 here.
+        unsafe { by_rows!(rows, avx2_int8, t, [1, 2, 3, 4]) }
+    }
+
+    unsafe fn avx2_q4_rows(rows: usize, t: &QTile) {
+        // SAFETY: as above.
+        unsafe { by_rows!(rows, avx2_q4, t, [1, 2]) }
+    }
+
+    /// Lanes of panel `p` (16 columns) inside `width`.
+    fn panel_mask(width: usize, p: usize) -> __mmask16 {
+        let valid = width.saturating_sub(p * 16).min(16);
+        ((1u32 << valid) - 1) as __mmask16
+    }
+
+    /// Four codes of a row, broadcast to every lane.
+    #[inline(always)]
+    unsafe fn quad_of(a: *const i8) -> i32 {
+        // SAFETY: the caller passes four readable bytes.
+        unsafe { a.cast::<i32>().read_unaligned() }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn vnni_int8<const R: usize>(t: &QTile) {
+        // `vpdpbusd` multiplies unsigned by signed bytes: the weights are flipped to
+        // `q + 128` and `128 * sum(a)` is taken off the total afterwards.
+        let flip = _mm512_set1_epi8(-128);
+        let mut acc = [[_mm512_setzero_si512(); 4]; R];
+        let mut b = t.b;
+        for q in 0..t.steps / QUAD {
+            // SAFETY: the tile's contract covers every address read.
+            unsafe {
+                let w: [__m512i; 4] = std::array::from_fn(|p| {
+                    _mm512_xor_si512(_mm512_loadu_si512(b.add(p * 64).cast()), flip)
+                });
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let a = _mm512_set1_epi32(quad_of(t.a.add(i * t.a_rs + q * QUAD)));
+                    for (lane, w) in row.iter_mut().zip(&w) {
+                        *lane = _mm512_dpbusd_epi32(*lane, *w, a);
+                    }
+                }
+                b = b.add(GROUP * QUAD);
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: the scales, sums and the tile of C are the tile's; masked lanes are not
+            // accessed.
+            unsafe {
+                let offset = _mm512_set1_epi32(128 * *t.a_sums.add(i * t.a_groups));
+                let sa = _mm512_set1_ps(*t.a_scales.add(i * t.a_groups));
+                for (p, lane) in row.iter().enumerate() {
+                    let mask = panel_mask(t.width, p);
+                    if mask == 0 {
+                        continue;
+                    }
+                    let sw = _mm512_loadu_ps(t.b_scales.cast::<f32>().add(p * 16));
+                    let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(*lane, offset));
+                    let v = _mm512_mul_ps(_mm512_mul_ps(v, sa), sw);
+                    _mm512_mask_storeu_ps(t.c.add(i * t.c_rs + p * 16), mask, v);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn vnni_q4<const R: usize>(t: &QTile) {
+        let low = _mm512_set1_epi8(15);
+        let mut out = [[_mm512_setzero_ps(); 4]; R];
+        for b in 0..t.steps / Q4_BLOCK {
+            let mut acc = [[_mm512_setzero_si512(); 4]; R];
+            for r in 0..Q4_BLOCK / QUAD {
+                // SAFETY: the tile's contract covers every address read.
+                unsafe {
+                    let quad = t.b.add((b * 8 + r) * 128);
+                    let halves = [
+                        _mm512_loadu_si512(quad.cast()),
+                        _mm512_loadu_si512(quad.add(64).cast()),
+                    ];
+                    let w = [
+                        _mm512_and_si512(halves[0], low),
+                        _mm512_and_si512(_mm512_srli_epi16(halves[0], 4), low),
+                        _mm512_and_si512(halves[1], low),
+                        _mm512_and_si512(_mm512_srli_epi16(halves[1], 4), low),
+                    ];
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        let a = t.a.add(i * t.a_rs + b * Q4_BLOCK + r * QUAD);
+                        let a = _mm512_set1_epi32(quad_of(a));
+                        for (lane, w) in row.iter_mut().zip(&w) {
+                            *lane = _mm512_dpbusd_epi32(*lane, *w, a);
+                        }
+                    }
+                }
+            }
+            // SAFETY: the block's scales and the rows' scales and sums are the tile's.
+            unsafe {
+                let d = t.b_scales.cast::<u16>().add(b * GROUP);
+                let d: [__m512; 4] = std::array::from_fn(|p| {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(d.add(p * 16).cast()))
+                });
+                for (i, (row, sums)) in out.iter_mut().zip(&acc).enumerate() {
+                    let g = i * t.a_groups + b;
+                    let offset = _mm512_set1_epi32(8 * *t.a_sums.add(g));
+                    let sa = _mm512_set1_ps(*t.a_scales.add(g));
+                    for ((v, isum), d) in row.iter_mut().zip(sums).zip(&d) {
+                        let x = _mm512_cvtepi32_ps(_mm512_sub_epi32(*isum, offset));
+                        *v = _mm512_fmadd_ps(x, _mm512_mul_ps(sa, *d), *v);
+                    }
+                }
+            }
+        }
+        for (i, row) in out.iter().enumerate() {
+            for (p, v) in row.iter().enumerate() {
+                let mask = panel_mask(t.width, p);
+                // SAFETY: the tile of C; masked lanes are not accessed.
+                unsafe { _mm512_mask_storeu_ps(t.c.add(i * t.c_rs + p * 16), mask, *v) };
+            }
+        }
+    }
+
+    /// Stores 8 lanes of a row at `dst`, the first `valid` of them.
+    #[inline(always)]
+    unsafe fn store8(dst: *mut f32, v: __m256, valid: usize) {
+        // SAFETY: the caller passes `valid` writable floats at `dst`.
+        unsafe {
+            if valid >= 8 {
+                _mm256_storeu_ps(dst, v);
+            } else if valid > 0 {
+                let mask = _mm256_cmpgt_epi32(
+                    _mm256_set1_epi32(valid as i32),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                );
+                _mm256_maskstore_ps(dst, mask, v);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_int8<const R: usize>(t: &QTile) {
+        // `vpmaddubsw` multiplies unsigned by signed bytes into pairs of i16: |w| by a with
+        // w's sign, which stays inside an i16 for every code (2 * 128 * 127).
+        let ones = _mm256_set1_epi16(1);
+        for p in 0..4 {
+            if p * 16 >= t.width {
+                break;
+            }
+            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            let mut b = t.b.add(p * 64);
+            for q in 0..t.steps / QUAD {
+                // SAFETY: the tile's contract covers every address read.
+                unsafe {
+                    let w = [
+                        _mm256_loadu_si256(b.cast()),
+                        _mm256_loadu_si256(b.add(32).cast()),
+                    ];
+                    let magnitude = [_mm256_abs_epi8(w[0]), _mm256_abs_epi8(w[1])];
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        let a = _mm256_set1_epi32(quad_of(t.a.add(i * t.a_rs + q * QUAD)));
+                        for h in 0..2 {
+                            let pairs =
+                                _mm256_maddubs_epi16(magnitude[h], _mm256_sign_epi8(a, w[h]));
+                            row[h] = _mm256_add_epi32(row[h], _mm256_madd_epi16(pairs, ones));
+                        }
+                    }
+                    b = b.add(GROUP * QUAD);
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                // SAFETY: the scales and the tile of C are the tile's.
+                unsafe {
+                    let sa = _mm256_set1_ps(*t.a_scales.add(i * t.a_groups));
+                    for (h, lane) in row.iter().enumerate() {
+                        let first = p * 16 + h * 8;
+                        let sw = _mm256_loadu_ps(t.b_scales.cast::<f32>().add(first));
+                        let v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(*lane), sa), sw);
+                        store8(
+                            t.c.add(i * t.c_rs + first),
+                            v,
+                            t.width.saturating_sub(first),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_q4<const R: usize>(t: &QTile) {
+        let ones = _mm256_set1_epi16(1);
+        let low = _mm256_set1_epi8(15);
+        for p in 0..4 {
+            if p * 16 >= t.width {
+                break;
+            }
+            let mut out = [[_mm256_setzero_ps(); 2]; R];
+            for b in 0..t.steps / Q4_BLOCK {
+                let mut acc = [[_mm256_setzero_si256(); 2]; R];
+                for r in 0..Q4_BLOCK / QUAD {
+                    // SAFETY: the tile's contract covers every address read.
+                    unsafe {
+                        let half = t.b.add((b * 8 + r) * 128 + p / 2 * 64);
+                        let raw = [
+                            _mm256_loadu_si256(half.cast()),
+                            _mm256_loadu_si256(half.add(32).cast()),
+                        ];
+                        let w = raw.map(|x| {
+                            if p % 2 == 1 {
+                                _mm256_and_si256(_mm256_srli_epi16(x, 4), low)
+                            } else {
+                                _mm256_and_si256(x, low)
+                            }
+                        });
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            let a = t.a.add(i * t.a_rs + b * Q4_BLOCK + r * QUAD);
+                            let a = _mm256_set1_epi32(quad_of(a));
+                            for h in 0..2 {
+                                let pairs = _mm256_maddubs_epi16(w[h], a);
+                                row[h] = _mm256_add_epi32(row[h], _mm256_madd_epi16(pairs, ones));
+                            }
+                        }
+                    }
+                }
+                // SAFETY: the block's scales and the rows' scales and sums are the tile's.
+                unsafe {
+                    let d = t.b_scales.cast::<u16>().add(b * GROUP + p * 16);
+                    let d = [
+                        _mm256_cvtph_ps(_mm_loadu_si128(d.cast())),
+                        _mm256_cvtph_ps(_mm_loadu_si128(d.add(8).cast())),
+                    ];
+                    for (i, (row, sums)) in out.iter_mut().zip(&acc).enumerate() {
+                        let g = i * t.a_groups + b;
+                        let offset = _mm256_set1_epi32(8 * *t.a_sums.add(g));
+                        let sa = _mm256_set1_ps(*t.a_scales.add(g));
+                        for h in 0..2 {
+                            let x = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums[h], offset));
+                            row[h] = _mm256_fmadd_ps(x, _mm256_mul_ps(sa, d[h]), row[h]);
+                        }
+                    }
+                }
+            }
+            for (i, row) in out.iter().enumerate() {
+                for (h, v) in row.iter().enumerate() {
+                    let first = p * 16 + h * 8;
+                    // SAFETY: the tile of C.
+                    unsafe {
+                        store8(
+                            t.c.add(i * t.c_rs + first),
+                            *v,
+                            t.width.saturating_sub(first),
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
