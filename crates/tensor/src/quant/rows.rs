@@ -5,9 +5,10 @@
 //!
 //! There is one quantiser, shared by every kernel, so they all multiply the same integers.
 
+use rayon::prelude::*;
+
 use super::{QuantFormat, Q4_BLOCK};
 use crate::kernels::matmul::MatRef;
-use crate::kernels::wide;
 
 /// Activations quantised for a product with a matrix of `format`.
 pub struct QuantRows {
@@ -31,6 +32,9 @@ impl QuantRows {
     }
 }
 
+/// Elements from which rows are quantised on several threads.
+const PARALLEL_FROM: usize = 1 << 16;
+
 /// Quantises the rows of `a` (`m x k`, any strides) for a product with a `format` matrix.
 pub fn quantize_rows(a: MatRef, format: QuantFormat) -> QuantRows {
     let (m, k) = (a.rows, a.cols);
@@ -48,49 +52,135 @@ pub fn quantize_rows(a: MatRef, format: QuantFormat) -> QuantRows {
         scales: vec![0.0; m * groups],
         sums: vec![0; m * groups],
     };
-    let mut dense = vec![0.0f32; stride];
-    for i in 0..m {
-        for (s, v) in dense[..k].iter_mut().enumerate() {
-            *v = a.data[i * a.row_stride + s * a.col_stride];
+    let row = |i: usize, codes: &mut [i8], scales: &mut [f32], sums: &mut [i32]| {
+        let mut dense = Vec::new();
+        let values = if a.col_stride == 1 {
+            &a.data[i * a.row_stride..][..k]
+        } else {
+            dense.extend((0..k).map(|s| a.data[i * a.row_stride + s * a.col_stride]));
+            &dense[..]
+        };
+        for (g, codes) in codes.chunks_mut(group).enumerate() {
+            let start = (g * group).min(k);
+            let run = &values[start..(start + group).min(k)];
+            (scales[g], sums[g]) = quantize_run(run, codes);
         }
-        let codes = &mut out.codes[i * stride..][..stride];
-        for (g, (values, codes)) in dense.chunks(group).zip(codes.chunks_mut(group)).enumerate() {
-            let (scale, sum) = quantize_run(values, codes);
-            out.scales[i * groups + g] = scale;
-            out.sums[i * groups + g] = sum;
-        }
+    };
+    let (stride, groups) = (stride.max(1), groups.max(1));
+    if m * k >= PARALLEL_FROM && crate::parallel::threads() > 1 {
+        out.codes
+            .par_chunks_mut(stride)
+            .zip(out.scales.par_chunks_mut(groups))
+            .zip(out.sums.par_chunks_mut(groups))
+            .enumerate()
+            .for_each(|(i, ((codes, scales), sums))| row(i, codes, scales, sums));
+    } else {
+        out.codes
+            .chunks_mut(stride)
+            .zip(out.scales.chunks_mut(groups))
+            .zip(out.sums.chunks_mut(groups))
+            .enumerate()
+            .for_each(|(i, ((codes, scales), sums))| row(i, codes, scales, sums));
     }
     out
 }
 
-/// Quantises `values` into `codes` with one scale: `amax / 127`, codes `round(v * 127 /
-/// amax)` (ties to even). Returns the scale and the sum of the codes.
-fn quantize_run(values: &[f32], codes: &mut [i8]) -> (f32, i32) {
-    wide::widest(
-        #[inline(always)]
-        || {
-            let mut amax = 0.0f32;
-            let mut finite = true;
-            for v in values {
-                amax = amax.max(v.abs());
-                finite &= v.is_finite();
+/// Quantises `values` into the first `values.len()` of `codes` (the rest stay zero) with one
+/// scale: `amax / 127`, codes `round(v * 127 / amax)` (ties to even). Returns the scale and the
+/// sum of the codes. A run holding a NaN or an infinity gets a NaN scale and zero codes.
+pub(super) fn quantize_run(values: &[f32], codes: &mut [i8]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static WIDE: OnceLock<Option<RunQuantizer>> = OnceLock::new();
+        if let Some(quantizer) = WIDE.get_or_init(x86::best) {
+            // SAFETY: `best` chose a quantizer whose features this CPU has.
+            return unsafe { quantizer(values, codes) };
+        }
+    }
+    quantize_run_scalar(values, codes)
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+type RunQuantizer = unsafe fn(&[f32], &mut [i8]) -> (f32, i32);
+
+/// The twin of the vector quantizers, and the path on other CPUs.
+pub(super) fn quantize_run_scalar(values: &[f32], codes: &mut [i8]) -> (f32, i32) {
+    let mut amax = 0.0f32;
+    // Zero times every value: NaN if any is NaN or infinite.
+    let mut poison = 0.0f32;
+    for v in values {
+        let a = v.abs();
+        amax = if a > amax { a } else { amax };
+        poison += v * 0.0;
+    }
+    if poison.is_nan() {
+        return (f32::NAN, 0);
+    }
+    if amax == 0.0 {
+        return (0.0, 0);
+    }
+    let inv = 127.0 / amax;
+    let mut sum = 0i32;
+    for (c, v) in codes.iter_mut().zip(values) {
+        let q = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i32;
+        *c = q as i8;
+        sum += q;
+    }
+    (amax / 127.0, sum)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::RunQuantizer;
+
+    pub(super) fn best() -> Option<RunQuantizer> {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            return Some(avx512);
+        }
+        None
+    }
+
+    /// Rounds with the current MXCSR mode (to nearest, ties to even: Rust never changes it)
+    /// after clamping, which equals clamping after rounding at the integer bounds.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn avx512(values: &[f32], codes: &mut [i8]) -> (f32, i32) {
+        let n = values.len();
+        let tail = |i: usize| -> __mmask16 { ((1u32 << (n - i).min(16)) - 1) as __mmask16 };
+        let mut amax = _mm512_setzero_ps();
+        let mut poison = _mm512_setzero_ps();
+        let zero = _mm512_setzero_ps();
+        for i in (0..n).step_by(16) {
+            // SAFETY: the mask keeps the load inside `values`.
+            let v = unsafe { _mm512_maskz_loadu_ps(tail(i), values.as_ptr().add(i)) };
+            amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+            poison = _mm512_add_ps(poison, _mm512_mul_ps(v, zero));
+        }
+        let poisoned = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(poison, poison) != 0;
+        if poisoned {
+            return (f32::NAN, 0);
+        }
+        let amax = _mm512_reduce_max_ps(amax);
+        if amax == 0.0 {
+            return (0.0, 0);
+        }
+        let inv = _mm512_set1_ps(127.0 / amax);
+        let (low, high) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+        let mut sum = _mm512_setzero_si512();
+        for i in (0..n).step_by(16) {
+            let mask = tail(i);
+            // SAFETY: the mask keeps the load inside `values` and the store inside `codes`,
+            // which is at least as long.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, values.as_ptr().add(i));
+                let x = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), low), high);
+                let q = _mm512_cvtps_epi32(x);
+                sum = _mm512_add_epi32(sum, q);
+                _mm512_mask_cvtepi32_storeu_epi8(codes.as_mut_ptr().add(i).cast(), mask, q);
             }
-            if !finite {
-                codes.fill(0);
-                return (f32::NAN, 0);
-            }
-            if amax == 0.0 {
-                codes.fill(0);
-                return (0.0, 0);
-            }
-            let inv = 127.0 / amax;
-            let mut sum = 0i32;
-            for (c, v) in codes.iter_mut().zip(values) {
-                let q = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i32;
-                *c = q as i8;
-                sum += q;
-            }
-            (amax / 127.0, sum)
-        },
-    )
+        }
+        (amax / 127.0, _mm512_reduce_add_epi32(sum))
+    }
 }

@@ -310,3 +310,36 @@ fn extreme_codes_are_exact_on_every_kernel() {
         );
     }
 }
+
+proptest! {
+    /// The vector quantizer of this CPU, if any, gives the scalar one's codes, scale and sum,
+    /// ties and non-finite values included.
+    #[test]
+    fn row_quantizers_agree(
+        raw in proptest::collection::vec(
+            prop_oneof![
+                8 => -100.0f32..100.0,
+                1 => Just(0.5f32),
+                1 => Just(-2.5f32),
+                1 => Just(0.0f32),
+            ],
+            0..300,
+        ),
+        poison in proptest::option::of((0usize..300, prop_oneof![
+            Just(f32::NAN), Just(f32::INFINITY), Just(f32::NEG_INFINITY)
+        ])),
+    ) {
+        let mut values = raw;
+        if let (Some((at, v)), false) = (poison, values.is_empty()) {
+            let at = at % values.len();
+            values[at] = v;
+        }
+        let mut expected = vec![0i8; values.len()];
+        let want = super::rows::quantize_run_scalar(&values, &mut expected);
+        let mut got = vec![0i8; values.len()];
+        let have = super::rows::quantize_run(&values, &mut got);
+        prop_assert_eq!(want.0.to_bits(), have.0.to_bits());
+        prop_assert_eq!(want.1, have.1);
+        prop_assert_eq!(expected, got);
+    }
+}
