@@ -77,7 +77,7 @@ impl BertEmbeddings {
                 ),
             ));
         }
-        let words = kernels::embedding(self.word.get(w)?, &ids.values)?;
+        let words = self.word.rows(w, &ids.values)?;
         let types = match &state.inputs.token_type_ids {
             Some(t) if t.dims2("token_type_ids")? == (b, s) => t.values.clone(),
             Some(t) => {
@@ -88,9 +88,9 @@ impl BertEmbeddings {
             }
             None => vec![0; b * s],
         };
-        let types = kernels::embedding(self.token_type.get(w)?, &types)?;
+        let types = self.token_type.rows(w, &types)?;
         let positions: Vec<i64> = state.positions.iter().map(|&p| p as i64).collect();
-        let positions = kernels::embedding(self.position.get(w)?, &positions)?;
+        let positions = self.position.rows(w, &positions)?;
         let sum = kernels::add(&kernels::add(&words, &types)?, &positions)?;
         self.norm.forward(w, &sum.reshape(&[b, s, self.hidden])?)
     }
@@ -268,17 +268,20 @@ impl Bert {
         let layout = head_layout(d, c.num_attention_heads)?;
         let p = detect_prefix("bert.", "embeddings.word_embeddings.weight", has_tensor);
         let embeddings = BertEmbeddings {
-            word: Param::new(
+            word: Param::table(
                 join(&p, "embeddings.word_embeddings.weight"),
-                vec![c.vocab_size, d],
+                c.vocab_size,
+                d,
             ),
-            position: Param::new(
+            position: Param::table(
                 join(&p, "embeddings.position_embeddings.weight"),
-                vec![c.max_position_embeddings, d],
+                c.max_position_embeddings,
+                d,
             ),
-            token_type: Param::new(
+            token_type: Param::table(
                 join(&p, "embeddings.token_type_embeddings.weight"),
-                vec![c.type_vocab_size, d],
+                c.type_vocab_size,
+                d,
             ),
             norm: LayerNorm::new(&join(&p, "embeddings.LayerNorm"), d, c.layer_norm_eps),
             max_positions: c.max_position_embeddings,

@@ -2,7 +2,9 @@
 //! batch-norm layers, and multi-head attention over the state's mask and cache.
 
 use edgerun_tensor::kernels::gemm::{Epilogue, Residual};
-use edgerun_tensor::kernels::{self, Activation, AttentionMask, Conv2dParams, HeadLayout, KvRef};
+use edgerun_tensor::kernels::{
+    self, Activation, AttentionMask, Conv2dParams, HeadLayout, KvRef, Weight,
+};
 use edgerun_tensor::Tensor;
 
 use crate::{Inputs, Layout, ModelError, Result, RunOptions, State, TensorSpec, UnitWeights};
@@ -55,7 +57,7 @@ impl Linear {
 
     fn out_dim(&self) -> usize {
         match self.layout {
-            Layout::Linear | Layout::Conv2d => self.shape[0],
+            Layout::Linear | Layout::Conv2d | Layout::Table => self.shape[0],
             Layout::Plain | Layout::Conv1d => self.shape[1],
         }
     }
@@ -102,7 +104,7 @@ impl Linear {
             None => None,
         };
         Ok(kernels::LinearLayer {
-            weight: w.get(&self.weight)?,
+            weight: w.matrix(&self.weight)?,
             out_dim: self.out_dim(),
             bias,
             activation,
@@ -217,12 +219,26 @@ impl Param {
         spec(self.name.clone(), self.shape.clone(), self.layout)
     }
 
+    /// A `[rows, dim]` table read only by [`Param::rows`] (a quantised store may quantise it).
+    pub fn table(name: String, rows: usize, dim: usize) -> Self {
+        Self {
+            name,
+            shape: vec![rows, dim],
+            layout: Layout::Table,
+        }
+    }
+
     /// The table's rows for `ids`, whichever way it is bound.
     pub fn rows(&self, w: &UnitWeights, ids: &[i64]) -> Result<Tensor> {
-        let table = self.get(w)?;
-        Ok(match self.layout {
-            Layout::Linear => kernels::embedding_packed(table, self.shape[0], ids)?,
-            _ => kernels::embedding(table, ids)?,
+        if !matches!(self.layout, Layout::Linear | Layout::Table) {
+            return Ok(kernels::embedding(self.get(w)?, ids)?);
+        }
+        Ok(match w.matrix(&self.name)? {
+            Weight::F32(table) if self.layout == Layout::Linear => {
+                kernels::embedding_packed(table, self.shape[0], ids)?
+            }
+            Weight::F32(table) => kernels::embedding(table, ids)?,
+            Weight::Quant(table) => kernels::embedding_quantised(table, ids)?,
         })
     }
 
@@ -383,7 +399,7 @@ impl ConvBn {
     /// `x` is NHWC.
     pub fn forward(&self, w: &UnitWeights, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| w.get(b)).transpose()?;
-        self.forward_nhwc(w, x, w.get(&self.conv)?, bias, None)
+        self.forward_nhwc(w, x, w.matrix(&self.conv)?, bias, None)
     }
 
     /// `activation(conv(x) + residual)`: the convolution (and its norm, without its own
@@ -401,7 +417,7 @@ impl ConvBn {
             activation,
             ..self.clone()
         };
-        with.forward_nhwc(w, x, w.get(&self.conv)?, bias, Some(residual))
+        with.forward_nhwc(w, x, w.matrix(&self.conv)?, bias, Some(residual))
     }
 
     fn batch_norm(&self, w: &UnitWeights, norm: &str) -> Result<kernels::ChannelAffine> {
@@ -425,7 +441,7 @@ impl ConvBn {
         &self,
         w: &UnitWeights,
         x: &Tensor,
-        weight: &Tensor,
+        weight: Weight,
         bias: Option<&Tensor>,
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {

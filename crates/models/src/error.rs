@@ -19,6 +19,8 @@ pub enum ModelError {
     Unsupported { what: String, why: String },
     #[error("the checkpoint has no tensor {0} (is this the model config.json describes?)")]
     MissingTensor(String),
+    #[error("tensor {name} is stored quantised ({format}), but this layer reads it as f32 (pack it with --keep matching it)")]
+    QuantisedTensor { name: String, format: String },
     #[error("input {name}: {why}")]
     Input { name: &'static str, why: String },
     #[error("tokenizer: {0}")]

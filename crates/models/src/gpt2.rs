@@ -69,7 +69,7 @@ impl Gpt2Embeddings {
         let ids = state.inputs.ids()?;
         let tokens = self.wte.rows(w, &ids.values)?;
         let positions: Vec<i64> = state.positions.iter().map(|&p| p as i64).collect();
-        let positions = kernels::embedding(self.wpe.get(w)?, &positions)?;
+        let positions = self.wpe.rows(w, &positions)?;
         Ok(kernels::add(&tokens, &positions)?.reshape(&[state.batch, state.seq, self.hidden])?)
     }
 }
@@ -231,7 +231,7 @@ impl Gpt2 {
         let wte = if c.tie_word_embeddings {
             Param::packed_rows(join(&p, "wte.weight"), c.vocab_size, d)
         } else {
-            Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d])
+            Param::table(join(&p, "wte.weight"), c.vocab_size, d)
         };
         let lm_head = if c.tie_word_embeddings {
             Linear::new(&join(&p, "wte"), d, c.vocab_size, false)
@@ -242,7 +242,7 @@ impl Gpt2 {
         };
         let embeddings = Gpt2Embeddings {
             wte,
-            wpe: Param::new(join(&p, "wpe.weight"), vec![c.n_positions, d]),
+            wpe: Param::table(join(&p, "wpe.weight"), c.n_positions, d),
             hidden: d,
         };
         let head = Gpt2Head {

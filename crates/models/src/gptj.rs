@@ -221,7 +221,7 @@ impl GptJ {
             .collect();
         let mut model = Self {
             rotary: RotaryTable::new(rotary_dim, 10000.0),
-            wte: Param::new(join(&p, "wte.weight"), vec![c.vocab_size, d]),
+            wte: Param::table(join(&p, "wte.weight"), c.vocab_size, d),
             blocks,
             head,
             order,
@@ -271,7 +271,7 @@ impl Model for GptJ {
         let x = match stage {
             GptJStage::Embeddings => {
                 let ids = state.inputs.ids()?;
-                kernels::embedding(self.wte.get(w)?, &ids.values)?.reshape(&[
+                self.wte.rows(w, &ids.values)?.reshape(&[
                     state.batch,
                     state.seq,
                     self.config.n_embd,

@@ -3,6 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use edgerun_tensor::kernels::Weight;
+use edgerun_tensor::quant::QuantMatrix;
 use edgerun_tensor::Tensor;
 
 use crate::{ModelError, Result};
@@ -20,6 +22,10 @@ pub enum Layout {
     /// A `torch.nn.Conv2d` weight stored `[out, in, kh, kw]`, bound packed for the channels-last
     /// convolution as `[ceil(out / 64), kh * kw * in, 64]` (`kernels::pack_conv`).
     Conv2d,
+    /// A `[rows, dim]` table read only by gathering rows (token and position embeddings),
+    /// bound as stored; a quantised store holds it as the `[dim, rows]` quantised matrix (row
+    /// `r` is column `r`: one scale per row, or per 32 values of it).
+    Table,
 }
 
 /// One checkpoint tensor a stage needs, with the shape its config implies (as stored).
@@ -51,6 +57,19 @@ impl TensorSpec {
     }
 }
 
+impl TensorSpec {
+    /// `(k, n)` of the product a matrix weight (Linear, Conv1D, convolution) takes part in:
+    /// inputs and outputs. `None` for other tensors.
+    pub fn matrix(&self) -> Option<(usize, usize)> {
+        match (self.layout, self.shape.as_slice()) {
+            (Layout::Linear, &[out, inp]) | (Layout::Conv1d, &[inp, out]) => Some((inp, out)),
+            (Layout::Conv2d, &[out, inp, kh, kw]) => Some((kh * kw * inp, out)),
+            (Layout::Table, &[rows, dim]) => Some((dim, rows)),
+            _ => None,
+        }
+    }
+}
+
 /// A named step of the forward pass and the tensors it reads. It owns no bytes.
 #[derive(Clone, Debug)]
 pub struct StageSpec {
@@ -65,10 +84,12 @@ impl StageSpec {
     }
 }
 
-/// The tensors bound to one stage for a run, keyed by checkpoint name.
+/// The tensors bound to one stage for a run, keyed by checkpoint name: f32 tensors, and
+/// matrix weights a quantised store holds as [`QuantMatrix`]es.
 #[derive(Clone, Debug, Default)]
 pub struct UnitWeights {
     tensors: HashMap<String, Tensor>,
+    quantised: HashMap<String, QuantMatrix>,
     reads: Option<ReadLog>,
 }
 
@@ -89,6 +110,7 @@ impl UnitWeights {
         let log = ReadLog::default();
         let copy = Self {
             tensors: self.tensors.clone(),
+            quantised: self.quantised.clone(),
             reads: Some(log.clone()),
         };
         (copy, log)
@@ -98,27 +120,61 @@ impl UnitWeights {
         self.tensors.insert(name.into(), tensor);
     }
 
-    pub fn get(&self, name: &str) -> Result<&Tensor> {
+    pub fn insert_quantised(&mut self, name: impl Into<String>, matrix: QuantMatrix) {
+        self.quantised.insert(name.into(), matrix);
+    }
+
+    fn record(&self, name: &str) {
         if let Some(ReadLog(reads)) = &self.reads {
             reads
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(name.to_string());
         }
+    }
+
+    /// An f32 tensor. A quantised one is an error: only matrix products read those
+    /// ([`UnitWeights::matrix`]).
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.record(name);
+        if let Some(m) = self.quantised.get(name) {
+            return Err(ModelError::QuantisedTensor {
+                name: name.to_string(),
+                format: m.format().to_string(),
+            });
+        }
         self.tensors
             .get(name)
             .ok_or_else(|| ModelError::MissingTensor(name.to_string()))
     }
 
+    /// A matrix weight (Linear, Conv1D, convolution) as bound: f32 or quantised.
+    pub fn matrix(&self, name: &str) -> Result<Weight<'_>> {
+        self.record(name);
+        if let Some(m) = self.quantised.get(name) {
+            return Ok(Weight::Quant(m));
+        }
+        self.tensors
+            .get(name)
+            .map(Weight::F32)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))
+    }
+
     pub fn len(&self) -> usize {
-        self.tensors.len()
+        self.tensors.len() + self.quantised.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty()
+        self.len() == 0
     }
 
+    /// The f32 tensors.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Tensor)> {
         self.tensors.iter()
+    }
+
+    /// The quantised matrices.
+    pub fn iter_quantised(&self) -> impl Iterator<Item = (&String, &QuantMatrix)> {
+        self.quantised.iter()
     }
 }

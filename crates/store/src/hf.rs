@@ -154,7 +154,9 @@ impl HfFolder {
             // A weight for the GEMM is copied anyway (transposed or widened), so it is packed
             // in the copy, straight from the map where the file holds f32.
             let tensor = match spec.layout {
-                Layout::Plain => owned_if_small(stored(shard, entry, spec, dtype)?)?,
+                Layout::Plain | Layout::Table => {
+                    owned_if_small(stored(shard, entry, spec, dtype)?)?
+                }
                 // The rows of a transposed weight are dropped from the map as they are packed,
                 // so a large one (a tied embedding) is not held twice.
                 Layout::Linear => {

@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use edgerun_models::{build_model, Checkpoint, Layout, Model, StageSpec, UnitWeights};
-use edgerun_tensor::{AlignedBuf, ByteBuffer, DType, FillBuffer, Tensor};
+use edgerun_tensor::quant::QuantMatrix;
+use edgerun_tensor::{AlignedBuf, ByteBuffer, FillBuffer, Tensor};
 
 pub use io::IoMode;
-pub use manifest::{Manifest, UnitEntry};
+pub use manifest::{Manifest, QuantEntry, StoredType, UnitEntry};
 pub use pieces::PIECE_BYTES;
-pub use writer::{pack, PackSummary, MANIFEST_FILE};
+pub use writer::{glob_match, pack, pack_with, PackOptions, PackSummary, MANIFEST_FILE};
 
 use crate::{MappedFile, Result, StoreError};
 
@@ -195,6 +196,20 @@ impl PackedStore {
                             } else {
                                 "a Linear"
                             }
+                        ),
+                    ));
+                }
+                if t.quant
+                    .as_ref()
+                    .is_some_and(|q| spec.matrix() != Some((q.matrix[0], q.matrix[1])))
+                {
+                    return Err(corrupt(
+                        &path,
+                        format!(
+                            "tensor {} is quantised as a {:?} matrix, but the stage reads {:?}",
+                            t.name,
+                            t.quant.as_ref().map(|q| q.matrix),
+                            spec.shape
                         ),
                     ));
                 }
@@ -375,18 +390,32 @@ impl PackedStore {
     ) -> Result<UnitWeights> {
         let entry = &self.manifest.units[index];
         let mut weights = UnitWeights::default();
-        let narrow = |t: &&manifest::TensorEntry| t.dtype != DType::F32;
+        let narrow = |t: &&manifest::TensorEntry| t.dtype.widens();
         let source = |t: &manifest::TensorEntry| {
             let start = unit.base + t.offset as usize;
             (
-                t.dtype,
+                t.dtype.float().expect("a float tensor"),
                 &unit.buffer.bytes()[start..start + t.length as usize],
             )
         };
         for t in entry.tensors.iter().filter(|t| !narrow(t)) {
-            let tensor =
-                Tensor::from_buffer(unit.buffer.clone(), unit.base + t.offset as usize, &t.shape)?;
-            weights.insert(t.name.clone(), tensor);
+            let at = unit.base + t.offset as usize;
+            match (t.dtype, &t.quant) {
+                (StoredType::Quant(format), Some(q)) => {
+                    let [k, n] = q.matrix;
+                    let matrix = QuantMatrix::from_buffer(format, k, n, unit.buffer.clone(), at)
+                        .map_err(|e| StoreError::BadTensor {
+                            path: self.data_path.clone(),
+                            name: t.name.clone(),
+                            why: format!("unit {}: {e}", entry.id),
+                        })?;
+                    weights.insert_quantised(t.name.clone(), matrix);
+                }
+                _ => {
+                    let tensor = Tensor::from_buffer(unit.buffer.clone(), at, &t.shape)?;
+                    weights.insert(t.name.clone(), tensor);
+                }
+            }
         }
         let Some(mut widened) = widened else {
             for t in entry.tensors.iter().filter(narrow) {
@@ -415,7 +444,7 @@ impl PackedStore {
         self.manifest.units[index]
             .tensors
             .iter()
-            .filter(|t| t.dtype != DType::F32)
+            .filter(|t| t.dtype.widens())
             .map(|t| {
                 let start = at;
                 at += t.shape.iter().product::<usize>();
@@ -456,7 +485,7 @@ impl PackedStore {
         self.manifest.units[index]
             .tensors
             .iter()
-            .filter(|t| t.dtype != DType::F32)
+            .filter(|t| t.dtype.widens())
             .map(|t| t.shape.iter().product::<usize>() as u64 * 4)
             .sum()
     }
@@ -509,6 +538,40 @@ impl PackedStore {
     }
 }
 
+/// The bytes tensor `t` must have: its shape's elements times the dtype's size, or for a
+/// quantised matrix the codes and scales its [`QuantEntry`] lays out (whose matrix
+/// `PackedStore::model` checks against the stage). `None` if that overflows.
+fn stored_bytes(t: &manifest::TensorEntry) -> std::result::Result<Option<u64>, String> {
+    let quant = match (t.dtype, &t.quant) {
+        (StoredType::Float(dtype), None) => {
+            return Ok(t
+                .shape
+                .iter()
+                .try_fold(dtype.size_bytes() as u64, |n, &d| n.checked_mul(d as u64)))
+        }
+        (StoredType::Quant(format), Some(q)) => (format, q),
+        (dtype, _) => {
+            return Err(format!(
+                "tensor {}: {} with{} a quantisation entry",
+                t.name,
+                dtype.name(),
+                if t.quant.is_some() { "" } else { "out" }
+            ))
+        }
+    };
+    let (format, q) = quant;
+    let [k, n] = q.matrix;
+    let fits =
+        k <= edgerun_tensor::quant::MAX_INNER && n > 0 && *q == QuantEntry::new(format, k, n);
+    if !fits {
+        return Err(format!(
+            "tensor {}: quantisation entry {q:?} does not describe a {format} matrix of shape {:?}",
+            t.name, t.shape
+        ));
+    }
+    Ok(Some(format.stored_len(k, n) as u64))
+}
+
 /// Checks the manifest's byte layout: units aligned, in file order, apart and inside the data
 /// file; each tensor's bytes inside its unit, of its shape's size, apart from every other
 /// tensor of its unit; names unique within a unit (a tied weight is in two units). Returns
@@ -536,11 +599,7 @@ fn validate_layout(manifest: &Manifest) -> std::result::Result<HashSet<String>, 
         previous_end = u.offset + u.length;
         let mut ranges = Vec::with_capacity(u.tensors.len());
         for t in &u.tensors {
-            let dtype = t.dtype;
-            let bytes = t
-                .shape
-                .iter()
-                .try_fold(dtype.size_bytes() as u64, |n, &d| n.checked_mul(d as u64));
+            let bytes = stored_bytes(t)?;
             if t.offset.checked_add(t.length).is_none_or(|e| e > u.length)
                 || bytes != Some(t.length)
             {

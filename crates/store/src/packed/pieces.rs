@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use edgerun_models::UnitWeights;
-use edgerun_tensor::{AlignedBuf, DType, FillBuffer};
+use edgerun_tensor::{AlignedBuf, FillBuffer};
 
 use super::io::{self, IoMode};
 use super::PackedStore;
@@ -19,12 +19,13 @@ pub const PIECE_BYTES: usize = 32 << 20;
 
 impl PackedStore {
     /// Whether loading unit `index` with `io` reads it in pieces: every tensor is f16 or bf16
-    /// and the unit is read, not mapped.
+    /// (widened into f32 copies, so the read buffer need only hold a piece) and the unit is
+    /// read, not mapped.
     pub fn widens_in_pieces(&self, index: usize, io: IoMode) -> bool {
         let unit = &self.manifest.units[index];
         io != IoMode::Mmap
             && !unit.tensors.is_empty()
-            && unit.tensors.iter().all(|t| t.dtype != DType::F32)
+            && unit.tensors.iter().all(|t| t.dtype.widens())
     }
 
     /// The length of the buffer loading unit `index` with `io` reads into: a piece, the
@@ -81,7 +82,10 @@ impl PackedStore {
                 if lo >= hi {
                     continue;
                 }
-                let dtype = t.dtype;
+                let dtype = t
+                    .dtype
+                    .float()
+                    .expect("only float units are read in pieces");
                 // Pieces and tensors start on even offsets, so no value straddles a piece.
                 let size = dtype.size_bytes();
                 let first = start + (lo - from) / size;
@@ -134,6 +138,7 @@ impl PackedStore {
 mod tests {
     use super::*;
     use crate::HfFolder;
+    use edgerun_tensor::DType;
     use std::path::PathBuf;
 
     /// bert-tiny from the shared fixtures packed as `dtype`, or `None` without the fixtures.

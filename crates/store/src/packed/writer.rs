@@ -16,8 +16,12 @@ use std::path::{Path, PathBuf};
 use edgerun_models::Layout;
 use edgerun_tensor::DType;
 
+use edgerun_tensor::kernels::{self, MatRef};
+use edgerun_tensor::quant::{self, QuantFormat};
+
 use super::manifest::{
-    Manifest, TensorEntry, UnitEntry, FORMAT, TENSOR_ALIGN, UNIT_ALIGN, VERSION,
+    Manifest, QuantEntry, StoredType, TensorEntry, UnitEntry, FORMAT, TENSOR_ALIGN, UNIT_ALIGN,
+    VERSION,
 };
 use crate::output::{sync_dir, write_file, OutputFile};
 use crate::{HfFolder, Result, StoreError};
@@ -35,12 +39,38 @@ pub struct PackSummary {
     pub data_bytes: u64,
 }
 
+/// What a pack converts tensors to.
+#[derive(Clone, Debug, Default)]
+pub struct PackOptions {
+    /// The float dtype of every tensor not quantised; `None` keeps each tensor's own.
+    pub dtype: Option<DType>,
+    /// Quantise matrix weights (Linear, Conv1D, convolutions) to this format.
+    pub quant: Option<QuantFormat>,
+    /// Matrix weights whose names match one of these patterns (`*` matches any run of
+    /// characters) stay in f16 instead of being quantised.
+    pub keep: Vec<String>,
+}
+
 /// Packs `folder` into `out_dir`. `dtype` converts every tensor; `None` keeps each tensor's
 /// dtype. `progress(done_units, total_units)` is called after each unit.
 pub fn pack(
     folder: &HfFolder,
     out_dir: &Path,
     dtype: Option<DType>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PackSummary> {
+    let options = PackOptions {
+        dtype,
+        ..PackOptions::default()
+    };
+    pack_with(folder, out_dir, &options, progress)
+}
+
+/// [`pack`] with quantisation: matrix weights to `options.quant` except those `keep` names.
+pub fn pack_with(
+    folder: &HfFolder,
+    out_dir: &Path,
+    options: &PackOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PackSummary> {
     let model = folder.model()?;
@@ -59,20 +89,50 @@ pub fn pack(
         let mut tensors = Vec::with_capacity(stage.tensors.len());
         for spec in &stage.tensors {
             let tensor = weights.get(&spec.name)?.contiguous();
-            let target = match dtype {
-                Some(d) => d,
-                None => DType::parse(&folder.dtype(spec)?).unwrap_or(DType::F32),
+            let kept = options.keep.iter().any(|p| glob_match(p, &spec.name));
+            let matrix = spec.matrix().filter(|_| options.quant.is_some());
+            let target = match (options.dtype, matrix) {
+                (_, Some(_)) if kept => DType::F16,
+                (Some(d), _) => d,
+                (None, _) => DType::parse(&folder.dtype(spec)?).unwrap_or(DType::F32),
             };
             bytes.resize(bytes.len().next_multiple_of(TENSOR_ALIGN as usize), 0);
             let start = bytes.len() as u64;
-            target.narrow_into(tensor.values(), &mut bytes);
+            let (dtype, quant) = match (options.quant, matrix) {
+                (Some(format), Some((k, n))) if !kept => {
+                    // Matrix weights are bound packed for the GEMM, tables as stored
+                    // `[rows, dim]`: both seen here as the `[k, n]` product operand.
+                    let plain;
+                    let b = if spec.layout == Layout::Table {
+                        MatRef::row_major(tensor.values(), n, k).t()
+                    } else {
+                        plain = kernels::gemm::unpack(tensor.values(), k, n);
+                        MatRef::row_major(&plain, k, n)
+                    };
+                    let q = quant::quantize(b, format).map_err(|e| StoreError::BadTensor {
+                        path: folder.dir().to_path_buf(),
+                        name: spec.name.clone(),
+                        why: format!("{e} (keep it in f16 with --keep)"),
+                    })?;
+                    bytes.extend_from_slice(q.bytes());
+                    (
+                        StoredType::Quant(format),
+                        Some(QuantEntry::new(format, k, n)),
+                    )
+                }
+                _ => {
+                    target.narrow_into(tensor.values(), &mut bytes);
+                    (StoredType::Float(target), None)
+                }
+            };
             tensors.push(TensorEntry {
                 name: spec.name.clone(),
-                dtype: target,
+                dtype,
                 shape: tensor.shape().to_vec(),
                 transposed: spec.layout == Layout::Linear,
                 offset: start,
                 length: bytes.len() as u64 - start,
+                quant,
             });
         }
         bytes.resize(bytes.len().max(1).next_multiple_of(UNIT_ALIGN as usize), 0);
@@ -128,6 +188,27 @@ pub fn pack(
     })
 }
 
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters (none
+/// included) and everything else for itself.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// Refuses to pack a folder into itself: the store's files would replace or sit among the
 /// checkpoint's own.
 fn refuse_source_folder(source: &Path, out_dir: &Path) -> Result<()> {
@@ -170,4 +251,29 @@ fn lock(dir: &Path) -> Result<PackLock> {
         return Err(StoreError::io(&path, err));
     }
     Ok(PackLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("lm_head.weight", "lm_head.weight"));
+        assert!(!glob_match("lm_head.weight", "lm_head.weights"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("conv1.*", "conv1.weight"));
+        assert!(glob_match("*.attn.*", "h.0.attn.c_attn.weight"));
+        assert!(!glob_match("*.attn.*", "h.0.mlp.c_fc.weight"));
+        assert!(glob_match(
+            "embeddings*",
+            "embeddings.patch_embeddings.projection.weight"
+        ));
+        assert!(glob_match("a*a", "aa"));
+        assert!(!glob_match("a*a", "a"));
+        assert!(glob_match(
+            "*word*",
+            "bert.embeddings.word_embeddings.weight"
+        ));
+    }
 }

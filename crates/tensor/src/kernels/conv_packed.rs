@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::kernels::conv::{band_rows, out_extent};
 use crate::kernels::gemm::{self, Epilogue, Out, Rhs};
-use crate::kernels::matmul::MatRef;
+use crate::kernels::matmul::{MatRef, Weight};
 use crate::kernels::Conv2dParams;
 use crate::{Result, Tensor, TensorError};
 
@@ -52,10 +52,11 @@ pub fn pack_conv(weight: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(&packed_conv_shape(&[oc, c, kh, kw]), packed)
 }
 
-/// A weight packed by [`pack_conv`] with the shape it was packed from.
+/// A weight packed by [`pack_conv`] (or quantised from one, `[kh * kw * c, oc]`) with the
+/// shape it was packed from.
 #[derive(Clone, Copy)]
 pub struct PackedConv<'a> {
-    pub weight: &'a Tensor,
+    pub weight: Weight<'a>,
     /// `[oc, c, kh, kw]` as stored in the checkpoint.
     pub shape: [usize; 4],
 }
@@ -93,10 +94,28 @@ pub fn conv2d_nhwc(
             "NHWC input with {c} channels, for {oc} output channels (both positive)"
         )));
     }
-    weight.weight.expect_shape(
-        "packed convolution weight",
-        &packed_conv_shape(&weight.shape),
-    )?;
+    let k = kh * kw * c;
+    let rhs = match weight.weight {
+        Weight::F32(w) => {
+            w.expect_shape(
+                "packed convolution weight",
+                &packed_conv_shape(&weight.shape),
+            )?;
+            Rhs::Packed {
+                data: w.values(),
+                rows: k,
+                cols: oc,
+            }
+        }
+        Weight::Quant(m) if m.rows() == k && m.cols() == oc => Rhs::Quant(m),
+        Weight::Quant(m) => {
+            return Err(TensorError::Shape {
+                op: "conv2d_nhwc",
+                expected: format!("a quantised weight [{k}, {oc}]"),
+                got: vec![m.rows(), m.cols()],
+            })
+        }
+    };
     for (name, v) in [("scale", epilogue.scale), ("bias", epilogue.bias)] {
         if v.is_some_and(|v| v.len() != oc) {
             return Err(shape_error(format!("a {name} per output channel ({oc})")));
@@ -114,12 +133,6 @@ pub fn conv2d_nhwc(
         }
     }
     let x = x.contiguous();
-    let k = kh * kw * c;
-    let rhs = Rhs::Packed {
-        data: weight.weight.values(),
-        rows: k,
-        cols: oc,
-    };
     let mut out = vec![0.0f32; pixels * oc];
     // The product of output pixels `first..`.
     let product = |dst: &mut [f32], first: usize, a: MatRef| {
@@ -288,7 +301,7 @@ mod tests {
             let packed = pack_conv(&weight).unwrap();
             let got = conv2d_nhwc(
                 &nchw_to_nhwc(&x).unwrap(),
-                PackedConv { weight: &packed, shape: [oc, c, kernel, kernel] },
+                PackedConv { weight: (&packed).into(), shape: [oc, c, kernel, kernel] },
                 p,
                 Epilogue::affine(affine.scale(), affine.shift(), act),
             ).unwrap();
@@ -302,7 +315,7 @@ mod tests {
             let residual = Residual { data: skip_nhwc.values(), row_stride: oc };
             let with_skip = conv2d_nhwc(
                 &nchw_to_nhwc(&x).unwrap(),
-                PackedConv { weight: &packed, shape: [oc, c, kernel, kernel] },
+                PackedConv { weight: (&packed).into(), shape: [oc, c, kernel, kernel] },
                 p,
                 Epilogue { residual: Some(residual), ..Epilogue::affine(plain.scale(), plain.shift(), act) },
             ).unwrap();
@@ -347,7 +360,7 @@ mod tests {
         let weight = tensor(&[4, 3, 3, 3], 0);
         let packed = pack_conv(&weight).unwrap();
         let conv = PackedConv {
-            weight: &packed,
+            weight: (&packed).into(),
             shape: [4, 3, 3, 3],
         };
         let p = Conv2dParams::default();
@@ -372,12 +385,12 @@ mod tests {
         let empty = Tensor::from_vec(&[4, 3, 0, 0], vec![]).unwrap();
         let no_taps = pack_conv(&empty).unwrap();
         let no_taps = PackedConv {
-            weight: &no_taps,
+            weight: (&no_taps).into(),
             shape: [4, 3, 0, 0],
         };
         assert!(conv2d_nhwc(&tensor(&[1, 5, 5, 3], 0), no_taps, p, Epilogue::NONE).is_err());
         let wrong = PackedConv {
-            weight: &weight,
+            weight: (&weight).into(),
             shape: [4, 3, 3, 3],
         };
         assert!(conv2d_nhwc(&tensor(&[1, 5, 5, 3], 0), wrong, p, Epilogue::NONE).is_err());

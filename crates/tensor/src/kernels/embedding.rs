@@ -1,5 +1,6 @@
 //! Embedding lookup: rows of a table gathered by token id.
 
+use crate::quant::QuantMatrix;
 use crate::{Result, Tensor, TensorError};
 
 /// Gathers `table[id]` for each id; returns `[ids.len(), dim]`.
@@ -42,6 +43,14 @@ pub fn embedding_packed(table: &Tensor, rows: usize, ids: &[i64]) -> Result<Tens
     gather(ids, rows, dim, |row, out| {
         let group = &values[row / GROUP * dim * GROUP..][..dim * GROUP];
         out.extend(group.iter().skip(row % GROUP).step_by(GROUP));
+    })
+}
+
+/// [`embedding`] from a table held as a quantised matrix `[dim, rows]` (a Linear weight's
+/// layout, as [`embedding_packed`]'s): row `r` is column `r`, its codes times their scales.
+pub fn embedding_quantised(table: &QuantMatrix, ids: &[i64]) -> Result<Tensor> {
+    gather(ids, table.cols(), table.rows(), |row, out| {
+        crate::quant::dequantize_column(table, row, out)
     })
 }
 

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::{gemm, Activation};
 use crate::parallel::gemm_threads;
+use crate::quant::QuantMatrix;
 use crate::{Result, Tensor, TensorError};
 
 /// A read-only matrix view: `rows x cols` starting at `data[0]`, with element strides.
@@ -176,16 +177,35 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `x [.., in] @ w [in, out] + bias -> [.., out]`: a Linear layer with pre-transposed weights.
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let out_dim = if w.rank() == 2 { w.shape()[1] } else { 0 };
-    linear_fused(x, w, out_dim, bias, Activation::Identity)
+    linear_fused(x, w.into(), out_dim, bias, Activation::Identity)
+}
+
+/// A matrix weight as bound: f32 (row-major `[in, out]`, or packed for the GEMM) or quantised.
+#[derive(Clone, Copy, Debug)]
+pub enum Weight<'a> {
+    F32(&'a Tensor),
+    Quant(&'a QuantMatrix),
+}
+
+impl<'a> From<&'a Tensor> for Weight<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        Weight::F32(t)
+    }
+}
+
+impl<'a> From<&'a QuantMatrix> for Weight<'a> {
+    fn from(m: &'a QuantMatrix) -> Self {
+        Weight::Quant(m)
+    }
 }
 
 /// `activation(x [.., in] @ w + bias) -> [.., out_dim]`, the bias and the activation applied
 /// to each tile of the product while it is in cache. `w` is a Linear weight as bound: `[in,
 /// out_dim]` row-major, or packed for the GEMM as `[ceil(out_dim / 64), in, 64]` groups
-/// ([`pack_linear`]); both give the same bits.
+/// ([`pack_linear`]; both give the same bits), or a quantised `[in, out_dim]` matrix.
 pub fn linear_fused(
     x: &Tensor,
-    w: &Tensor,
+    w: Weight,
     out_dim: usize,
     bias: Option<&Tensor>,
     activation: Activation,
@@ -219,7 +239,7 @@ pub fn linear_fused(
 /// One Linear layer's weight (as [`linear_fused`] takes it), width, bias and activation.
 #[derive(Clone, Copy)]
 pub struct LinearLayer<'a> {
-    pub weight: &'a Tensor,
+    pub weight: Weight<'a>,
     pub out_dim: usize,
     pub bias: Option<&'a Tensor>,
     pub activation: Activation,
@@ -267,42 +287,70 @@ fn out_shape(x: &Tensor, out_dim: usize) -> Vec<usize> {
     shape
 }
 
-/// A Linear weight whose shape fits `x` and the layer's width, plain or packed, and its
-/// bias's; the weight returned contiguous, with whether it is packed.
-fn checked_weight(x: &Tensor, layer: &LinearLayer) -> Result<(Tensor, bool)> {
+/// A Linear weight checked against `x` and the layer's width, ready for the GEMM.
+enum Checked<'a> {
+    F32 { weight: Tensor, packed: bool },
+    Quant(&'a QuantMatrix),
+}
+
+/// A Linear weight whose shape fits `x` and the layer's width (plain, packed or quantised),
+/// and its bias's.
+fn checked_weight<'a>(x: &Tensor, layer: &LinearLayer<'a>) -> Result<Checked<'a>> {
     let (k, out_dim) = (x.last_dim(), layer.out_dim);
     let groups = out_dim.div_ceil(gemm::GROUP);
-    let packed = match *layer.weight.shape() {
+    if let Some(b) = layer.bias {
+        b.expect_shape("linear bias", &[out_dim])?;
+    }
+    let expected = || {
+        format!(
+            "a weight [{k}, {out_dim}] or packed [{groups}, {k}, {}] for x {:?}",
+            gemm::GROUP,
+            x.shape()
+        )
+    };
+    let weight = match layer.weight {
+        Weight::Quant(m) if m.rows() == k && m.cols() == out_dim => return Ok(Checked::Quant(m)),
+        Weight::Quant(m) => {
+            return Err(TensorError::Shape {
+                op: "linear",
+                expected: expected(),
+                got: vec![m.rows(), m.cols()],
+            })
+        }
+        Weight::F32(w) => w,
+    };
+    let packed = match *weight.shape() {
         [rows, cols] if rows == k && cols == out_dim => false,
         [g, rows, gemm::GROUP] if g == groups && rows == k => true,
         _ => {
             return Err(TensorError::Shape {
                 op: "linear",
-                expected: format!(
-                    "a weight [{k}, {out_dim}] or packed [{groups}, {k}, {}] for x {:?}",
-                    gemm::GROUP,
-                    x.shape()
-                ),
-                got: layer.weight.shape().to_vec(),
+                expected: expected(),
+                got: weight.shape().to_vec(),
             })
         }
     };
-    if let Some(b) = layer.bias {
-        b.expect_shape("linear bias", &[out_dim])?;
-    }
-    Ok((layer.weight.contiguous(), packed))
+    Ok(Checked::F32 {
+        weight: weight.contiguous(),
+        packed,
+    })
 }
 
 /// The GEMM's right operand for a weight checked by [`checked_weight`].
-fn rhs((weight, packed): &(Tensor, bool), k: usize, out_dim: usize) -> gemm::Rhs<'_> {
-    if *packed {
-        gemm::Rhs::Packed {
+fn rhs<'a>(checked: &'a Checked, k: usize, out_dim: usize) -> gemm::Rhs<'a> {
+    match checked {
+        Checked::F32 {
+            weight,
+            packed: true,
+        } => gemm::Rhs::Packed {
             data: weight.values(),
             rows: k,
             cols: out_dim,
+        },
+        Checked::F32 { weight, .. } => {
+            gemm::Rhs::Plain(MatRef::row_major(weight.values(), k, out_dim))
         }
-    } else {
-        gemm::Rhs::Plain(MatRef::row_major(weight.values(), k, out_dim))
+        Checked::Quant(m) => gemm::Rhs::Quant(m),
     }
 }
 
@@ -370,20 +418,21 @@ mod tests {
         .unwrap();
         let w_in_out = w_out_in.transpose(0, 1).unwrap().contiguous();
         let b = Tensor::from_vec(&[18], (0..18).map(|i| i as f32 * 0.1).collect()).unwrap();
-        let plain = linear_fused(&x, &w_in_out, 18, Some(&b), Activation::GeluTanh).unwrap();
+        let plain =
+            linear_fused(&x, (&w_in_out).into(), 18, Some(&b), Activation::GeluTanh).unwrap();
         for packed in [
             pack_linear(&w_out_in, true).unwrap(),
             pack_linear(&w_in_out, false).unwrap(),
         ] {
             assert_eq!(packed.shape(), &[1, 5, 64]);
-            let y = linear_fused(&x, &packed, 18, Some(&b), Activation::GeluTanh).unwrap();
+            let y = linear_fused(&x, (&packed).into(), 18, Some(&b), Activation::GeluTanh).unwrap();
             assert_eq!(y.values(), plain.values());
         }
         let unfused = linear(&x, &w_in_out, Some(&b)).unwrap();
         let mut activated = unfused.values().to_vec();
         Activation::GeluTanh.apply_in_place(&mut activated);
         assert_eq!(plain.values(), &activated[..]);
-        assert!(linear_fused(&x, &w_in_out, 17, None, Activation::Relu).is_err());
+        assert!(linear_fused(&x, (&w_in_out).into(), 17, None, Activation::Relu).is_err());
     }
 
     #[test]

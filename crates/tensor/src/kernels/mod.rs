@@ -27,11 +27,11 @@ pub use conv_packed::{
     conv2d_nhwc, nchw_to_nhwc, nhwc_to_nchw, pack_conv, packed_conv_shape, PackedConv,
 };
 pub use elementwise::{add, add_then};
-pub use embedding::{embedding, embedding_packed};
+pub use embedding::{embedding, embedding_packed, embedding_quantised};
 pub use gemm::matmul_flops;
 pub use matmul::{
     linear, linear_fused, linear_many, matmul, matmul_into, matmul_strided, pack_linear,
-    pack_linear_reporting, LinearLayer, MatRef,
+    pack_linear_reporting, LinearLayer, MatRef, Weight,
 };
 pub use norm::{add_and_layer_norm, add_layer_norm, batch_norm, layer_norm, ChannelAffine};
 pub use pool::{adaptive_avg_pool2d, global_avg_pool_nhwc, max_pool2d, max_pool2d_nhwc};

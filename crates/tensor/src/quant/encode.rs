@@ -129,6 +129,27 @@ pub fn dequantize(m: &QuantMatrix) -> Vec<f32> {
     out
 }
 
+/// Appends column `j` of the weights `m` stands for (`code * scale`, as [`dequantize`]).
+pub fn dequantize_column(m: &QuantMatrix, j: usize, out: &mut Vec<f32>) {
+    let k = m.rows();
+    let codes = m.codes();
+    match m.format() {
+        QuantFormat::Int8 => {
+            let quads = m.format().padded_inner(k) / QUAD;
+            let scale = m.column_scales()[j];
+            out.extend((0..k).map(|i| f32::from(codes[int8_at(i, j, quads)] as i8) * scale));
+        }
+        QuantFormat::Q4 => {
+            let blocks = m.format().padded_inner(k) / Q4_BLOCK;
+            let scales = m.block_scales();
+            out.extend((0..k).map(|i| {
+                f32::from(q4_code(codes, i, j, blocks))
+                    * scales[q4_scale_at(i / Q4_BLOCK, j, blocks)].to_f32()
+            }));
+        }
+    }
+}
+
 /// The signed q4 code (`-8..=7`) of `(step, column)`.
 pub(super) fn q4_code(codes: &[u8], step: usize, column: usize, blocks: usize) -> i8 {
     let (byte, high) = q4_at(step, column, blocks);

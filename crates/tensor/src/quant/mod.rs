@@ -30,7 +30,7 @@ pub mod rows;
 #[cfg(test)]
 mod tests;
 
-pub use encode::{dequantize, quantize};
+pub use encode::{dequantize, dequantize_column, quantize};
 pub use matrix::QuantMatrix;
 pub use qgemm::qgemm;
 

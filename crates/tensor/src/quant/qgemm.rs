@@ -26,7 +26,20 @@ const WIDE_SHARE: usize = 4 * GROUP;
 /// Panics when the views disagree or run past their slices: callers derive them from checked
 /// shapes, so a mismatch is a bug.
 pub fn qgemm(out: Out, a: MatRef, b: &QuantMatrix, epilogue: Epilogue) {
-    qgemm_with(micro::best(b.format()), out, a, b, epilogue, None)
+    check(&out, &a, b, &epilogue);
+    let rows = quantize_rows(a, b.format());
+    qgemm_with(micro::best(b.format()), out, a, &rows, b, epilogue, None)
+}
+
+/// [`qgemm`] with `a`'s rows already quantised for `b`'s format (several products of one
+/// input quantise it once).
+pub fn qgemm_quantised(out: Out, a: MatRef, rows: &QuantRows, b: &QuantMatrix, epilogue: Epilogue) {
+    check(&out, &a, b, &epilogue);
+    assert!(
+        rows.format == b.format() && rows.rows == a.rows,
+        "rows quantised for another product"
+    );
+    qgemm_with(micro::best(b.format()), out, a, rows, b, epilogue, None)
 }
 
 /// The name of the kernel [`qgemm`] runs for `format` on this CPU (for benchmarks' labels).
@@ -53,25 +66,26 @@ fn check(out: &Out, a: &MatRef, b: &QuantMatrix, epilogue: &Epilogue) {
     epilogue.check(m, n);
 }
 
+/// The product over rows quantised from `a` (which gives only the shape), checked by the
+/// caller.
 pub(super) fn qgemm_with(
     kernel: QKernel,
     out: Out,
     a: MatRef,
+    rows: &QuantRows,
     b: &QuantMatrix,
     epilogue: Epilogue,
     threads: Option<usize>,
 ) {
-    check(&out, &a, b, &epilogue);
     debug_assert_eq!(kernel.format, b.format());
     let (m, k, n) = (a.rows, a.cols, b.cols());
     count_flops(m, k, n);
     if m == 0 || n == 0 {
         return;
     }
-    let rows = quantize_rows(a, b.format());
     let job = Job {
         kernel,
-        rows: &rows,
+        rows,
         b,
         dst: SendPtr(out.data.as_mut_ptr()),
         out_rs: out.row_stride,

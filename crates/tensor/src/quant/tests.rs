@@ -100,6 +100,7 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
     );
     for kernel in micro::available(c.format) {
         let mut got = vec![f32::NAN; c.m * c.n];
+        let rows = quantize_rows(a_view, c.format);
         qgemm_with(
             kernel,
             Out {
@@ -108,6 +109,7 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
                 col_stride: 1,
             },
             a_view,
+            &rows,
             &b,
             epilogue,
             Some(c.threads),
@@ -217,6 +219,7 @@ fn a_row_with_a_nan_gives_nan_outputs() {
                     col_stride: 1,
                 },
                 MatRef::row_major(&a, 2, k),
+                &rows,
                 &b,
                 Epilogue::NONE,
                 Some(1),
@@ -294,10 +297,13 @@ fn extreme_codes_are_exact_on_every_kernel() {
     );
     for kernel in micro::available(QuantFormat::Int8) {
         let mut got = vec![0.0f32; 3 * n];
+        let lhs = MatRef::row_major(&a, 3, k);
+        let rows = quantize_rows(lhs, QuantFormat::Int8);
         qgemm_with(
             kernel,
             out(&mut got, n),
-            MatRef::row_major(&a, 3, k),
+            lhs,
+            &rows,
             &m,
             Epilogue::NONE,
             Some(1),

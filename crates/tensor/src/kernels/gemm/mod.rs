@@ -30,6 +30,7 @@ use rayon::prelude::*;
 use super::matmul::MatRef;
 use super::{wide, Activation};
 use crate::parallel::gemm_threads;
+use crate::quant::QuantMatrix;
 
 /// Columns of one panel: what a kernel keeps in one vector register (AVX-512) or two.
 pub const PANEL: usize = 16;
@@ -124,7 +125,8 @@ fn pack_block(b: MatRef, k0: usize, kc: usize, p0: usize, p1: usize, out: &mut [
     }
 }
 
-/// The right operand: a plain strided matrix, or one packed by [`pack_into`].
+/// The right operand: a plain strided matrix, one packed by [`pack_into`], or a quantised
+/// matrix (whose product [`crate::quant::qgemm`] computes).
 #[derive(Clone, Copy)]
 pub enum Rhs<'a> {
     Plain(MatRef<'a>),
@@ -133,6 +135,7 @@ pub enum Rhs<'a> {
         rows: usize,
         cols: usize,
     },
+    Quant(&'a QuantMatrix),
 }
 
 impl Rhs<'_> {
@@ -140,6 +143,7 @@ impl Rhs<'_> {
         match self {
             Rhs::Plain(b) => b.rows,
             Rhs::Packed { rows, .. } => *rows,
+            Rhs::Quant(m) => m.rows(),
         }
     }
 
@@ -147,6 +151,7 @@ impl Rhs<'_> {
         match self {
             Rhs::Plain(b) => b.cols,
             Rhs::Packed { cols, .. } => *cols,
+            Rhs::Quant(m) => m.cols(),
         }
     }
 }
@@ -277,11 +282,17 @@ pub struct Out<'a> {
     pub col_stride: usize,
 }
 
-/// `out = epilogue(a @ b)`, or `epilogue(out + a @ b)` when `accumulate`.
+/// `out = epilogue(a @ b)`, or `epilogue(out + a @ b)` when `accumulate` (not with a
+/// quantised `b`).
 ///
 /// Panics when the views disagree or run past their slices: callers derive them from checked
 /// tensor shapes, so a mismatch here is a bug.
 pub fn gemm(out: Out, a: MatRef, b: Rhs, accumulate: bool, epilogue: Epilogue) {
+    if let Rhs::Quant(m) = b {
+        assert!(!accumulate, "a quantised product overwrites its output");
+        crate::quant::qgemm(out, a, m, epilogue);
+        return;
+    }
     count_flops(a.rows, a.cols, b.cols());
     gemm_with(
         micro::best(),
@@ -320,6 +331,7 @@ fn check(out: &Out, a: &MatRef, b: &Rhs, epilogue: &Epilogue) {
         }
         Rhs::Plain(_) => {}
         Rhs::Packed { data, .. } => assert_eq!(data.len(), packed_len(k, n), "packed length"),
+        Rhs::Quant(_) => unreachable!("quantised products go to quant::qgemm"),
     }
     let last = (m - 1) * out.row_stride + (n - 1) * out.col_stride;
     assert!(last < out.data.len(), "dst view out of bounds");
@@ -398,7 +410,32 @@ pub struct Product<'a> {
 /// Each product's bits are those of [`gemm`].
 ///
 /// Panics when the views disagree or run past their slices, like [`gemm`].
-pub fn gemm_many(a: MatRef, mut products: Vec<Product>) {
+pub fn gemm_many(a: MatRef, products: Vec<Product>) {
+    // Quantised products each split their own columns over the threads; the activations are
+    // quantised once per format for all of them.
+    let (quantised, mut products): (Vec<Product>, Vec<Product>) = products
+        .into_iter()
+        .partition(|p| matches!(p.b, Rhs::Quant(_)));
+    let mut rows = Vec::new();
+    for p in quantised {
+        let Rhs::Quant(m) = p.b else {
+            unreachable!("partitioned")
+        };
+        let at = match rows
+            .iter()
+            .position(|r: &crate::quant::rows::QuantRows| r.format == m.format())
+        {
+            Some(at) => at,
+            None => {
+                rows.push(crate::quant::rows::quantize_rows(a, m.format()));
+                rows.len() - 1
+            }
+        };
+        crate::quant::qgemm::qgemm_quantised(p.out, a, &rows[at], m, p.epilogue);
+    }
+    if products.is_empty() {
+        return;
+    }
     let kernel = micro::best();
     let mut work = 0;
     for p in &products {
@@ -677,6 +714,7 @@ impl Job<'_> {
                         }
                     }
                 }),
+                Rhs::Quant(_) => unreachable!("quantised products go to quant::qgemm"),
             }
         });
     }
