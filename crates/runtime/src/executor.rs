@@ -99,7 +99,9 @@ pub trait Executor {
 /// transient packing. `bench/src/bin/pack_bytes.rs` measured that packing on the largest
 /// products edgerun runs (VGG-19's 411 MB classifier, GPT-2's tied head computed transposed,
 /// BERT-large's FFN): at most 0.27% of the weight (405 KB for the head at 128 tokens), so the
-/// bound is 1/64 of the largest tensor or 1 MiB, whichever is more. gemm also keeps a
+/// bound is 1/64 of the largest tensor or 1 MiB, whichever is more. A quantised product's
+/// codes of its input fit the same MiB (`quant::qgemm::BAND_BYTES`: taller inputs are
+/// quantised a band of rows at a time). gemm also keeps a
 /// per-thread packing cache of about 4 MiB after its first call; that one-time cache is not
 /// counted here (see ARCHITECTURE.md).
 pub fn reserve_bytes(model: &dyn Model, state: &State) -> u64 {

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{fixtures, FIXTURES};
 use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, Governor, MemorySample, StreamExecutor};
+use edgerun_store::packed::PackOptions;
 use edgerun_store::{read_inputs, ModelSource, ReadOptions};
+use edgerun_tensor::quant::QuantFormat;
 use edgerun_tensor::FillBuffer;
 
 struct Counting;
@@ -62,8 +64,14 @@ fn streamed_heap_stays_within_the_minimum_budget() {
         .iter()
         .map(|name| (name.to_string(), root.join(name)))
         .chain(std::iter::once(("yolov3-tiny".to_string(), yolo)));
-    for (name, dir) in dirs {
-        let store = common::pack_fixture(&dir, &format!("heap-{name}"));
+    let formats = [None, Some(QuantFormat::Int8), Some(QuantFormat::Q4)];
+    for ((name, dir), quant) in dirs.flat_map(|d| formats.map(|f| (d.clone(), f))) {
+        let pack = PackOptions {
+            quant,
+            ..PackOptions::default()
+        };
+        let tag = format!("heap-{name}-{}", quant.map_or("f32", |q| q.name()));
+        let store = common::pack_fixture_with(&dir, &tag, &pack);
         let source = std::sync::Arc::new(ModelSource::open(&store).unwrap());
         let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
         let options = RunOptions {
@@ -112,7 +120,7 @@ fn streamed_heap_stays_within_the_minimum_budget() {
         drop(outputs);
         assert!(
             used as u64 <= minimum,
-            "{name}: the pass allocated {used} bytes at peak, over its budget of {minimum}"
+            "{name} {quant:?}: the pass allocated {used} bytes at peak, over its budget of {minimum}"
         );
         std::fs::remove_dir_all(store).unwrap();
     }

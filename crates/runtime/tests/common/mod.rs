@@ -177,6 +177,22 @@ pub fn pack_fixture(fixture: &std::path::Path, tag: &str) -> PathBuf {
     out
 }
 
+/// As [`pack_fixture`], with pack options (a quantised copy).
+pub fn pack_fixture_with(
+    fixture: &std::path::Path,
+    tag: &str,
+    options: &edgerun_store::packed::PackOptions,
+) -> PathBuf {
+    let _guard = PACKING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = packed_copies().join(format!("edgerun-{tag}"));
+    if !out.join("manifest.json").exists() {
+        let _ = std::fs::remove_dir_all(&out);
+        let folder = edgerun_store::HfFolder::open(fixture).unwrap();
+        edgerun_store::packed::pack_with(&folder, &out, options, &mut |_, _| {}).unwrap();
+    }
+    out
+}
+
 /// The real all-MiniLM-L6-v2 folder, or `None` (with a message) when it was not fetched.
 pub fn minilm() -> Option<PathBuf> {
     let dir = std::env::var_os("EDGERUN_MINILM")

@@ -27,8 +27,44 @@ const WIDE_SHARE: usize = 4 * GROUP;
 /// shapes, so a mismatch is a bug.
 pub fn qgemm(out: Out, a: MatRef, b: &QuantMatrix, epilogue: Epilogue) {
     check(&out, &a, b, &epilogue);
-    let rows = quantize_rows(a, b.format());
-    qgemm_with(micro::best(b.format()), out, a, &rows, b, epilogue, None)
+    let kernel = micro::best(b.format());
+    let band = band_rows(b, kernel.max_rows);
+    if a.rows <= band {
+        let rows = quantize_rows(a, b.format());
+        qgemm_with(kernel, out, a, &rows, b, epilogue, None);
+        return;
+    }
+    for i0 in (0..a.rows).step_by(band) {
+        let count = band.min(a.rows - i0);
+        let lhs = MatRef {
+            data: &a.data[i0 * a.row_stride..],
+            rows: count,
+            ..a
+        };
+        let dst = Out {
+            data: &mut out.data[i0 * out.row_stride..],
+            row_stride: out.row_stride,
+            col_stride: 1,
+        };
+        let rows = quantize_rows(lhs, b.format());
+        qgemm_with(kernel, dst, lhs, &rows, b, epilogue.from_row(i0), None);
+    }
+}
+
+/// Bytes of quantised rows a product holds at once: a tall left operand (a convolution's
+/// pixels) is quantised and multiplied in bands of rows, so this transient stays within the
+/// runtime's reserve for GEMM packing whatever the height.
+pub const BAND_BYTES: usize = 1 << 20;
+
+/// Rows per band for a product with `b` (a multiple of the kernel's tile height).
+fn band_rows(b: &QuantMatrix, tile: usize) -> usize {
+    let stride = b.format().padded_inner(b.rows()).max(1);
+    (BAND_BYTES / stride).max(1).next_multiple_of(tile)
+}
+
+/// Whether [`qgemm_quantised`] may take `a` quantised whole (it fits one band).
+pub fn fits_one_band(a: &MatRef, b: &QuantMatrix) -> bool {
+    a.rows <= band_rows(b, micro::best(b.format()).max_rows)
 }
 
 /// [`qgemm`] with `a`'s rows already quantised for `b`'s format (several products of one

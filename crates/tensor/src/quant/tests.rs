@@ -349,3 +349,52 @@ proptest! {
         prop_assert_eq!(expected, got);
     }
 }
+
+#[test]
+fn a_tall_product_in_bands_gives_the_reference_bits() {
+    // More rows than one band of quantised codes holds: the product runs band by band.
+    let (k, n) = (600, 70);
+    let m = qgemm::BAND_BYTES / k + 37;
+    let a = values(m * k, 21, 2.0);
+    let w = values(k * n, 22, 0.5);
+    let residual = values(m * n, 23, 1.0);
+    for format in [QuantFormat::Int8, QuantFormat::Q4] {
+        let b = quantize(MatRef::row_major(&w, k, n), format).expect("finite");
+        let epilogue = Epilogue {
+            residual: Some(Residual {
+                data: &residual,
+                row_stride: n,
+            }),
+            ..Epilogue::NONE
+        };
+        let mut expected = vec![0.0f32; m * n];
+        let mut got = vec![0.0f32; m * n];
+        let lhs = MatRef::row_major(&a, m, k);
+        reference(
+            Out {
+                data: &mut expected,
+                row_stride: n,
+                col_stride: 1,
+            },
+            lhs,
+            &b,
+            epilogue,
+        );
+        qgemm(
+            Out {
+                data: &mut got,
+                row_stride: n,
+                col_stride: 1,
+            },
+            lhs,
+            &b,
+            epilogue,
+        );
+        assert!(
+            got.iter()
+                .zip(&expected)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{format}"
+        );
+    }
+}
