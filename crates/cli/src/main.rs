@@ -36,6 +36,9 @@ enum Command {
     /// Every attention variant (Taylor, SimA, shift-softmax, fixed point) against softmax:
     /// FLOPs and fidelity on one model and input.
     EvalAttention(commands::eval_attention::EvalAttentionArgs),
+    /// A quantised store against the f32 store of the same model: cosine, top-1 agreement and
+    /// error of every output and of every layer's hidden state.
+    EvalQuant(commands::eval_quant::EvalQuantArgs),
     /// Architecture, parameters, and bytes and dtypes per stage.
     Inspect(commands::inspect::InspectArgs),
     /// Pack an HF folder into a store of aligned, checksummed units.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => commands::generate::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::EvalAttention(args) => commands::eval_attention::run(args),
+        Command::EvalQuant(args) => commands::eval_quant::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Pack(args) => commands::pack::run(args),
         Command::Synth(args) => commands::synth::run(args),

@@ -8,7 +8,7 @@ use edgerun_models::RunOptions;
 use edgerun_store::ModelSource;
 use edgerun_tensor::Tensor;
 
-use crate::{Executor, FullExecutor, Result, RuntimeError};
+use crate::{Executor, FullExecutor, Outputs, Result, RuntimeError};
 
 /// A sentence-transformers folder's tokenizer and pooling.
 pub struct TextHead {
@@ -40,6 +40,16 @@ impl TextHead {
         texts: &[String],
         options: RunOptions,
     ) -> Result<Tensor> {
+        Ok(self.embed_outputs(executor, texts, options)?.0)
+    }
+
+    /// [`TextHead::embed`], with the encoder's outputs (hidden states, if `options` asks).
+    pub fn embed_outputs(
+        &self,
+        executor: &dyn Executor,
+        texts: &[String],
+        options: RunOptions,
+    ) -> Result<(Tensor, Outputs)> {
         let inputs = self.tokenizer.encode_batch(texts)?;
         let mask = inputs
             .attention_mask
@@ -52,7 +62,8 @@ impl TextHead {
                 .ok_or_else(|| RuntimeError::NoTokenEmbeddings {
                     architecture: executor.model().architecture().to_string(),
                 })?;
-        Ok(self.pooling.apply(hidden, &mask)?)
+        let embedding = self.pooling.apply(hidden, &mask)?;
+        Ok((embedding, outputs))
     }
 }
 
@@ -81,5 +92,14 @@ impl Embedder {
     /// [`Embedder::embed`] with run options (another attention, for one).
     pub fn embed_with(&self, texts: &[String], options: RunOptions) -> Result<Tensor> {
         self.head.embed(&self.executor, texts, options)
+    }
+
+    /// [`Embedder::embed_with`], with the encoder's outputs.
+    pub fn embed_outputs(
+        &self,
+        texts: &[String],
+        options: RunOptions,
+    ) -> Result<(Tensor, Outputs)> {
+        self.head.embed_outputs(&self.executor, texts, options)
     }
 }

@@ -94,6 +94,8 @@ pub enum RuntimeError {
     NoAttention { architecture: String },
     #[error("the model returned no logits or hidden state")]
     NoOutput,
+    #[error("{} and {} hold different models (architecture or stages differ)", .first.display(), .second.display())]
+    DifferentModels { first: PathBuf, second: PathBuf },
 
     #[error("two models are named {name:?}: names must be distinct")]
     DuplicateModel { name: String },

@@ -5,6 +5,7 @@ pub mod bench_io;
 pub mod demo;
 pub mod embed;
 pub mod eval_attention;
+pub mod eval_quant;
 pub mod fit_delays;
 pub mod generate;
 pub mod inspect;

@@ -90,7 +90,13 @@ pub fn pack_with(
         for spec in &stage.tensors {
             let tensor = weights.get(&spec.name)?.contiguous();
             let kept = options.keep.iter().any(|p| glob_match(p, &spec.name));
-            let matrix = spec.matrix().filter(|_| options.quant.is_some());
+            // A matrix too narrow for its codes' padding to 64 columns to pay (a two-row
+            // token type table) keeps its float dtype.
+            let matrix = spec.matrix().filter(|&(k, n)| {
+                options
+                    .quant
+                    .is_some_and(|q| q.stored_len(k, n) < k * n * DType::F16.size_bytes())
+            });
             let target = match (options.dtype, matrix) {
                 (_, Some(_)) if kept => DType::F16,
                 (Some(d), _) => d,
