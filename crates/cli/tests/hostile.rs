@@ -610,3 +610,83 @@ fn empty_sequences_and_images_are_refused() {
     .unwrap();
     refused(&run_args(&resnet, &pixels, &out, &[]), "pixel_values");
 }
+
+/// A BERT wide enough that its matrices quantise (64 columns at least), packed to `dtype`.
+fn quantised_store(dir: &Scratch, name: &str, dtype: &str) -> std::path::PathBuf {
+    let model = dir.path("bert-64");
+    if !model.exists() {
+        let config = BERT
+            .replace(r#""hidden_size": 8"#, r#""hidden_size": 64"#)
+            .replace(r#""intermediate_size": 16"#, r#""intermediate_size": 128"#);
+        common::write_model(&model, &config, &|n| n == "pooler.dense.weight");
+    }
+    let store = dir.path(name);
+    ok(&["pack", s(&model), s(&store), "--dtype", dtype]);
+    store
+}
+
+#[test]
+fn quantised_stores_refuse_damage_and_bad_requests() {
+    let dir = Scratch::new("hostile-quant");
+    let (model, input) = bert(&dir);
+    let out = dir.path("out.safetensors");
+    refused(
+        &["pack", s(&model), s(&dir.path("x")), "--dtype", "int3"],
+        "unknown --dtype",
+    );
+    refused(
+        &["pack", s(&model), s(&dir.path("y")), "--keep", "*"],
+        "--keep applies to quantised packs",
+    );
+    for dtype in ["int8", "q4"] {
+        let store = quantised_store(&dir, &format!("{dtype}-ok"), dtype);
+        ok(&run_args(&store, &input, &out, &[]));
+
+        // A scale made NaN. The unit's checksum catches it; read without the check (or with
+        // the damage re-signed), binding refuses the scale itself.
+        let damaged = quantised_store(&dir, &format!("{dtype}-scale"), dtype);
+        let manifest: Manifest =
+            serde_json::from_slice(&std::fs::read(damaged.join(MANIFEST_FILE)).unwrap()).unwrap();
+        let unit = &manifest.units[1];
+        let t = unit.tensors.iter().find(|t| t.quant.is_some()).unwrap();
+        let q = t.quant.as_ref().unwrap();
+        let at = unit.offset + t.offset + q.scales_offset;
+        let poison: &[u8] = if dtype == "int8" {
+            &[0, 0, 0xc0, 0x7f]
+        } else {
+            &[0, 0x7e]
+        };
+        let data = damaged.join("weights.bin");
+        let mut bytes = std::fs::read(&data).unwrap();
+        bytes[at as usize..at as usize + poison.len()].copy_from_slice(poison);
+        std::fs::write(&data, &bytes).unwrap();
+        refused(&run_args(&damaged, &input, &out, &[]), "checksum");
+        refused(&run_args(&damaged, &input, &out, &["--no-verify"]), "scale");
+
+        // A truncated data file.
+        let truncated = quantised_store(&dir, &format!("{dtype}-short"), dtype);
+        let data = truncated.join("weights.bin");
+        let len = std::fs::metadata(&data).unwrap().len();
+        std::fs::File::options()
+            .write(true)
+            .open(&data)
+            .unwrap()
+            .set_len(len - 4096)
+            .unwrap();
+        refused(&run_args(&truncated, &input, &out, &[]), "truncated");
+    }
+    // A quantisation entry that lies about its matrix, re-signed.
+    let lying = quantised_store(&dir, "lying", "int8");
+    let path = lying.join(MANIFEST_FILE);
+    let mut manifest: Manifest = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let t = manifest.units[1]
+        .tensors
+        .iter_mut()
+        .find(|t| t.quant.is_some())
+        .unwrap();
+    t.quant.as_mut().unwrap().matrix[0] += 4;
+    manifest.checksum = manifest.compute_checksum();
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    refused(&run_args(&lying, &input, &out, &[]), "quantisation entry");
+    assert!(!out.exists() || is_safetensors(&out));
+}
