@@ -6,6 +6,8 @@
 # everything runs inside a cgroup v1 blkio group whose read_bps_device caps the model's disk:
 # an SD-card-class device. Needs root. Usage: bench/pipeload.sh [RUNS]
 #   MODELS=/tmp/bench-models BUDGETS="bert-large=320MiB gpt2-medium=500MiB" THROTTLE_BPS=...
+#   DTYPE=int8|q4 runs stores packed with that --dtype (NAME-packed-DTYPE), tagged in the file
+#   name and each record.
 set -euo pipefail
 runs=${1:-3}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,20 +26,20 @@ python3 "$here/make_pixels.py" "$models/pixels-224.safetensors" 224
 input_for() { case "$1" in vit*|resnet*) echo "$models/pixels-224.safetensors" ;; *) echo "$models/ids-128.safetensors" ;; esac; }
 mkdir -p "$here/results"
 tag=${THROTTLE_BPS:+throttled-$THROTTLE_BPS}
-out="$here/results/pipeload-${tag:-unthrottled}${TAG:+-$TAG}-$(date +%Y%m%d-%H%M%S).jsonl"
+out="$here/results/pipeload-${tag:-unthrottled}${DTYPE:+-$DTYPE}${TAG:+-$TAG}-$(date +%Y%m%d-%H%M%S).jsonl"
 
 # shellcheck source=bench/throttle.sh
 . "$here/throttle.sh"
 
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 record() { # model label predicted report
-  python3 -c "import json,sys; r=json.load(open(sys.argv[4])); r.update(model=sys.argv[1], label=sys.argv[2], predicted_s=float(sys.argv[3]) if sys.argv[3] else None, throttle_bps='${THROTTLE_BPS:-}' or None); print(json.dumps(r))" "$@" | tee -a "$out"
+  python3 -c "import json,sys; r=json.load(open(sys.argv[4])); r.update(model=sys.argv[1], label=sys.argv[2], predicted_s=float(sys.argv[3]) if sys.argv[3] else None, throttle_bps='${THROTTLE_BPS:-}' or None, dtype='${DTYPE:-f32}'); print(json.dumps(r))" "$@" | tee -a "$out"
 }
 for pair in $budgets; do
   arch=${pair%%=*}; budget=${pair##*=}
-  store="$models/$arch-packed"
+  store="$models/$arch-packed${DTYPE:+-$DTYPE}"
   input=$(input_for "$arch")
-  [ -f "$store/manifest.json" ] || { [ -f "$models/$arch/config.json" ] || "$edgerun" synth --arch "$arch" --out "$models/$arch"; "$edgerun" pack "$models/$arch" "$store"; }
+  [ -f "$store/manifest.json" ] || { [ -f "$models/$arch/config.json" ] || "$edgerun" synth --arch "$arch" --out "$models/$arch"; "$edgerun" pack "$models/$arch" "$store" ${DTYPE:+--dtype "$DTYPE"}; }
   "$edgerun" --threads 2 profile "$store" --input "$input" --runs 3 --output "$store.profile.json"
   plan=$("$edgerun" plan "$store" --budget "$budget" --profile "$store.profile.json" --json)
   for run in $(seq "$runs"); do

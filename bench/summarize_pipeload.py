@@ -38,7 +38,10 @@ if len(sys.argv) > 2:
     for (model, label), v in groups.items():
         if not label.startswith("pipeload"):
             continue
-        path = os.path.join(sys.argv[2], f"{model}-packed.profile.json")
+        # The store pipeload.sh ran: NAME-packed, or NAME-packed-DTYPE for a quantised one.
+        dtype = v[0].get("dtype", "f32")
+        suffix = "" if dtype == "f32" else f"-{dtype}"
+        path = os.path.join(sys.argv[2], f"{model}-packed{suffix}.profile.json")
         if not os.path.exists(path):
             continue
         profile = json.load(open(path))

@@ -1,7 +1,7 @@
 """Peer timings for the warm-forward table: PyTorch eager or ONNX Runtime on the same
 synthesized weights and the same inputs as bench/src/bin/forward.rs. Prints one JSON line.
 
-python peers.py --engine pytorch|onnxruntime|export --model DIR --task bert|vit|gpt2|resnet
+python peers.py --engine pytorch|onnxruntime|onnxruntime-int8|export --model DIR --task bert|vit|gpt2|resnet
                 [--runs 20] [--threads 2] [--seq 128] [--onnx-dir /tmp/edgerun-onnx]
 
 Each engine runs in its own process so its peak RSS (`peak_rss_bytes`, ru_maxrss) is its own:
@@ -126,12 +126,28 @@ def export(a):
     return {"engine": "export", "task": a.task, "path": path, "cached": False}
 
 
+def quantized_path(a):
+    """ONNX Runtime's dynamic int8 model of the exported one (weights int8 per channel,
+    activations quantised per call), made once with onnxruntime.quantization.quantize_dynamic."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = onnx_path(a)
+    path = source.replace(".onnx", "-int8.onnx")
+    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(source):
+        partial = path + ".partial.onnx"
+        quantize_dynamic(source, partial, weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(partial, path)
+    return path
+
+
 def run_onnxruntime(a):
     import onnxruntime as ort
 
     path = onnx_path(a)
     if not os.path.exists(path):
-        return {"engine": "onnxruntime", "task": a.task, "error": f"no {path}: run --engine export first"}
+        return {"engine": a.engine, "task": a.task, "error": f"no {path}: run --engine export first"}
+    if a.engine == "onnxruntime-int8":
+        path = quantized_path(a)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
     opts.inter_op_num_threads = 1
@@ -139,12 +155,12 @@ def run_onnxruntime(a):
     session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     feed = inputs_for(a.task, a.seq)
     ms = timed(lambda: session.run(None, feed), 3, a.runs) * 1e3
-    return {"engine": "onnxruntime", "task": a.task, "threads": a.threads, "runs": a.runs, "forward_ms": ms, "ort": ort.__version__, "peak_rss_bytes": peak_rss_bytes()}
+    return {"engine": a.engine, "task": a.task, "threads": a.threads, "runs": a.runs, "forward_ms": ms, "ort": ort.__version__, "peak_rss_bytes": peak_rss_bytes()}
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--engine", required=True, choices=("pytorch", "onnxruntime", "export"))
+    p.add_argument("--engine", required=True, choices=("pytorch", "onnxruntime", "onnxruntime-int8", "export"))
     p.add_argument("--model", required=True)
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--runs", type=int, default=20)
@@ -153,7 +169,7 @@ def main():
     p.add_argument("--decode", type=int, default=32)
     p.add_argument("--onnx-dir", default="/tmp/edgerun-onnx")
     a = p.parse_args()
-    run = {"pytorch": run_pytorch, "onnxruntime": run_onnxruntime, "export": export}[a.engine]
+    run = {"pytorch": run_pytorch, "onnxruntime": run_onnxruntime, "onnxruntime-int8": run_onnxruntime, "export": export}[a.engine]
     print(json.dumps(run(a)), flush=True)
 
 

@@ -80,7 +80,7 @@ fn main() {
             pack_conv(&w).expect("pack"),
         );
         let weight = PackedConv {
-            weight: &packed,
+            weight: (&packed).into(),
             shape: [oc, c, k, k],
         };
         let nhwc = time_runs(2, runs, || {

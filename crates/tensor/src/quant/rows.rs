@@ -102,7 +102,16 @@ pub(super) fn quantize_run(values: &[f32], codes: &mut [i8]) -> (f32, i32) {
 }
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-type RunQuantizer = unsafe fn(&[f32], &mut [i8]) -> (f32, i32);
+pub(super) type RunQuantizer = unsafe fn(&[f32], &mut [i8]) -> (f32, i32);
+
+/// Every vector quantizer this CPU runs (for the tests, which hold each to the scalar one).
+#[cfg(test)]
+pub(super) fn vector_quantizers() -> Vec<RunQuantizer> {
+    #[cfg(target_arch = "x86_64")]
+    return x86::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    Vec::new()
+}
 
 /// The twin of the vector quantizers, and the path on other CPUs.
 pub(super) fn quantize_run_scalar(values: &[f32], codes: &mut [i8]) -> (f32, i32) {
@@ -137,10 +146,89 @@ mod x86 {
     use super::RunQuantizer;
 
     pub(super) fn best() -> Option<RunQuantizer> {
+        available().first().copied()
+    }
+
+    /// Every vector quantizer this CPU runs, fastest first.
+    pub(super) fn available() -> Vec<RunQuantizer> {
+        let mut found: Vec<RunQuantizer> = Vec::new();
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
-            return Some(avx512);
+            found.push(avx512);
         }
-        None
+        if std::is_x86_feature_detected!("avx2") {
+            found.push(avx2);
+        }
+        found
+    }
+
+    /// The AVX2 form: 32 values a step, the four vectors of codes narrowed with two packs and
+    /// put back in order with one permute; the tail as the scalar code does it.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn avx2(values: &[f32], codes: &mut [i8]) -> (f32, i32) {
+        let n = values.len();
+        let whole = n - n % 32;
+        let sign = _mm256_set1_ps(-0.0);
+        let zero = _mm256_setzero_ps();
+        let mut amax = _mm256_setzero_ps();
+        let mut poison = _mm256_setzero_ps();
+        for i in (0..n - n % 8).step_by(8) {
+            // SAFETY: `i + 8 <= n`.
+            let v = unsafe { _mm256_loadu_ps(values.as_ptr().add(i)) };
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v));
+            poison = _mm256_add_ps(poison, _mm256_mul_ps(v, zero));
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), amax) };
+        let mut peak = lanes.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), poison) };
+        let mut poisoned = lanes.iter().any(|p| p.is_nan());
+        for v in &values[n - n % 8..] {
+            let a = v.abs();
+            peak = if a > peak { a } else { peak };
+            poisoned |= (v * 0.0).is_nan();
+        }
+        if poisoned {
+            return (f32::NAN, 0);
+        }
+        if peak == 0.0 {
+            return (0.0, 0);
+        }
+        let scalar_inv = 127.0 / peak;
+        let inv = _mm256_set1_ps(scalar_inv);
+        let (low, high) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let mut sum = _mm256_setzero_si256();
+        for i in (0..whole).step_by(32) {
+            // SAFETY: `i + 32 <= n <= codes.len()`.
+            unsafe {
+                let q: [__m256i; 4] = std::array::from_fn(|j| {
+                    let v = _mm256_loadu_ps(values.as_ptr().add(i + 8 * j));
+                    let x = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, inv), low), high);
+                    _mm256_cvtps_epi32(x)
+                });
+                for v in &q {
+                    sum = _mm256_add_epi32(sum, *v);
+                }
+                let words = _mm256_packs_epi16(
+                    _mm256_packs_epi32(q[0], q[1]),
+                    _mm256_packs_epi32(q[2], q[3]),
+                );
+                let bytes = _mm256_permutevar8x32_epi32(words, order);
+                _mm256_storeu_si256(codes.as_mut_ptr().add(i).cast(), bytes);
+            }
+        }
+        let mut sums = [0i32; 8];
+        // SAFETY: `sums` holds 8 integers.
+        unsafe { _mm256_storeu_si256(sums.as_mut_ptr().cast(), sum) };
+        let mut total: i32 = sums.iter().sum();
+        for (c, v) in codes[whole..n].iter_mut().zip(&values[whole..]) {
+            let q = (v * scalar_inv).round_ties_even().clamp(-127.0, 127.0) as i32;
+            *c = q as i8;
+            total += q;
+        }
+        (peak / 127.0, total)
     }
 
     /// Rounds with the current MXCSR mode (to nearest, ties to even: Rust never changes it)

@@ -318,8 +318,8 @@ fn extreme_codes_are_exact_on_every_kernel() {
 }
 
 proptest! {
-    /// The vector quantizer of this CPU, if any, gives the scalar one's codes, scale and sum,
-    /// ties and non-finite values included.
+    /// Every vector quantizer of this CPU gives the scalar one's codes, scale and sum, ties and
+    /// non-finite values included.
     #[test]
     fn row_quantizers_agree(
         raw in proptest::collection::vec(
@@ -342,11 +342,14 @@ proptest! {
         }
         let mut expected = vec![0i8; values.len()];
         let want = super::rows::quantize_run_scalar(&values, &mut expected);
-        let mut got = vec![0i8; values.len()];
-        let have = super::rows::quantize_run(&values, &mut got);
-        prop_assert_eq!(want.0.to_bits(), have.0.to_bits());
-        prop_assert_eq!(want.1, have.1);
-        prop_assert_eq!(expected, got);
+        for quantizer in super::rows::vector_quantizers() {
+            let mut got = vec![0i8; values.len()];
+            // SAFETY: `vector_quantizers` lists only quantizers this CPU runs.
+            let have = unsafe { quantizer(&values, &mut got) };
+            prop_assert_eq!(want.0.to_bits(), have.0.to_bits());
+            prop_assert_eq!(want.1, have.1);
+            prop_assert_eq!(&expected, &got);
+        }
     }
 }
 
