@@ -2,6 +2,7 @@
 //! and code that reads weights as plain matrices).
 
 use half::f16;
+use rayon::prelude::*;
 
 use super::{QuantFormat, QuantMatrix, GROUP, MAX_INNER, Q4_BLOCK, QUAD};
 use crate::kernels::matmul::MatRef;
@@ -49,54 +50,69 @@ pub fn quantize(b: MatRef, format: QuantFormat) -> Result<QuantMatrix> {
     }
     let (matrix, mut buffer) = QuantMatrix::zeroed(format, k, n)?;
     let (codes, scales) = matrix.split_mut(&mut buffer);
-    match format {
-        QuantFormat::Int8 => {
-            let quads = format.padded_inner(k) / QUAD;
-            for j in 0..n {
-                let amax = (0..k).fold(0.0f32, |m, i| m.max(at(i, j).abs()));
-                let scale = amax / 127.0;
-                for i in 0..k {
-                    let q = if scale > 0.0 {
-                        (at(i, j) / scale).round_ties_even().clamp(-127.0, 127.0)
-                    } else {
-                        0.0
-                    };
-                    codes[int8_at(i, j, quads)] = q as i8 as u8;
-                }
-                scales[j * 4..j * 4 + 4].copy_from_slice(&scale.to_le_bytes());
-            }
-        }
-        QuantFormat::Q4 => {
-            let blocks = format.padded_inner(k) / Q4_BLOCK;
-            for j in 0..n {
-                for block in 0..blocks {
-                    let steps = block * Q4_BLOCK..((block + 1) * Q4_BLOCK).min(k);
-                    // The value of largest magnitude, with its sign, maps to code -8 exactly.
-                    let extreme = steps.clone().map(|i| at(i, j)).fold(0.0f32, |m, v| {
-                        if v.abs() > m.abs() {
-                            v
-                        } else {
-                            m
-                        }
-                    });
-                    let scale = f16::from_f32(extreme / -8.0);
-                    let d = scale.to_f32();
-                    for i in steps {
-                        let q = if d != 0.0 {
-                            (at(i, j) / d).round_ties_even().clamp(-8.0, 7.0)
+    // Each group of 64 columns owns one contiguous run of codes and one of scales, so the
+    // groups are quantised in parallel (a 6B-parameter model packs in minutes, not hours).
+    let group_codes = format.codes_len(k, GROUP);
+    let group_scales = format.scales_len(k, GROUP);
+    let groups = codes
+        .par_chunks_mut(group_codes.max(1))
+        .zip(scales.par_chunks_mut(group_scales.max(1)))
+        .enumerate();
+    groups.for_each(|(g, (codes, scales))| {
+        let columns = g * GROUP..((g + 1) * GROUP).min(n);
+        match format {
+            QuantFormat::Int8 => {
+                let quads = format.padded_inner(k) / QUAD;
+                let base = g * quads * GROUP * QUAD;
+                for j in columns {
+                    let amax = (0..k).fold(0.0f32, |m, i| m.max(at(i, j).abs()));
+                    let scale = amax / 127.0;
+                    for i in 0..k {
+                        let q = if scale > 0.0 {
+                            (at(i, j) / scale).round_ties_even().clamp(-127.0, 127.0)
                         } else {
                             0.0
                         };
-                        let code = (q as i32 + 8) as u8;
-                        let (byte, high) = q4_at(i, j, blocks);
-                        codes[byte] |= if high { code << 4 } else { code };
+                        codes[int8_at(i, j, quads) - base] = q as i8 as u8;
                     }
-                    let s = q4_scale_at(block, j, blocks) * 2;
-                    scales[s..s + 2].copy_from_slice(&scale.to_le_bytes());
+                    let c = (j % GROUP) * 4;
+                    scales[c..c + 4].copy_from_slice(&scale.to_le_bytes());
+                }
+            }
+            QuantFormat::Q4 => {
+                let blocks = format.padded_inner(k) / Q4_BLOCK;
+                let (base, scale_base) = (g * blocks * GROUP * Q4_BLOCK / 2, g * blocks * GROUP);
+                for j in columns {
+                    for block in 0..blocks {
+                        let steps = block * Q4_BLOCK..((block + 1) * Q4_BLOCK).min(k);
+                        // The value of largest magnitude, with its sign, maps to code -8
+                        // exactly.
+                        let extreme = steps.clone().map(|i| at(i, j)).fold(0.0f32, |m, v| {
+                            if v.abs() > m.abs() {
+                                v
+                            } else {
+                                m
+                            }
+                        });
+                        let scale = f16::from_f32(extreme / -8.0);
+                        let d = scale.to_f32();
+                        for i in steps {
+                            let q = if d != 0.0 {
+                                (at(i, j) / d).round_ties_even().clamp(-8.0, 7.0)
+                            } else {
+                                0.0
+                            };
+                            let code = (q as i32 + 8) as u8;
+                            let (byte, high) = q4_at(i, j, blocks);
+                            codes[byte - base] |= if high { code << 4 } else { code };
+                        }
+                        let s = (q4_scale_at(block, j, blocks) - scale_base) * 2;
+                        scales[s..s + 2].copy_from_slice(&scale.to_le_bytes());
+                    }
                 }
             }
         }
-    }
+    });
     matrix.with_buffer(buffer)
 }
 
