@@ -9,18 +9,6 @@ use edgerun_models::tokenizer::Tokenizer;
 use edgerun_runtime::Embedder;
 use edgerun_store::ModelSource;
 
-fn sentences(root: &std::path::Path) -> Vec<String> {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("minilm-real/meta.json")).unwrap())
-            .unwrap();
-    meta["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn tokenization_matches_transformers() {
     let (Some(root), Some(model)) = (fixtures(), minilm()) else {
@@ -28,7 +16,9 @@ fn tokenization_matches_transformers() {
     };
     let tokenizer =
         Tokenizer::from_bytes(&std::fs::read(model.join("tokenizer.json")).unwrap()).unwrap();
-    let inputs = tokenizer.encode_batch(&sentences(&root)).unwrap();
+    let inputs = tokenizer
+        .encode_batch(&common::minilm_sentences(&root))
+        .unwrap();
     for (name, expected) in read_all(&root.join("minilm-real/inputs.safetensors")) {
         let Expected::I64 { shape, values } = expected else {
             continue;
@@ -50,7 +40,7 @@ fn sentence_embeddings_match_sentence_transformers() {
         return;
     };
     let embedder = Embedder::load(&ModelSource::open(&model).unwrap()).unwrap();
-    let got = embedder.embed(&sentences(&root)).unwrap();
+    let got = embedder.embed(&common::minilm_sentences(&root)).unwrap();
     let expected = read_all(&root.join("minilm-real/expected.safetensors"));
     let Some((_, Expected::F32 { shape, values })) =
         expected.iter().find(|(n, _)| n == "sentence_embedding")

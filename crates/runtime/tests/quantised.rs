@@ -6,10 +6,12 @@
 mod common;
 
 use common::{bits, fixtures, minilm, read_all, Expected, FIXTURES};
+use edgerun_runtime::attention_eval::top1_agreement;
 use edgerun_runtime::{Embedder, Io, Session, SessionOptions, Strategy};
 use edgerun_store::packed::PackOptions;
 use edgerun_store::{read_inputs, ModelSource};
 use edgerun_tensor::quant::QuantFormat;
+use edgerun_tensor::Tensor;
 
 fn quantised(format: QuantFormat) -> PackOptions {
     PackOptions {
@@ -18,33 +20,20 @@ fn quantised(format: QuantFormat) -> PackOptions {
     }
 }
 
-/// Largest |a - b| over the largest |b|, and the share of rows whose argmax agree (rows of
-/// the last dimension).
-fn compare(a: &[f32], b: &[f32], row: usize) -> (f32, f64) {
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let err = a
+/// Largest |a - b| over the largest |b|, and the share of rows (last axis) whose argmax agree.
+fn compare(a: &Tensor, b: &Tensor) -> (f32, f64) {
+    let (x, y) = (a.contiguous(), b.contiguous());
+    let scale = y
+        .values()
         .iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-    let argmax = |v: &[f32]| {
-        v.iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
-                if x > best.1 {
-                    (i, x)
-                } else {
-                    best
-                }
-            })
-            .0
-    };
-    let rows = a.len() / row.max(1);
-    let agree = a
-        .chunks_exact(row)
-        .zip(b.chunks_exact(row))
-        .filter(|(x, y)| argmax(x) == argmax(y))
-        .count();
-    (err / scale, agree as f64 / rows.max(1) as f64)
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(1e-6);
+    let err = x
+        .values()
+        .iter()
+        .zip(y.values())
+        .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+    (err / scale, top1_agreement(b, a))
 }
 
 #[test]
@@ -89,13 +78,11 @@ fn every_family_runs_quantised_and_every_strategy_agrees() {
                     None => {
                         for (n, t) in &float.tensors {
                             let q = outputs.tensors.iter().find(|(m, _)| m == n).unwrap();
-                            let (a, b) = (q.1.contiguous(), t.contiguous());
                             assert!(
-                                a.values().iter().all(|v| v.is_finite()),
+                                q.1.contiguous().values().iter().all(|v| v.is_finite()),
                                 "{name} {format} {n}"
                             );
-                            let row = *t.shape().last().unwrap();
-                            let (err, agree) = compare(a.values(), b.values(), row);
+                            let (err, agree) = compare(&q.1, t);
                             eprintln!("{name} {format} {n}: max error {err:.4} of the largest output, argmax agreement {agree:.2}");
                             let bound = match format {
                                 QuantFormat::Int8 => 0.15,
@@ -110,18 +97,6 @@ fn every_family_runs_quantised_and_every_strategy_agrees() {
             }
         }
     }
-}
-
-fn sentences(root: &std::path::Path) -> Vec<String> {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("minilm-real/meta.json")).unwrap())
-            .unwrap();
-    meta["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -142,7 +117,7 @@ fn minilm_embeddings_keep_their_direction_quantised() {
         let store =
             common::pack_fixture_with(&model, &format!("minilm-{format}"), &quantised(format));
         let embedder = Embedder::load(&ModelSource::open(&store).unwrap()).unwrap();
-        let got = embedder.embed(&sentences(&root)).unwrap();
+        let got = embedder.embed(&common::minilm_sentences(&root)).unwrap();
         for (i, (a, b)) in got
             .values()
             .chunks_exact(dim)

@@ -167,14 +167,7 @@ fn packed_copies() -> &'static PathBuf {
 /// A packed copy of the fixture folder `fixture` under a temporary directory named by `tag`,
 /// packed on first use and shared by later calls with the same tag.
 pub fn pack_fixture(fixture: &std::path::Path, tag: &str) -> PathBuf {
-    let _guard = PACKING.lock().unwrap_or_else(|e| e.into_inner());
-    let out = packed_copies().join(format!("edgerun-{tag}"));
-    if !out.join("manifest.json").exists() {
-        let _ = std::fs::remove_dir_all(&out);
-        let folder = edgerun_store::HfFolder::open(fixture).unwrap();
-        edgerun_store::packed::pack(&folder, &out, None, &mut |_, _| {}).unwrap();
-    }
-    out
+    pack_fixture_with(fixture, tag, &edgerun_store::packed::PackOptions::default())
 }
 
 /// As [`pack_fixture`], with pack options (a quantised copy).
@@ -191,6 +184,19 @@ pub fn pack_fixture_with(
         edgerun_store::packed::pack_with(&folder, &out, options, &mut |_, _| {}).unwrap();
     }
     out
+}
+
+/// The sentences of the MiniLM fixture (`minilm-real/meta.json`).
+pub fn minilm_sentences(root: &std::path::Path) -> Vec<String> {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("minilm-real/meta.json")).unwrap())
+            .unwrap();
+    meta["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The real all-MiniLM-L6-v2 folder, or `None` (with a message) when it was not fetched.

@@ -26,7 +26,9 @@ pub(crate) struct Tile {
     pub width: usize,
     /// Add the products to what `c` holds instead of overwriting it.
     pub add: bool,
-    /// The epilogue, for a kernel that [`Kernel::fuses`] it, on the last block of steps.
+    /// The epilogue, for a kernel that [`Kernel::fuses`] it, on the last block of steps
+    /// (only the AVX-512 kernel does).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub finish: Option<Finish>,
 }
 
@@ -34,6 +36,7 @@ pub(crate) struct Tile {
 /// with each part optional (null) and the `max` only for ReLU, the operations and their order
 /// those of `Epilogue::element`. Pointers are at the tile's first column (and row).
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Finish {
     pub scale: *const f32,
     pub bias: *const f32,
