@@ -79,6 +79,9 @@ pub(super) fn available(format: QuantFormat) -> Vec<QKernel> {
                 QuantFormat::Int8 => x86::VNNI_INT8,
                 QuantFormat::Q4 => x86::VNNI_Q4,
             });
+            if format == QuantFormat::Int8 && super::amx::usable() {
+                kernels.push(x86::AMX_INT8);
+            }
         }
     }
     kernels
@@ -230,6 +233,59 @@ mod x86 {
         max_rows: 2,
         run: avx2_q4_rows,
     };
+
+    /// 32 rows x 64 columns on AMX tiles: signed-byte tile products (`tdpbssd`), 16 x 16
+    /// outputs of 64 steps each, read straight from the codes (a tile of the weight is 16
+    /// consecutive quads of one panel, 256 bytes apart). Other shapes (fewer rows, steps not a
+    /// multiple of 64) go to the VNNI kernel.
+    pub(super) const AMX_INT8: QKernel = QKernel {
+        name: "amx",
+        format: QuantFormat::Int8,
+        max_rows: 32,
+        run: amx_int8_rows,
+    };
+
+    unsafe fn amx_int8_rows(rows: usize, t: &QTile) {
+        if rows == 32 && t.steps.is_multiple_of(64) && t.steps > 0 {
+            // SAFETY: forwarded from `QKernel::run`; `amx::usable` checked the CPU and the
+            // kernel's permission.
+            unsafe { super::super::amx::int8_32x64(t, vnni_finish) };
+            return;
+        }
+        for i0 in (0..rows).step_by(6) {
+            let tile = QTile {
+                // SAFETY: rows `i0..` of the tile are the caller's.
+                a: unsafe { t.a.add(i0 * t.a_rs) },
+                a_scales: t.a_scales.wrapping_add(i0 * t.a_groups),
+                a_sums: t.a_sums.wrapping_add(i0 * t.a_groups),
+                c: t.c.wrapping_add(i0 * t.c_rs),
+                ..*t
+            };
+            // SAFETY: as above; an AMX CPU has AVX-512 VNNI (checked when it was listed).
+            unsafe { vnni_int8_rows(6.min(rows - i0), &tile) };
+        }
+    }
+
+    /// Writes row `i` of a tile from its exact sums `isum` (64 columns), as every int8
+    /// kernel does: `(isum as f32 * sa) * sw`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn vnni_finish(t: &QTile, i: usize, isum: &[i32; 64]) {
+        // SAFETY: row `i`'s scale and `width` columns of C are the tile's; masked lanes are
+        // not accessed.
+        unsafe {
+            let sa = _mm512_set1_ps(*t.a_scales.add(i * t.a_groups));
+            for p in 0..4 {
+                let mask = panel_mask(t.width, p);
+                if mask == 0 {
+                    continue;
+                }
+                let sw = _mm512_loadu_ps(t.b_scales.cast::<f32>().add(p * 16));
+                let v = _mm512_cvtepi32_ps(_mm512_loadu_si512(isum.as_ptr().add(p * 16).cast()));
+                let v = _mm512_mul_ps(_mm512_mul_ps(v, sa), sw);
+                _mm512_mask_storeu_ps(t.c.add(i * t.c_rs + p * 16), mask, v);
+            }
+        }
+    }
 
     unsafe fn vnni_int8_rows(rows: usize, t: &QTile) {
         // SAFETY: forwarded from `QKernel::run`, which requires AVX-512 VNNI here.

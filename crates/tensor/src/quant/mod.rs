@@ -21,6 +21,8 @@
 //! quad vector in its low nibble and of panel `2h + 1` in its high nibble. Rows past `k` and
 //! columns past `n` are zero codes with zero scales.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod encode;
 mod matrix;
 mod micro;

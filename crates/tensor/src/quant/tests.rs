@@ -401,3 +401,56 @@ fn a_tall_product_in_bands_gives_the_reference_bits() {
         );
     }
 }
+
+/// Shapes the AMX kernel takes (32-row tiles, steps a multiple of 64) and their edges: every
+/// int8 kernel, AMX included where the CPU has it, gives the reference's bits.
+#[test]
+fn tile_shaped_int8_products_give_the_reference_bits() {
+    for (m, k, n) in [
+        (32, 64, 64),
+        (64, 128, 70),
+        (101, 768, 130),
+        (32, 192, 1),
+        (35, 64, 200),
+    ] {
+        let a = values(m * k, (m * k) as u64, 3.0);
+        let w = values(k * n, (k + n) as u64, 0.5);
+        let b = quantize(MatRef::row_major(&w, k, n), QuantFormat::Int8).expect("finite");
+        let lhs = MatRef::row_major(&a, m, k);
+        let mut expected = vec![0.0f32; m * n];
+        reference(
+            Out {
+                data: &mut expected,
+                row_stride: n,
+                col_stride: 1,
+            },
+            lhs,
+            &b,
+            Epilogue::NONE,
+        );
+        let rows = quantize_rows(lhs, QuantFormat::Int8);
+        for kernel in micro::available(QuantFormat::Int8) {
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; m * n];
+                qgemm_with(
+                    kernel,
+                    Out {
+                        data: &mut got,
+                        row_stride: n,
+                        col_stride: 1,
+                    },
+                    lhs,
+                    &rows,
+                    &b,
+                    Epilogue::NONE,
+                    Some(threads),
+                );
+                let same = got
+                    .iter()
+                    .zip(&expected)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{} {m}x{k}x{n} on {threads} threads", kernel.name);
+            }
+        }
+    }
+}
