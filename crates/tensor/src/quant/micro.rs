@@ -58,11 +58,18 @@ pub(super) fn best(format: QuantFormat) -> QKernel {
 
 /// Every kernel for `format` this CPU runs, portable first.
 pub(super) fn available(format: QuantFormat) -> Vec<QKernel> {
-    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_mut)
+    )]
     let mut kernels = vec![match format {
         QuantFormat::Int8 => PORTABLE_INT8,
         QuantFormat::Q4 => PORTABLE_Q4,
     }];
+    #[cfg(target_arch = "aarch64")]
+    if format == QuantFormat::Int8 && std::arch::is_aarch64_feature_detected!("dotprod") {
+        kernels.push(arm::SDOT_INT8);
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -190,6 +197,116 @@ unsafe fn portable_q4<const R: usize>(t: &QTile) {
         for (c, v) in row.iter().enumerate().take(t.width) {
             // SAFETY: the tile of C.
             unsafe { *t.c.add(i * t.c_rs + c) = *v };
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    use super::{QKernel, QTile, GROUP, QUAD};
+    use crate::quant::QuantFormat;
+
+    /// 4 rows x 16 columns at a time over the group's four panels, NEON `sdot`: each 16-byte
+    /// vector of a panel's quad holds 4 columns x 4 steps, and one `sdot` by a lane of a row's
+    /// codes adds the 4 dot products. Rust's dot-product intrinsics are not stable, so the one
+    /// instruction is written with `asm!`.
+    pub(super) const SDOT_INT8: QKernel = QKernel {
+        name: "neon-sdot",
+        format: QuantFormat::Int8,
+        max_rows: 4,
+        run: sdot_int8_rows,
+    };
+
+    unsafe fn sdot_int8_rows(rows: usize, t: &QTile) {
+        // SAFETY: forwarded from `QKernel::run`, which requires the dotprod feature here.
+        unsafe { by_rows!(rows, sdot_int8, t, [1, 2, 3, 4]) }
+    }
+
+    /// `acc += dot(w's 4-byte groups, lane LANE of a)`; used inside `unsafe` (register-only
+    /// arithmetic on a CPU with the dotprod feature).
+    macro_rules! sdot_lane {
+        ($acc:expr, $w:expr, $a:expr, $lane:literal) => {
+            asm!(
+                concat!("sdot {acc:v}.4s, {w:v}.16b, {a:v}.4b[", $lane, "]"),
+                acc = inout(vreg) $acc,
+                w = in(vreg) $w,
+                a = in(vreg) $a,
+                options(pure, nomem, nostack),
+            )
+        };
+    }
+
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn sdot_int8<const R: usize>(t: &QTile) {
+        let quads = t.steps / QUAD;
+        for p in 0..4 {
+            if p * 16 >= t.width {
+                break;
+            }
+            let mut acc = [[vdupq_n_s32(0); 4]; R];
+            // Four quads of a row at a time (16 codes), one `sdot` per quad and column group.
+            let mut q = 0;
+            while q < quads {
+                let take = 4.min(quads - q);
+                // SAFETY: quads `q..q + take` of panel `p` and of each row are the tile's; a
+                // row's codes past its last quad are not read (the partial vector is built
+                // from a zeroed copy).
+                unsafe {
+                    let mut a = [vdupq_n_s8(0); R];
+                    for (i, v) in a.iter_mut().enumerate() {
+                        let row = t.a.add(i * t.a_rs + q * QUAD);
+                        *v = if take == 4 {
+                            vld1q_s8(row)
+                        } else {
+                            let mut codes = [0i8; 16];
+                            std::ptr::copy_nonoverlapping(row, codes.as_mut_ptr(), take * QUAD);
+                            vld1q_s8(codes.as_ptr())
+                        };
+                    }
+                    for lane in 0..take {
+                        let quad = t.b.add((q + lane) * GROUP * QUAD + p * 64).cast::<i8>();
+                        let w = [
+                            vld1q_s8(quad),
+                            vld1q_s8(quad.add(16)),
+                            vld1q_s8(quad.add(32)),
+                            vld1q_s8(quad.add(48)),
+                        ];
+                        for (row, a) in acc.iter_mut().zip(&a) {
+                            for (lanes, w) in row.iter_mut().zip(&w) {
+                                match lane {
+                                    0 => sdot_lane!(*lanes, *w, *a, "0"),
+                                    1 => sdot_lane!(*lanes, *w, *a, "1"),
+                                    2 => sdot_lane!(*lanes, *w, *a, "2"),
+                                    _ => sdot_lane!(*lanes, *w, *a, "3"),
+                                }
+                            }
+                        }
+                    }
+                }
+                q += take;
+            }
+            for (i, row) in acc.iter().enumerate() {
+                // SAFETY: row `i`'s scale, the group's scales and `width` columns of C are the
+                // tile's.
+                unsafe {
+                    let sa = *t.a_scales.add(i * t.a_groups);
+                    let sw = t.b_scales.cast::<f32>();
+                    for (g, lanes) in row.iter().enumerate() {
+                        let mut sums = [0i32; 4];
+                        vst1q_s32(sums.as_mut_ptr(), *lanes);
+                        for (c, isum) in sums.iter().enumerate() {
+                            let column = p * 16 + g * 4 + c;
+                            if column < t.width {
+                                *t.c.add(i * t.c_rs + column) =
+                                    (*isum as f32 * sa) * *sw.add(column);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
