@@ -67,8 +67,11 @@ pub(super) fn available(format: QuantFormat) -> Vec<QKernel> {
         QuantFormat::Q4 => PORTABLE_Q4,
     }];
     #[cfg(target_arch = "aarch64")]
-    if format == QuantFormat::Int8 && std::arch::is_aarch64_feature_detected!("dotprod") {
-        kernels.push(arm::SDOT_INT8);
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        kernels.push(match format {
+            QuantFormat::Int8 => arm::SDOT_INT8,
+            QuantFormat::Q4 => arm::SDOT_Q4,
+        });
     }
     #[cfg(target_arch = "x86_64")]
     {
@@ -207,23 +210,7 @@ mod arm {
     use std::arch::asm;
 
     use super::{QKernel, QTile, GROUP, QUAD};
-    use crate::quant::QuantFormat;
-
-    /// 4 rows x 16 columns at a time over the group's four panels, NEON `sdot`: each 16-byte
-    /// vector of a panel's quad holds 4 columns x 4 steps, and one `sdot` by a lane of a row's
-    /// codes adds the 4 dot products. Rust's dot-product intrinsics are not stable, so the one
-    /// instruction is written with `asm!`.
-    pub(super) const SDOT_INT8: QKernel = QKernel {
-        name: "neon-sdot",
-        format: QuantFormat::Int8,
-        max_rows: 4,
-        run: sdot_int8_rows,
-    };
-
-    unsafe fn sdot_int8_rows(rows: usize, t: &QTile) {
-        // SAFETY: forwarded from `QKernel::run`, which requires the dotprod feature here.
-        unsafe { by_rows!(rows, sdot_int8, t, [1, 2, 3, 4]) }
-    }
+    use crate::quant::{QuantFormat, Q4_BLOCK};
 
     /// `acc += dot(w's 4-byte groups, lane LANE of a)`; used inside `unsafe` (register-only
     /// arithmetic on a CPU with the dotprod feature).
@@ -237,6 +224,112 @@ mod arm {
                 options(pure, nomem, nostack),
             )
         };
+    }
+
+    /// 4 rows x 16 columns at a time over the group's four panels, NEON `sdot`: each 16-byte
+    /// vector of a panel's quad holds 4 columns x 4 steps, and one `sdot` by a lane of a row's
+    /// codes adds the 4 dot products. Rust's dot-product intrinsics are not stable, so the one
+    /// instruction is written with `asm!`.
+    pub(super) const SDOT_INT8: QKernel = QKernel {
+        name: "neon-sdot",
+        format: QuantFormat::Int8,
+        max_rows: 4,
+        run: sdot_int8_rows,
+    };
+
+    /// q4 as `SDOT_INT8`, 4 rows x 16 columns: a panel's nibbles (low or high half of its
+    /// pair's bytes) are unsigned codes `q + 8` that `sdot` takes as signed bytes 0..15, and
+    /// `8 * sum(a)` per block is taken off, as the VNNI kernel does.
+    pub(super) const SDOT_Q4: QKernel = QKernel {
+        name: "neon-sdot",
+        format: QuantFormat::Q4,
+        max_rows: 4,
+        run: sdot_q4_rows,
+    };
+
+    unsafe fn sdot_q4_rows(rows: usize, t: &QTile) {
+        // SAFETY: forwarded from `QKernel::run`, which requires the dotprod feature here.
+        unsafe { by_rows!(rows, sdot_q4, t, [1, 2, 3, 4]) }
+    }
+
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn sdot_q4<const R: usize>(t: &QTile) {
+        let low = vdupq_n_u8(15);
+        for p in 0..4 {
+            if p * 16 >= t.width {
+                break;
+            }
+            let mut out = [[vdupq_n_f32(0.0); 4]; R];
+            for b in 0..t.steps / Q4_BLOCK {
+                let mut acc = [[vdupq_n_s32(0); 4]; R];
+                // SAFETY: block `b` of the tile's rows (32 codes each) and of the group are
+                // the tile's.
+                unsafe {
+                    for half in 0..2 {
+                        let mut a = [vdupq_n_s8(0); R];
+                        for (i, v) in a.iter_mut().enumerate() {
+                            *v = vld1q_s8(t.a.add(i * t.a_rs + b * Q4_BLOCK + half * 16));
+                        }
+                        for lane in 0..4 {
+                            let r = half * 4 + lane;
+                            let bytes = t.b.add((b * 8 + r) * 128 + p / 2 * 64);
+                            let w: [int8x16_t; 4] = std::array::from_fn(|v| {
+                                let raw = vld1q_u8(bytes.add(16 * v));
+                                let nibbles = if p % 2 == 1 {
+                                    vshrq_n_u8::<4>(raw)
+                                } else {
+                                    vandq_u8(raw, low)
+                                };
+                                vreinterpretq_s8_u8(nibbles)
+                            });
+                            for (row, a) in acc.iter_mut().zip(&a) {
+                                for (lanes, w) in row.iter_mut().zip(&w) {
+                                    match lane {
+                                        0 => sdot_lane!(*lanes, *w, *a, "0"),
+                                        1 => sdot_lane!(*lanes, *w, *a, "1"),
+                                        2 => sdot_lane!(*lanes, *w, *a, "2"),
+                                        _ => sdot_lane!(*lanes, *w, *a, "3"),
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let d = t.b_scales.cast::<half::f16>().add(b * GROUP + p * 16);
+                    let d: [f32; 16] = std::array::from_fn(|c| (*d.add(c)).to_f32());
+                    for (i, (row, sums)) in out.iter_mut().zip(&acc).enumerate() {
+                        let g = i * t.a_groups + b;
+                        let offset = vdupq_n_s32(8 * *t.a_sums.add(g));
+                        let sa = *t.a_scales.add(g);
+                        for (v, (isum, d)) in row.iter_mut().zip(sums.iter().zip(d.chunks_exact(4)))
+                        {
+                            let scale: [f32; 4] = std::array::from_fn(|c| sa * d[c]);
+                            let x = vcvtq_f32_s32(vsubq_s32(*isum, offset));
+                            *v = vfmaq_f32(*v, x, vld1q_f32(scale.as_ptr()));
+                        }
+                    }
+                }
+            }
+            for (i, row) in out.iter().enumerate() {
+                for (g, v) in row.iter().enumerate() {
+                    let mut values = [0.0f32; 4];
+                    // SAFETY: `values` holds 4 floats; the columns written are inside `width`.
+                    unsafe {
+                        vst1q_f32(values.as_mut_ptr(), *v);
+                        for (c, value) in values.iter().enumerate() {
+                            let column = p * 16 + g * 4 + c;
+                            if column < t.width {
+                                *t.c.add(i * t.c_rs + column) = *value;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    unsafe fn sdot_int8_rows(rows: usize, t: &QTile) {
+        // SAFETY: forwarded from `QKernel::run`, which requires the dotprod feature here.
+        unsafe { by_rows!(rows, sdot_int8, t, [1, 2, 3, 4]) }
     }
 
     #[target_feature(enable = "neon,dotprod")]

@@ -406,11 +406,10 @@ fn a_tall_product_in_bands_gives_the_reference_bits() {
 /// int8 kernel, AMX included where the CPU has it, gives the reference's bits.
 #[test]
 fn tile_shaped_int8_products_give_the_reference_bits() {
-    let names: Vec<&str> = micro::available(QuantFormat::Int8)
-        .iter()
-        .map(|k| k.name)
-        .collect();
-    eprintln!("int8 kernels on this CPU: {names:?}");
+    for format in [QuantFormat::Int8, QuantFormat::Q4] {
+        let names: Vec<&str> = micro::available(format).iter().map(|k| k.name).collect();
+        eprintln!("{format} kernels on this CPU: {names:?}");
+    }
     for (m, k, n) in [
         (32, 64, 64),
         (64, 128, 70),
