@@ -80,6 +80,12 @@ pub(super) fn available(format: QuantFormat) -> Vec<QKernel> {
                 QuantFormat::Int8 => x86::AVX2_INT8,
                 QuantFormat::Q4 => x86::AVX2_Q4,
             });
+            if std::is_x86_feature_detected!("avxvnni") {
+                kernels.push(match format {
+                    QuantFormat::Int8 => x86::AVXVNNI_INT8,
+                    QuantFormat::Q4 => x86::AVXVNNI_Q4,
+                });
+            }
         }
         if std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512bw")
@@ -444,6 +450,57 @@ mod x86 {
         run: avx2_q4_rows,
     };
 
+    /// `AVX2_INT8` with AVX-VNNI's 256-bit `vpdpbusd` (weights flipped to unsigned, as the
+    /// AVX-512 VNNI kernel does), for CPUs that have it without AVX-512.
+    pub(super) const AVXVNNI_INT8: QKernel = QKernel {
+        name: "avx-vnni",
+        format: QuantFormat::Int8,
+        max_rows: 4,
+        run: avxvnni_int8_rows,
+    };
+
+    /// `AVX2_Q4` with AVX-VNNI's `vpdpbusd`.
+    pub(super) const AVXVNNI_Q4: QKernel = QKernel {
+        name: "avx-vnni",
+        format: QuantFormat::Q4,
+        max_rows: 2,
+        run: avxvnni_q4_rows,
+    };
+
+    unsafe fn avxvnni_int8_rows(rows: usize, t: &QTile) {
+        // SAFETY: forwarded from `QKernel::run`, which requires AVX-VNNI here.
+        unsafe { by_rows!(rows, avxvnni_int8, t, [1, 2, 3, 4]) }
+    }
+
+    unsafe fn avxvnni_q4_rows(rows: usize, t: &QTile) {
+        // SAFETY: as above.
+        unsafe { by_rows!(rows, avxvnni_q4, t, [1, 2]) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_int8<const R: usize>(t: &QTile) {
+        // SAFETY: forwarded; this function has the features the body needs without DOT.
+        unsafe { ymm_int8::<R, false>(t) }
+    }
+
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    unsafe fn avxvnni_int8<const R: usize>(t: &QTile) {
+        // SAFETY: forwarded; this function has AVX-VNNI for DOT.
+        unsafe { ymm_int8::<R, true>(t) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_q4<const R: usize>(t: &QTile) {
+        // SAFETY: as for `avx2_int8`.
+        unsafe { ymm_q4::<R, false>(t) }
+    }
+
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    unsafe fn avxvnni_q4<const R: usize>(t: &QTile) {
+        // SAFETY: as for `avxvnni_int8`.
+        unsafe { ymm_q4::<R, true>(t) }
+    }
+
     /// 32 rows x 64 columns on AMX tiles: signed-byte tile products (`tdpbssd`), 16 x 16
     /// outputs of 64 steps each, read straight from the codes (a tile of the weight is 16
     /// consecutive quads of one panel, 256 bytes apart). Other shapes (fewer rows, steps not a
@@ -644,11 +701,15 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_int8<const R: usize>(t: &QTile) {
-        // `vpmaddubsw` multiplies unsigned by signed bytes into pairs of i16: |w| by a with
-        // w's sign, which stays inside an i16 for every code (2 * 128 * 127).
+    /// The 256-bit int8 kernel, inlined into a function compiled for AVX2 (`DOT` false) or
+    /// AVX-VNNI (`DOT` true). Without `vpdpbusd`, `vpmaddubsw` multiplies unsigned by signed
+    /// bytes into pairs of i16: |w| by a with w's sign, which stays inside an i16 for every
+    /// code (2 * 128 * 127). With it, the weights are flipped to `q + 128` and `128 * sum(a)`
+    /// is taken off.
+    #[inline(always)]
+    unsafe fn ymm_int8<const R: usize, const DOT: bool>(t: &QTile) {
         let ones = _mm256_set1_epi16(1);
+        let flip = _mm256_set1_epi8(-128);
         for p in 0..4 {
             if p * 16 >= t.width {
                 break;
@@ -662,13 +723,21 @@ mod x86 {
                         _mm256_loadu_si256(b.cast()),
                         _mm256_loadu_si256(b.add(32).cast()),
                     ];
-                    let magnitude = [_mm256_abs_epi8(w[0]), _mm256_abs_epi8(w[1])];
+                    let magnitude = if DOT {
+                        [_mm256_xor_si256(w[0], flip), _mm256_xor_si256(w[1], flip)]
+                    } else {
+                        [_mm256_abs_epi8(w[0]), _mm256_abs_epi8(w[1])]
+                    };
                     for (i, row) in acc.iter_mut().enumerate() {
                         let a = _mm256_set1_epi32(quad_of(t.a.add(i * t.a_rs + q * QUAD)));
                         for h in 0..2 {
-                            let pairs =
-                                _mm256_maddubs_epi16(magnitude[h], _mm256_sign_epi8(a, w[h]));
-                            row[h] = _mm256_add_epi32(row[h], _mm256_madd_epi16(pairs, ones));
+                            row[h] = if DOT {
+                                _mm256_dpbusd_avx_epi32(row[h], magnitude[h], a)
+                            } else {
+                                let pairs =
+                                    _mm256_maddubs_epi16(magnitude[h], _mm256_sign_epi8(a, w[h]));
+                                _mm256_add_epi32(row[h], _mm256_madd_epi16(pairs, ones))
+                            };
                         }
                     }
                     b = b.add(GROUP * QUAD);
@@ -678,10 +747,16 @@ mod x86 {
                 // SAFETY: the scales and the tile of C are the tile's.
                 unsafe {
                     let sa = _mm256_set1_ps(*t.a_scales.add(i * t.a_groups));
+                    let offset = _mm256_set1_epi32(if DOT {
+                        128 * *t.a_sums.add(i * t.a_groups)
+                    } else {
+                        0
+                    });
                     for (h, lane) in row.iter().enumerate() {
                         let first = p * 16 + h * 8;
                         let sw = _mm256_loadu_ps(t.b_scales.cast::<f32>().add(first));
-                        let v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(*lane), sa), sw);
+                        let isum = _mm256_sub_epi32(*lane, offset);
+                        let v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), sa), sw);
                         store8(
                             t.c.add(i * t.c_rs + first),
                             v,
@@ -693,8 +768,11 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_q4<const R: usize>(t: &QTile) {
+    /// The 256-bit q4 kernel, inlined as `ymm_int8` is. `vpmaddubsw` takes the nibbles as
+    /// unsigned codes (pairs stay far inside an i16, 2 * 15 * 127); `vpdpbusd` takes them as
+    /// they are; either way `8 * sum(a)` per block is taken off.
+    #[inline(always)]
+    unsafe fn ymm_q4<const R: usize, const DOT: bool>(t: &QTile) {
         let ones = _mm256_set1_epi16(1);
         let low = _mm256_set1_epi8(15);
         for p in 0..4 {
@@ -723,8 +801,12 @@ mod x86 {
                             let a = t.a.add(i * t.a_rs + b * Q4_BLOCK + r * QUAD);
                             let a = _mm256_set1_epi32(quad_of(a));
                             for h in 0..2 {
-                                let pairs = _mm256_maddubs_epi16(w[h], a);
-                                row[h] = _mm256_add_epi32(row[h], _mm256_madd_epi16(pairs, ones));
+                                row[h] = if DOT {
+                                    _mm256_dpbusd_avx_epi32(row[h], w[h], a)
+                                } else {
+                                    let pairs = _mm256_maddubs_epi16(w[h], a);
+                                    _mm256_add_epi32(row[h], _mm256_madd_epi16(pairs, ones))
+                                };
                             }
                         }
                     }
