@@ -32,13 +32,7 @@ fn every_strategy_opened_by_path_matches_the_baseline() {
         let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
         let baseline = Session::open(&dir, SessionOptions::default()).unwrap();
         let reference = bits(&baseline.run(inputs.clone(), true).unwrap());
-        for strategy in [
-            Strategy::Full,
-            Strategy::Mmap,
-            Strategy::Stream,
-            Strategy::Pipeload,
-            Strategy::Swap,
-        ] {
+        for strategy in common::STRATEGIES {
             for io in [Io::Pread, Io::Direct] {
                 let session = Session::open(
                     &store,

@@ -8,6 +8,15 @@ use edgerun_models::RunOptions;
 use edgerun_runtime::{Executor, Outputs};
 use edgerun_store::safetensors_index::SafetensorsIndex;
 
+/// Every strategy, for tests that hold them all to the same bits.
+pub const STRATEGIES: [edgerun_runtime::Strategy; 5] = [
+    edgerun_runtime::Strategy::Full,
+    edgerun_runtime::Strategy::Mmap,
+    edgerun_runtime::Strategy::Stream,
+    edgerun_runtime::Strategy::Pipeload,
+    edgerun_runtime::Strategy::Swap,
+];
+
 /// Every fixture a strategy must reproduce bit for bit.
 pub const FIXTURES: &[&str] = &[
     "bert-tiny",
@@ -197,6 +206,19 @@ pub fn minilm_sentences(root: &std::path::Path) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
+}
+
+/// sentence-transformers' embeddings of the MiniLM fixture's sentences
+/// (`minilm-real/expected.safetensors`), `[sentences, dim]`.
+pub fn minilm_reference(root: &std::path::Path) -> edgerun_tensor::Tensor {
+    let expected = read_all(&root.join("minilm-real/expected.safetensors"));
+    let Some((_, Expected::F32 { shape, values })) = expected
+        .into_iter()
+        .find(|(n, _)| n == "sentence_embedding")
+    else {
+        panic!("no sentence_embedding")
+    };
+    edgerun_tensor::Tensor::from_vec(&shape, values).unwrap()
 }
 
 /// The real all-MiniLM-L6-v2 folder, or `None` (with a message) when it was not fetched.

@@ -11,7 +11,7 @@ use super::encode::{int8_at, q4_code, q4_scale_at};
 use super::micro::{self, QKernel, QTile};
 use super::rows::{quantize_rows, QuantRows};
 use super::{QuantFormat, QuantMatrix, GROUP, Q4_BLOCK, QUAD};
-use crate::kernels::gemm::{count_flops, Epilogue, Out};
+use crate::kernels::gemm::{self, count_flops, Epilogue, Out, Rhs};
 use crate::kernels::matmul::MatRef;
 use crate::parallel::gemm_threads;
 
@@ -62,20 +62,28 @@ fn band_rows(b: &QuantMatrix, tile: usize) -> usize {
     (BAND_BYTES / stride).max(1).next_multiple_of(tile)
 }
 
-/// Whether [`qgemm_quantised`] may take `a` quantised whole (it fits one band).
-pub fn fits_one_band(a: &MatRef, b: &QuantMatrix) -> bool {
-    a.rows <= band_rows(b, micro::best(b.format()).max_rows)
-}
-
-/// [`qgemm`] with `a`'s rows already quantised for `b`'s format (several products of one
-/// input quantise it once).
-pub fn qgemm_quantised(out: Out, a: MatRef, rows: &QuantRows, b: &QuantMatrix, epilogue: Epilogue) {
-    check(&out, &a, b, &epilogue);
-    assert!(
-        rows.format == b.format() && rows.rows == a.rows,
-        "rows quantised for another product"
-    );
-    qgemm_with(micro::best(b.format()), out, a, rows, b, epilogue, None)
+/// `out = epilogue(a @ b)` for several products of one input (the query, key and value
+/// projections): the input is quantised once per format for all of them, unless it is too
+/// tall for one band, when each product runs as [`qgemm`] does. Each product's bits are those
+/// of [`qgemm`].
+pub(crate) fn qgemm_many(a: MatRef, products: Vec<(Out, &QuantMatrix, Epilogue)>) {
+    let mut quantised: Vec<QuantRows> = Vec::new();
+    for (out, b, epilogue) in products {
+        let kernel = micro::best(b.format());
+        if a.rows > band_rows(b, kernel.max_rows) {
+            qgemm(out, a, b, epilogue);
+            continue;
+        }
+        check(&out, &a, b, &epilogue);
+        let at = match quantised.iter().position(|r| r.format == b.format()) {
+            Some(at) => at,
+            None => {
+                quantised.push(quantize_rows(a, b.format()));
+                quantised.len() - 1
+            }
+        };
+        qgemm_with(kernel, out, a, &quantised[at], b, epilogue, None);
+    }
 }
 
 /// The name of the kernel [`qgemm`] runs for `format` on this CPU (for benchmarks' labels).
@@ -83,23 +91,12 @@ pub fn kernel_name(format: QuantFormat) -> &'static str {
     micro::best(format).name
 }
 
+/// The f32 GEMM's checks, and dense rows that do not overlap.
 fn check(out: &Out, a: &MatRef, b: &QuantMatrix, epilogue: &Epilogue) {
-    let (m, k, n) = (a.rows, a.cols, b.cols());
-    assert_eq!(k, b.rows(), "inner dimensions differ");
     assert_eq!(out.col_stride, 1, "a quantised product writes dense rows");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k > 0 {
-        let last = (m - 1) * a.row_stride + (k - 1) * a.col_stride;
-        assert!(last < a.data.len(), "lhs view out of bounds");
-    }
-    assert!(out.row_stride >= n, "dst rows overlap");
-    assert!(
-        (m - 1) * out.row_stride + n <= out.data.len(),
-        "dst view out of bounds"
-    );
-    epilogue.check(m, n);
+    let empty = a.rows == 0 || b.cols() == 0;
+    assert!(empty || out.row_stride >= b.cols(), "dst rows overlap");
+    gemm::check(out, a, &Rhs::Quant(b), epilogue);
 }
 
 /// The product over rows quantised from `a` (which gives only the shape), checked by the

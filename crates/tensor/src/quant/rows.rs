@@ -32,7 +32,7 @@ impl QuantRows {
     }
 }
 
-/// Elements from which rows are quantised on several threads.
+/// Values of input below which rows are quantised on one thread.
 const PARALLEL_FROM: usize = 1 << 16;
 
 /// Quantises the rows of `a` (`m x k`, any strides) for a product with a `format` matrix.
@@ -66,22 +66,16 @@ pub fn quantize_rows(a: MatRef, format: QuantFormat) -> QuantRows {
             (scales[g], sums[g]) = quantize_run(run, codes);
         }
     };
+    // Rows are shared out only in runs of at least PARALLEL_FROM values: a short input (a
+    // decoded token) stays on the calling thread.
     let (stride, groups) = (stride.max(1), groups.max(1));
-    if m * k >= PARALLEL_FROM && crate::parallel::threads() > 1 {
-        out.codes
-            .par_chunks_mut(stride)
-            .zip(out.scales.par_chunks_mut(groups))
-            .zip(out.sums.par_chunks_mut(groups))
-            .enumerate()
-            .for_each(|(i, ((codes, scales), sums))| row(i, codes, scales, sums));
-    } else {
-        out.codes
-            .chunks_mut(stride)
-            .zip(out.scales.chunks_mut(groups))
-            .zip(out.sums.chunks_mut(groups))
-            .enumerate()
-            .for_each(|(i, ((codes, scales), sums))| row(i, codes, scales, sums));
-    }
+    out.codes
+        .par_chunks_mut(stride)
+        .zip(out.scales.par_chunks_mut(groups))
+        .zip(out.sums.par_chunks_mut(groups))
+        .enumerate()
+        .with_min_len(PARALLEL_FROM.div_ceil(k.max(1)))
+        .for_each(|(i, ((codes, scales), sums))| row(i, codes, scales, sums));
     out
 }
 

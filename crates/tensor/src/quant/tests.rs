@@ -11,6 +11,20 @@ use crate::kernels::matmul::MatRef;
 use crate::kernels::Activation;
 use crate::{AlignedBuf, ByteBuffer, FillBuffer};
 
+/// `data` as a dense `rows x n` output.
+fn dense(data: &mut [f32], n: usize) -> Out<'_> {
+    Out {
+        data,
+        row_stride: n,
+        col_stride: 1,
+    }
+}
+
+/// Whether two outputs hold the same bits.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 fn values(len: usize, seed: u64, spread: f32) -> Vec<f32> {
     let mut state = seed | 1;
     (0..len)
@@ -88,26 +102,13 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         },
     };
     let mut expected = vec![0.0f32; c.m * c.n];
-    reference(
-        Out {
-            data: &mut expected,
-            row_stride: c.n,
-            col_stride: 1,
-        },
-        a_view,
-        &b,
-        epilogue,
-    );
+    reference(dense(&mut expected, c.n), a_view, &b, epilogue);
     for kernel in micro::available(c.format) {
         let mut got = vec![f32::NAN; c.m * c.n];
         let rows = quantize_rows(a_view, c.format);
         qgemm_with(
             kernel,
-            Out {
-                data: &mut got,
-                row_stride: c.n,
-                col_stride: 1,
-            },
+            dense(&mut got, c.n),
             a_view,
             &rows,
             &b,
@@ -179,11 +180,7 @@ fn known_product_in_integers() {
     let b = quantize(MatRef::row_major(&w, k, n), QuantFormat::Int8).expect("finite");
     let mut out = vec![0.0f32; n];
     qgemm(
-        Out {
-            data: &mut out,
-            row_stride: n,
-            col_stride: 1,
-        },
+        dense(&mut out, n),
         MatRef::row_major(&a, 1, k),
         &b,
         Epilogue::NONE,
@@ -213,11 +210,7 @@ fn a_row_with_a_nan_gives_nan_outputs() {
             let mut out = vec![0.0f32; 2 * n];
             qgemm_with(
                 kernel,
-                Out {
-                    data: &mut out,
-                    row_stride: n,
-                    col_stride: 1,
-                },
+                dense(&mut out, n),
                 MatRef::row_major(&a, 2, k),
                 &rows,
                 &b,
@@ -282,15 +275,8 @@ fn extreme_codes_are_exact_on_every_kernel() {
     let m = QuantMatrix::from_buffer(QuantFormat::Int8, k, n, Arc::new(bytes), 0).expect("valid");
     let a = values(3 * k, 4, 1.0);
     let mut expected = vec![0.0f32; 3 * n];
-    fn out(data: &mut [f32], n: usize) -> Out<'_> {
-        Out {
-            data,
-            row_stride: n,
-            col_stride: 1,
-        }
-    }
     reference(
-        out(&mut expected, n),
+        dense(&mut expected, n),
         MatRef::row_major(&a, 3, k),
         &m,
         Epilogue::NONE,
@@ -301,19 +287,14 @@ fn extreme_codes_are_exact_on_every_kernel() {
         let rows = quantize_rows(lhs, QuantFormat::Int8);
         qgemm_with(
             kernel,
-            out(&mut got, n),
+            dense(&mut got, n),
             lhs,
             &rows,
             &m,
             Epilogue::NONE,
             Some(1),
         );
-        assert_eq!(
-            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            "{}",
-            kernel.name
-        );
+        assert!(same_bits(&got, &expected), "{}", kernel.name);
     }
 }
 
@@ -373,32 +354,9 @@ fn a_tall_product_in_bands_gives_the_reference_bits() {
         let mut expected = vec![0.0f32; m * n];
         let mut got = vec![0.0f32; m * n];
         let lhs = MatRef::row_major(&a, m, k);
-        reference(
-            Out {
-                data: &mut expected,
-                row_stride: n,
-                col_stride: 1,
-            },
-            lhs,
-            &b,
-            epilogue,
-        );
-        qgemm(
-            Out {
-                data: &mut got,
-                row_stride: n,
-                col_stride: 1,
-            },
-            lhs,
-            &b,
-            epilogue,
-        );
-        assert!(
-            got.iter()
-                .zip(&expected)
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{format}"
-        );
+        reference(dense(&mut expected, n), lhs, &b, epilogue);
+        qgemm(dense(&mut got, n), lhs, &b, epilogue);
+        assert!(same_bits(&got, &expected), "{format}");
     }
 }
 
@@ -422,37 +380,21 @@ fn tile_shaped_int8_products_give_the_reference_bits() {
         let b = quantize(MatRef::row_major(&w, k, n), QuantFormat::Int8).expect("finite");
         let lhs = MatRef::row_major(&a, m, k);
         let mut expected = vec![0.0f32; m * n];
-        reference(
-            Out {
-                data: &mut expected,
-                row_stride: n,
-                col_stride: 1,
-            },
-            lhs,
-            &b,
-            Epilogue::NONE,
-        );
+        reference(dense(&mut expected, n), lhs, &b, Epilogue::NONE);
         let rows = quantize_rows(lhs, QuantFormat::Int8);
         for kernel in micro::available(QuantFormat::Int8) {
             for threads in [1, 2] {
                 let mut got = vec![f32::NAN; m * n];
                 qgemm_with(
                     kernel,
-                    Out {
-                        data: &mut got,
-                        row_stride: n,
-                        col_stride: 1,
-                    },
+                    dense(&mut got, n),
                     lhs,
                     &rows,
                     &b,
                     Epilogue::NONE,
                     Some(threads),
                 );
-                let same = got
-                    .iter()
-                    .zip(&expected)
-                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                let same = same_bits(&got, &expected);
                 assert!(same, "{} {m}x{k}x{n} on {threads} threads", kernel.name);
             }
         }

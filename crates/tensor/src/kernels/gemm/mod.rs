@@ -314,7 +314,9 @@ pub fn kernel_name() -> &'static str {
     micro::best().name
 }
 
-fn check(out: &Out, a: &MatRef, b: &Rhs, epilogue: &Epilogue) {
+/// Panics unless the views of a product agree and lie inside their slices (a quantised `b`
+/// checked its own bytes when it was made).
+pub(crate) fn check(out: &Out, a: &MatRef, b: &Rhs, epilogue: &Epilogue) {
     let (m, k, n) = (a.rows, a.cols, b.cols());
     assert_eq!(k, b.rows(), "inner dimensions differ");
     if m == 0 || n == 0 {
@@ -331,7 +333,7 @@ fn check(out: &Out, a: &MatRef, b: &Rhs, epilogue: &Epilogue) {
         }
         Rhs::Plain(_) => {}
         Rhs::Packed { data, .. } => assert_eq!(data.len(), packed_len(k, n), "packed length"),
-        Rhs::Quant(_) => unreachable!("quantised products go to quant::qgemm"),
+        Rhs::Quant(_) => {}
     }
     let last = (m - 1) * out.row_stride + (n - 1) * out.col_stride;
     assert!(last < out.data.len(), "dst view out of bounds");
@@ -411,28 +413,17 @@ pub struct Product<'a> {
 ///
 /// Panics when the views disagree or run past their slices, like [`gemm`].
 pub fn gemm_many(a: MatRef, products: Vec<Product>) {
-    // Quantised products each split their own columns over the threads; the activations are
-    // quantised once per format for all of them.
     let (quantised, mut products): (Vec<Product>, Vec<Product>) = products
         .into_iter()
         .partition(|p| matches!(p.b, Rhs::Quant(_)));
-    let mut rows = Vec::new();
-    for p in quantised {
-        let Rhs::Quant(m) = p.b else {
-            unreachable!("partitioned")
-        };
-        let at = match rows
-            .iter()
-            .position(|r: &crate::quant::rows::QuantRows| r.format == m.format())
-        {
-            Some(at) => at,
-            None => {
-                rows.push(crate::quant::rows::quantize_rows(a, m.format()));
-                rows.len() - 1
-            }
-        };
-        crate::quant::qgemm::qgemm_quantised(p.out, a, &rows[at], m, p.epilogue);
-    }
+    let quantised = quantised
+        .into_iter()
+        .map(|p| match p.b {
+            Rhs::Quant(m) => (p.out, m, p.epilogue),
+            _ => unreachable!("partitioned"),
+        })
+        .collect();
+    crate::quant::qgemm::qgemm_many(a, quantised);
     if products.is_empty() {
         return;
     }
