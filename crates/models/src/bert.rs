@@ -333,6 +333,14 @@ impl Bert {
 }
 
 impl Model for Bert {
+    fn outputs(&self) -> Vec<(String, usize)> {
+        let mut names = vec![("last_hidden_state".into(), 3)];
+        if self.pooler.is_some() {
+            names.push(("pooler_output".into(), 2));
+        }
+        names
+    }
+
     fn architecture(&self) -> &str {
         "BertModel"
     }

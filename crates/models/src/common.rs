@@ -631,8 +631,7 @@ pub(crate) fn start_image(
     channels: usize,
     min_side: usize,
 ) -> Result<State> {
-    let pixels = inputs.pixels()?;
-    let shape = pixels.shape();
+    let shape = inputs.image_shape()?;
     if shape.len() != 4 || shape[1] != channels || shape[2] < min_side || shape[3] < min_side {
         return Err(ModelError::input(
             "pixel_values",

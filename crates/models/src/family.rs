@@ -36,6 +36,9 @@ pub trait Model: Send + Sync {
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State>;
     /// Runs stage `index` with its bound weights.
     fn run_stage(&self, index: usize, weights: &UnitWeights, state: &mut State) -> Result<()>;
+    /// The outputs a whole pass writes, in order, with each one's rank (what a server
+    /// declares before it has run anything). Recorded hidden states come after these.
+    fn outputs(&self) -> Vec<(String, usize)>;
     fn causal(&self) -> Option<CausalInfo> {
         None
     }

@@ -243,6 +243,14 @@ impl Fcn {
 }
 
 impl Model for Fcn {
+    fn outputs(&self) -> Vec<(String, usize)> {
+        let mut names = vec![("out".into(), 4)];
+        if self.aux.is_some() {
+            names.push(("aux".into(), 4));
+        }
+        names
+    }
+
     fn architecture(&self) -> &str {
         &self.architecture
     }
@@ -266,14 +274,10 @@ impl Model for Fcn {
     /// Feature maps stay at 1/8 of the input from layer2 on, at up to 4x the widest planes:
     /// a few of them live at once, with the largest im2col buffer and the upsampled logits.
     fn activation_bytes(&self, state: &State) -> u64 {
-        let Ok(pixels) = state.inputs.pixels() else {
+        let Ok(shape) = state.inputs.image_shape() else {
             return 0;
         };
-        let (b, h, w) = (
-            state.batch as u64,
-            pixels.shape()[2] as u64,
-            pixels.shape()[3] as u64,
-        );
+        let (b, h, w) = (state.batch as u64, shape[2] as u64, shape[3] as u64);
         let stem = b * 64 * (h / 2 + 1) * (w / 2 + 1);
         let deep = b * self.widest as u64 * (h / 8 + 1) * (w / 8 + 1);
         let logits = 2 * b * self.head.classify.out_channels() as u64 * h * w;
@@ -283,10 +287,10 @@ impl Model for Fcn {
     /// The im2col buffer (per image) of the 7x7 stem or of the head's 3x3 convolution over
     /// the widest features, whichever is larger.
     fn scratch_bytes(&self, state: &State) -> u64 {
-        let Ok(pixels) = state.inputs.pixels() else {
+        let Ok(shape) = state.inputs.image_shape() else {
             return 0;
         };
-        let (h, w) = (pixels.shape()[2], pixels.shape()[3]);
+        let (h, w) = (shape[2], shape[3]);
         let stem = im2col_elements(49 * 3, h / 2 + 1, w / 2 + 1);
         let head = im2col_elements(9 * self.widest, h / 8 + 1, w / 8 + 1);
         4 * stem.max(head) as u64
@@ -294,8 +298,8 @@ impl Model for Fcn {
 
     fn run_stage(&self, index: usize, w: &UnitWeights, state: &mut State) -> Result<()> {
         let size = {
-            let p = state.inputs.pixels()?;
-            (p.shape()[2], p.shape()[3])
+            let shape = state.inputs.image_shape()?;
+            (shape[2], shape[3])
         };
         let stage = stage_at(&self.order, index)?;
         match stage {

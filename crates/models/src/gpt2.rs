@@ -276,6 +276,10 @@ impl Gpt2 {
 }
 
 impl Model for Gpt2 {
+    fn outputs(&self) -> Vec<(String, usize)> {
+        vec![("logits".into(), 3)]
+    }
+
     fn architecture(&self) -> &str {
         "GPT2LMHeadModel"
     }

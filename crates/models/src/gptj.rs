@@ -243,6 +243,10 @@ impl GptJ {
 }
 
 impl Model for GptJ {
+    fn outputs(&self) -> Vec<(String, usize)> {
+        vec![("logits".into(), 3)]
+    }
+
     fn architecture(&self) -> &str {
         "GPTJForCausalLM"
     }

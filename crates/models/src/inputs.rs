@@ -42,6 +42,9 @@ pub struct Inputs {
     pub attention_mask: Option<IdTensor>,
     pub token_type_ids: Option<IdTensor>,
     pub pixel_values: Option<Tensor>,
+    /// The shape of `pixel_values` where only the shape travelled: a split's tail reads the
+    /// image's geometry (output sizes, estimates), never its pixels.
+    pub pixel_shape: Option<Vec<usize>>,
 }
 
 impl Inputs {
@@ -55,5 +58,26 @@ impl Inputs {
         self.pixel_values
             .as_ref()
             .ok_or_else(|| ModelError::input("pixel_values", "this model needs an image tensor"))
+    }
+
+    /// The image's shape, from the pixels or from `pixel_shape` without them.
+    pub fn image_shape(&self) -> Result<&[usize]> {
+        match (&self.pixel_values, &self.pixel_shape) {
+            (Some(pixels), _) => Ok(pixels.shape()),
+            (None, Some(shape)) => Ok(shape),
+            (None, None) => Err(ModelError::input(
+                "pixel_values",
+                "this model needs an image tensor",
+            )),
+        }
+    }
+
+    /// These inputs with the pixels replaced by their shape (what a split's tail needs).
+    pub fn without_pixels(&self) -> Self {
+        Self {
+            pixel_shape: self.image_shape().ok().map(<[usize]>::to_vec),
+            pixel_values: None,
+            ..self.clone()
+        }
     }
 }

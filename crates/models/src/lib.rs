@@ -7,6 +7,7 @@
 //! outputs are identical across them.
 
 mod common;
+pub mod boundary;
 pub mod error;
 pub mod family;
 pub mod inputs;
@@ -26,6 +27,7 @@ pub mod vgg;
 pub mod vit;
 pub mod yolov3;
 
+pub use boundary::Boundary;
 pub use error::{ModelError, Result};
 pub use family::{build_model, CausalInfo, Checkpoint, Model, ModelKind};
 pub use inputs::{IdTensor, Inputs};

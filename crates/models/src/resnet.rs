@@ -304,8 +304,8 @@ impl ResNet {
     /// buffer is reused across a batch). A bottleneck's 3x3 runs on a quarter of the stage
     /// width; counting the whole width keeps the bound safe for basic blocks too.
     fn feature_extents(&self, state: &State) -> Option<(u64, u64)> {
-        let pixels = state.inputs.pixels().ok()?;
-        let (h, w) = (pixels.shape()[2] as u64, pixels.shape()[3] as u64);
+        let shape = state.inputs.image_shape().ok()?;
+        let (h, w) = (shape[2] as u64, shape[3] as u64);
         let b = state.batch as u64;
         let c = &self.config;
         let mut largest = b * c.embedding_size as u64 * (h / 2 + 1) * (w / 2 + 1);
@@ -329,6 +329,16 @@ impl ResNet {
 }
 
 impl Model for ResNet {
+    fn outputs(&self) -> Vec<(String, usize)> {
+        match self.head.classifier {
+            Some(_) => vec![("logits".into(), 2)],
+            None => vec![
+                ("last_hidden_state".into(), 4),
+                ("pooler_output".into(), 4),
+            ],
+        }
+    }
+
     fn has_attention(&self) -> bool {
         false
     }
@@ -350,14 +360,13 @@ impl Model for ResNet {
     }
 
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
-        let pixels = inputs.pixels()?;
-        if pixels.rank() != 4 || pixels.shape()[1] != self.config.num_channels {
+        let shape = inputs.image_shape()?;
+        if shape.len() != 4 || shape[1] != self.config.num_channels {
             return Err(ModelError::input(
                 "pixel_values",
                 format!(
-                    "expected [batch, {}, height, width], got {:?}",
+                    "expected [batch, {}, height, width], got {shape:?}",
                     self.config.num_channels,
-                    pixels.shape()
                 ),
             ));
         }
@@ -376,7 +385,10 @@ impl Model for ResNet {
         } else {
             0
         };
-        let input = state.inputs.pixels().map_or(0, |p| p.len() as u64);
+        let input = state
+            .inputs
+            .image_shape()
+            .map_or(0, |s| s.iter().product::<usize>() as u64);
         4 * (6 * largest + columns + recorded + input)
     }
 

@@ -164,7 +164,7 @@ impl State {
 
     /// A state for image inputs.
     pub fn for_pixels(inputs: Inputs, options: RunOptions) -> Result<Self> {
-        let shape = inputs.pixels()?.shape();
+        let shape = inputs.image_shape()?;
         if shape.is_empty() || shape.contains(&0) {
             return Err(ModelError::input(
                 "pixel_values",

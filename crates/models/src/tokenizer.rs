@@ -73,7 +73,7 @@ impl Tokenizer {
             input_ids: Some(IdTensor::new(shape.clone(), ids)?),
             attention_mask: Some(IdTensor::new(shape.clone(), mask)?),
             token_type_ids: Some(IdTensor::new(shape, types)?),
-            pixel_values: None,
+            ..Inputs::default()
         })
     }
 

@@ -183,12 +183,8 @@ impl Vgg {
 impl Vgg {
     /// Elements of the largest feature map and of the largest im2col buffer (per image).
     fn feature_extents(&self, state: &State) -> Option<(u64, u64)> {
-        let pixels = state.inputs.pixels().ok()?;
-        let (b, h, w) = (
-            state.batch as u64,
-            pixels.shape()[2] as u64,
-            pixels.shape()[3] as u64,
-        );
+        let shape = state.inputs.image_shape().ok()?;
+        let (b, h, w) = (state.batch as u64, shape[2] as u64, shape[3] as u64);
         let (mut largest, mut columns) = (0u64, 0u64);
         let (mut fh, mut fw, mut channels) = (h, w, 3u64);
         for stage in &self.convs {
@@ -206,6 +202,10 @@ impl Vgg {
 }
 
 impl Model for Vgg {
+    fn outputs(&self) -> Vec<(String, usize)> {
+        vec![("logits".into(), 2)]
+    }
+
     fn architecture(&self) -> &str {
         &self.architecture
     }
@@ -233,7 +233,10 @@ impl Model for Vgg {
         let Some((largest, columns)) = self.feature_extents(state) else {
             return 0;
         };
-        let input = state.inputs.pixels().map_or(0, |p| p.len() as u64);
+        let input = state
+            .inputs
+            .image_shape()
+            .map_or(0, |s| s.iter().product::<usize>() as u64);
         4 * (3 * largest + columns + input)
     }
 

@@ -326,6 +326,19 @@ impl Vit {
 }
 
 impl Model for Vit {
+    fn outputs(&self) -> Vec<(String, usize)> {
+        match &self.head.kind {
+            VitHeadKind::Classifier(_) => vec![("logits".into(), 2)],
+            VitHeadKind::Base { pooler } => {
+                let mut names = vec![("last_hidden_state".into(), 3)];
+                if pooler.is_some() {
+                    names.push(("pooler_output".into(), 2));
+                }
+                names
+            }
+        }
+    }
+
     fn architecture(&self) -> &str {
         match self.head.kind {
             VitHeadKind::Classifier(_) => "ViTForImageClassification",

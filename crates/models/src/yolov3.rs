@@ -258,6 +258,10 @@ impl YoloV3 {
 }
 
 impl Model for YoloV3 {
+    fn outputs(&self) -> Vec<(String, usize)> {
+        (0..self.heads.len()).map(|s| (format!("out{s}"), 4)).collect()
+    }
+
     fn architecture(&self) -> &str {
         "yolov3"
     }
@@ -276,7 +280,7 @@ impl Model for YoloV3 {
 
     /// Sides must be multiples of 32: each head upsamples 2x and joins a map of the backbone.
     fn start(&self, inputs: Inputs, options: RunOptions) -> Result<State> {
-        let shape = inputs.pixels()?.shape().to_vec();
+        let shape = inputs.image_shape()?.to_vec();
         if shape.len() != 4
             || shape[1] != 3
             || shape[2] % 32 != 0
@@ -295,10 +299,9 @@ impl Model for YoloV3 {
     /// The worst unit's live maps (see `extents`; the image itself is among the stem's), the
     /// two routes kept for the heads, the prediction maps, and the largest im2col band.
     fn activation_bytes(&self, state: &State) -> u64 {
-        let Ok(pixels) = state.inputs.pixels() else {
+        let Ok(s) = state.inputs.image_shape() else {
             return 0;
         };
-        let s = pixels.shape();
         let (b, h, w) = (s[0] as u64, s[2], s[3]);
         let (live, routes, _) = self.extents(b, h, w);
         let per_cell = self.heads[0].pred.out_channels() as u64;
@@ -307,10 +310,9 @@ impl Model for YoloV3 {
     }
 
     fn scratch_bytes(&self, state: &State) -> u64 {
-        let Ok(pixels) = state.inputs.pixels() else {
+        let Ok(s) = state.inputs.image_shape() else {
             return 0;
         };
-        let s = pixels.shape();
         4 * self.extents(s[0] as u64, s[2], s[3]).2
     }
 

@@ -75,6 +75,21 @@ pub enum RuntimeError {
         end: usize,
         stages: usize,
     },
+    #[error("stages {start}..{end} are not all held: this session holds stages {held_start}..{held_end}")]
+    NotHeld {
+        start: usize,
+        end: usize,
+        held_start: usize,
+        held_end: usize,
+    },
+    #[error("the boundary is of stage {sent}, but this session runs from stage {runs_from}")]
+    SplitMismatch { sent: usize, runs_from: usize },
+    #[error("{what} needs the whole model; this session holds stages {start}..{end}")]
+    PartOnly {
+        what: &'static str,
+        start: usize,
+        end: usize,
+    },
     #[error("the reader thread stopped before {before}")]
     ReaderStopped { before: String },
     #[error("loaders stopped before unit {unit} arrived")]

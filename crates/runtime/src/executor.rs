@@ -5,6 +5,7 @@
 //! frees it before the next, every byte leased from the [`Governor`]. Each is a feed for the
 //! one pass loop (`pass::run_pass`), so their outputs are identical.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use edgerun_tensor::Tensor;
 use crate::governor::Governor;
 use crate::inline_feed::InlineFeed;
 use crate::memory::MemorySample;
-use crate::pass::{run_pass, Resident};
+use crate::pass::{run_range, Resident};
 use crate::{Result, RuntimeError};
 
 /// Named outputs of a pass in transformers' order, then `hidden_states.N` if recorded.
@@ -79,20 +80,39 @@ pub(crate) fn check_minimum(governor: &Governor, minimum: u64) -> Result<()> {
     Ok(())
 }
 
-/// Something that runs a model's stages in order.
-pub trait Executor {
+/// Something that runs a model's stages in order. Shared between threads: a server runs
+/// several passes on one executor, each leasing from the same governor.
+pub trait Executor: Send + Sync {
     fn model(&self) -> &dyn Model;
-    /// Runs every stage over `state`.
-    fn run_stages(&self, state: &mut State) -> Result<()>;
+    /// Runs the contiguous stages `stages` over `state` (a split's head or tail runs part of
+    /// the model; a pass runs all of it).
+    fn run_stages(&self, state: &mut State, stages: Range<usize>) -> Result<()>;
     fn stats(&self) -> ExecStats;
     fn governor(&self) -> &Arc<Governor>;
+
+    /// Every stage, in order.
+    fn all_stages(&self) -> Range<usize> {
+        0..self.model().stages().len()
+    }
 
     /// One forward pass.
     fn forward(&self, inputs: Inputs, options: RunOptions) -> Result<Outputs> {
         let mut state = self.model().start(inputs, options)?;
-        self.run_stages(&mut state)?;
+        self.run_stages(&mut state, self.all_stages())?;
         Ok(Outputs::from_state(&mut state))
     }
+}
+
+/// Refuses a range that is not inside the model's `count` stages.
+pub(crate) fn check_range(stages: &Range<usize>, count: usize) -> Result<()> {
+    if stages.start > stages.end || stages.end > count {
+        return Err(RuntimeError::StageRange {
+            start: stages.start,
+            end: stages.end,
+            stages: count,
+        });
+    }
+    Ok(())
 }
 
 /// Bytes a pass needs besides its weights: the model's activation estimate plus gemm's
@@ -137,11 +157,19 @@ pub fn minimum_bytes(
     read: ReadOptions,
     state: &State,
 ) -> u64 {
-    let largest = model
-        .stages()
-        .iter()
-        .enumerate()
-        .map(|(i, s)| source.resident_bytes(i, s, read))
+    range_minimum_bytes(source, model, read, state, 0..model.stages().len())
+}
+
+/// The same for running the stages `stages` only: their largest unit plus the reserve.
+pub fn range_minimum_bytes(
+    source: &ModelSource,
+    model: &dyn Model,
+    read: ReadOptions,
+    state: &State,
+    stages: Range<usize>,
+) -> u64 {
+    let largest = stages
+        .filter_map(|i| Some(source.resident_bytes(i, model.stages().get(i)?, read)))
         .max()
         .unwrap_or(0);
     largest + reserve_bytes(model, state)
@@ -158,6 +186,8 @@ pub(crate) fn reserve_activations(
 
 pub struct FullExecutor {
     model: Box<dyn Model>,
+    /// The stages whose weights are bound (all, or a split's head or tail).
+    part: Range<usize>,
     weights: Vec<UnitWeights>,
     governor: Arc<Governor>,
     _leases: Vec<crate::governor::Lease>,
@@ -170,9 +200,15 @@ impl FullExecutor {
         Self::load_with(source, ReadOptions::default(), Governor::new(u64::MAX))
     }
 
-    /// Every stage's bound weights, in stage order (a compiler for an accelerator reads them).
+    /// The bound stages' weights, in stage order from the first bound (a compiler for an
+    /// accelerator reads them).
     pub fn weights(&self) -> &[UnitWeights] {
         &self.weights
+    }
+
+    /// The stages whose weights are bound.
+    pub fn part(&self) -> Range<usize> {
+        self.part.clone()
     }
 
     pub fn load_with(
@@ -180,12 +216,25 @@ impl FullExecutor {
         read: ReadOptions,
         governor: Arc<Governor>,
     ) -> Result<Self> {
+        Self::load_part(source, read, governor, None)
+    }
+
+    /// Binds the stages `part` only (every stage with `None`): a device that runs one side of
+    /// a split holds only that side's weights.
+    pub fn load_part(
+        source: &ModelSource,
+        read: ReadOptions,
+        governor: Arc<Governor>,
+        part: Option<Range<usize>>,
+    ) -> Result<Self> {
         let model = source.model()?;
+        let part = part.unwrap_or(0..model.stages().len());
+        check_range(&part, model.stages().len())?;
         let started = Instant::now();
-        let mut weights = Vec::with_capacity(model.stages().len());
-        let mut leases = Vec::with_capacity(model.stages().len());
+        let mut weights = Vec::with_capacity(part.len());
+        let mut leases = Vec::with_capacity(part.len());
         let mut bytes_read = 0;
-        for (i, stage) in model.stages().iter().enumerate() {
+        for (i, stage) in model.stages().iter().enumerate().skip(part.start).take(part.len()) {
             let bytes = source.resident_bytes(i, stage, read);
             leases.push(governor.try_acquire(bytes).ok_or_else(|| {
                 RuntimeError::FullDoesNotFit {
@@ -204,6 +253,7 @@ impl FullExecutor {
         };
         Ok(Self {
             model,
+            part,
             weights,
             governor,
             _leases: leases,
@@ -217,13 +267,22 @@ impl Executor for FullExecutor {
         self.model.as_ref()
     }
 
-    fn run_stages(&self, state: &mut State) -> Result<()> {
+    fn run_stages(&self, state: &mut State, stages: Range<usize>) -> Result<()> {
+        check_range(&stages, self.model.stages().len())?;
+        if stages.start < self.part.start || stages.end > self.part.end {
+            return Err(RuntimeError::NotHeld {
+                start: stages.start,
+                end: stages.end,
+                held_start: self.part.start,
+                held_end: self.part.end,
+            });
+        }
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
         let mut feed = Resident {
-            first: 0,
+            first: self.part.start,
             units: &self.weights,
         };
-        let pass = run_pass(self.model.as_ref(), state, &mut feed)?;
+        let pass = run_range(self.model.as_ref(), state, stages, &mut feed)?;
         self.stats.lock().expect("stats lock").add(&pass);
         Ok(())
     }
@@ -272,8 +331,16 @@ impl Executor for StreamExecutor {
         self.model.as_ref()
     }
 
-    fn run_stages(&self, state: &mut State) -> Result<()> {
-        check_minimum(&self.governor, self.minimum_bytes(state))?;
+    fn run_stages(&self, state: &mut State, stages: Range<usize>) -> Result<()> {
+        check_range(&stages, self.model.stages().len())?;
+        let minimum = range_minimum_bytes(
+            &self.source,
+            self.model.as_ref(),
+            self.read,
+            state,
+            stages.clone(),
+        );
+        check_minimum(&self.governor, minimum)?;
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
         let mut feed = InlineFeed {
             source: &self.source,
@@ -281,7 +348,7 @@ impl Executor for StreamExecutor {
             read: self.read,
             governor: &self.governor,
         };
-        let pass = run_pass(self.model.as_ref(), state, &mut feed)?;
+        let pass = run_range(self.model.as_ref(), state, stages, &mut feed)?;
         self.stats.lock().expect("stats lock").add(&pass);
         Ok(())
     }

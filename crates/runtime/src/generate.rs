@@ -59,7 +59,7 @@ pub fn generate(
     let mut finished = vec![false; batch];
     let pad = info.pad_token_id.or(info.eos_token_id).unwrap_or(0);
     for step in 0..options.max_new_tokens {
-        executor.run_stages(&mut state)?;
+        executor.run_stages(&mut state, executor.all_stages())?;
         let logits = state
             .outputs
             .iter()

@@ -10,6 +10,7 @@ pub mod attention_eval;
 pub mod delay;
 pub mod embed;
 pub mod error;
+pub mod example;
 pub mod executor;
 pub mod generate;
 pub mod governor;
@@ -30,6 +31,7 @@ pub mod trace;
 
 pub use attention_eval::{evaluate_attention, EvalInput, VariantReport};
 pub use embed::{Embedder, TextHead};
+pub use example::example_inputs;
 pub use error::{Result, RuntimeError};
 pub use executor::{
     human_bytes, human_bytes_up, ExecStats, Executor, FullExecutor, Outputs, StreamExecutor,

@@ -7,6 +7,7 @@
 //! with the minimum budget checked up front, the pipeline cannot deadlock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -17,7 +18,8 @@ use edgerun_store::{ModelSource, ReadOptions};
 
 use crate::admit::admit_stage;
 use crate::executor::{
-    check_minimum, minimum_bytes, reserve_activations, reserve_bytes, ExecStats,
+    check_minimum, check_range, minimum_bytes, range_minimum_bytes, reserve_activations,
+    reserve_bytes, ExecStats,
 };
 use crate::governor::{Governor, Lease};
 use crate::pass::{Bound, Delivery, Feed, Runner, Weights};
@@ -259,8 +261,16 @@ impl Executor for PipeLoadExecutor {
         self.model.as_ref()
     }
 
-    fn run_stages(&self, state: &mut State) -> Result<()> {
-        check_minimum(&self.governor, self.minimum_bytes(state))?;
+    fn run_stages(&self, state: &mut State, stages: Range<usize>) -> Result<()> {
+        check_range(&stages, self.model.stages().len())?;
+        let minimum = range_minimum_bytes(
+            &self.source,
+            self.model.as_ref(),
+            self.read,
+            state,
+            stages.clone(),
+        );
+        check_minimum(&self.governor, minimum)?;
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
         let units = self.model.stages().len();
         let pin_plan = self.pin_plan.get_or_init(|| {
@@ -281,7 +291,7 @@ impl Executor for PipeLoadExecutor {
         // Units already resident from an earlier pass are not read again.
         let to_load: Vec<usize> = {
             let pinned = self.pinned.lock().expect("pinned lock");
-            (0..units).filter(|i| !pinned.contains_key(i)).collect()
+            stages.clone().filter(|i| !pinned.contains_key(i)).collect()
         };
         let next = AtomicUsize::new(0);
         let abort = AtomicBool::new(false);
@@ -338,7 +348,7 @@ impl Executor for PipeLoadExecutor {
                 turnstile: &turnstile,
             };
             let runner = Runner::new(self.model.as_ref()).traced(self.trace.as_deref());
-            let result = runner.run(state, 0..units, &mut feed);
+            let result = runner.run(state, stages, &mut feed);
             if result.is_err() {
                 turnstile.abort(&abort);
                 feed.drain();

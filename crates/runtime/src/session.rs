@@ -3,10 +3,11 @@
 //! they ask for, and runs passes, generation, embeddings, profiles and plans. The CLI is flags
 //! → `SessionOptions` → `Session`; any other program (a server, Python bindings) does the same.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use edgerun_models::{IdTensor, Inputs, Model, RunOptions};
+use edgerun_models::{Boundary, IdTensor, Inputs, Model, RunOptions, State};
 use edgerun_store::{IoMode, ModelSource, ReadOptions};
 use edgerun_tensor::kernels::AttentionAlgorithm;
 use edgerun_tensor::Tensor;
@@ -88,6 +89,9 @@ pub struct SessionOptions {
     pub keep_resident: bool,
     /// Record PipeLoad's agents and the governed bytes (see [`Session::trace`]).
     pub trace: bool,
+    /// The stages this session runs: a split's head `0..K` or tail `K..n` (default all).
+    /// With `full` and `mmap` only these stages' weights are loaded.
+    pub part: Option<Range<usize>>,
 }
 
 impl Default for SessionOptions {
@@ -104,6 +108,7 @@ impl Default for SessionOptions {
             verify: true,
             keep_resident: false,
             trace: false,
+            part: None,
         }
     }
 }
@@ -143,9 +148,12 @@ impl Session {
         let trace = Arc::new(Trace::new());
         let mut shape = None;
         let executor: Box<dyn Executor> = match options.strategy {
-            Strategy::Full | Strategy::Mmap => {
-                Box::new(FullExecutor::load_with(&source, read, governor)?)
-            }
+            Strategy::Full | Strategy::Mmap => Box::new(FullExecutor::load_part(
+                &source,
+                read,
+                governor,
+                options.part.clone(),
+            )?),
             Strategy::Stream => Box::new(StreamExecutor::new(Arc::clone(&source), read, governor)?),
             Strategy::Swap => Box::new(SwapExecutor::new(
                 Arc::clone(&source),
@@ -183,14 +191,61 @@ impl Session {
     /// One forward pass; with `hidden_states`, also `hidden_states.N` as transformers'
     /// `output_hidden_states=True`.
     pub fn run(&self, inputs: Inputs, hidden_states: bool) -> Result<Outputs> {
-        self.executor.forward(
-            inputs,
-            RunOptions {
-                hidden_states,
-                attention: self.options.attention,
-                ..RunOptions::default()
-            },
-        )
+        self.check_whole("run")?;
+        self.executor
+            .forward(inputs, self.run_options(hidden_states))
+    }
+
+    /// Refuses `what` on a session that holds part of its model.
+    fn check_whole(&self, what: &'static str) -> Result<()> {
+        if self.part() != self.executor.all_stages() {
+            let part = self.part();
+            return Err(RuntimeError::PartOnly {
+                what,
+                start: part.start,
+                end: part.end,
+            });
+        }
+        Ok(())
+    }
+
+    /// The stages this session runs ([`SessionOptions::part`], else all).
+    pub fn part(&self) -> Range<usize> {
+        self.options
+            .part
+            .clone()
+            .unwrap_or_else(|| self.executor.all_stages())
+    }
+
+    /// A pass's state on `inputs`, before any stage has run (a split's head starts here).
+    pub fn start(&self, inputs: Inputs, hidden_states: bool) -> Result<State> {
+        Ok(self.model().start(inputs, self.run_options(hidden_states))?)
+    }
+
+    /// The state a split's tail starts from: `boundary` as the head left it.
+    pub fn resume(&self, boundary: Boundary, hidden_states: bool) -> Result<State> {
+        let part = self.part();
+        if boundary.stage != part.start {
+            return Err(RuntimeError::SplitMismatch {
+                sent: boundary.stage,
+                runs_from: part.start,
+            });
+        }
+        Ok(boundary.resume(self.model(), self.run_options(hidden_states))?)
+    }
+
+    /// Runs this session's stages over `state` (a head leaves the boundary in it; a tail or
+    /// a whole model leaves the outputs).
+    pub fn run_part(&self, state: &mut State) -> Result<()> {
+        self.executor.run_stages(state, self.part())
+    }
+
+    fn run_options(&self, hidden_states: bool) -> RunOptions {
+        RunOptions {
+            hidden_states,
+            attention: self.options.attention,
+            ..RunOptions::default()
+        }
     }
 
     /// Greedy decoding: `[batch, prompt + generated]` token ids.
@@ -200,6 +255,7 @@ impl Session {
         max_new_tokens: usize,
         stop_at_eos: bool,
     ) -> Result<IdTensor> {
+        self.check_whole("generate")?;
         crate::generate(
             self.executor.as_ref(),
             inputs,
@@ -213,6 +269,7 @@ impl Session {
 
     /// `[texts, dim]` sentence embeddings (a sentence-transformers folder).
     pub fn embed(&self, texts: &[String]) -> Result<Tensor> {
+        self.check_whole("embed")?;
         let head = match self.text_head.get() {
             Some(head) => head,
             None => {
@@ -292,6 +349,16 @@ fn check_options(source: &ModelSource, options: &SessionOptions) -> Result<()> {
     }
     if options.trace && options.strategy != Strategy::Pipeload {
         return refuse("a trace records the pipeline of --strategy pipeload");
+    }
+    if let Some(part) = &options.part {
+        let stages = source.model()?.stages().len();
+        if part.start > part.end || part.end > stages {
+            return Err(RuntimeError::StageRange {
+                start: part.start,
+                end: part.end,
+                stages,
+            });
+        }
     }
     if options.loaders == Some(0) {
         return Err(RuntimeError::NoLoaders);

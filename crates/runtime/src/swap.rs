@@ -16,10 +16,10 @@ use edgerun_store::{ModelSource, ReadOptions};
 
 use crate::admit::admit_block;
 use crate::delay::DelayModels;
-use crate::executor::{check_minimum, reserve_activations, reserve_bytes};
+use crate::executor::{check_minimum, check_range, reserve_activations, reserve_bytes};
 use crate::governor::Lease;
-use crate::partition::{partition, PartUnit};
-use crate::pass::{run_pass, Bound, Delivery, Feed};
+use crate::partition::{partition_span, PartUnit};
+use crate::pass::{run_range, Bound, Delivery, Feed};
 use crate::read_ahead::read_ahead;
 use crate::{ExecStats, Executor, Governor, Result, RuntimeError};
 
@@ -173,8 +173,25 @@ impl SwapExecutor {
 
     /// The blocks of a pass on `state`, and whether the next is read while one runs.
     pub fn blocks(&self, state: &State) -> Result<(Vec<Range<usize>>, bool)> {
+        self.blocks_of(state, 0..self.model.stages().len())
+    }
+
+    /// The blocks that run the stages `stages` only: fixed blocks cut at the range's ends, or
+    /// the partition of that span.
+    pub fn blocks_of(
+        &self,
+        state: &State,
+        stages: Range<usize>,
+    ) -> Result<(Vec<Range<usize>>, bool)> {
         let (models, flops, allow_prefetch) = match &self.plan {
-            BlockPlan::Fixed { blocks, prefetch } => return Ok((blocks.clone(), *prefetch)),
+            BlockPlan::Fixed { blocks, prefetch } => {
+                let cut = blocks
+                    .iter()
+                    .map(|b| b.start.max(stages.start)..b.end.min(stages.end))
+                    .filter(|b| b.start < b.end)
+                    .collect();
+                return Ok((cut, *prefetch));
+            }
             BlockPlan::Partition {
                 models,
                 flops,
@@ -183,9 +200,17 @@ impl SwapExecutor {
         };
         let units = packed_units(self.store(), self.model.as_ref(), flops);
         let reserve = reserve_bytes(self.model.as_ref(), state);
-        let plan = partition(&units, models, self.governor.cap(), reserve, allow_prefetch)
+        if stages.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let cap = self.governor.cap();
+        let plan = partition_span(&units, stages.clone(), models, cap, reserve, allow_prefetch)
             .ok_or_else(|| {
-                let largest = units.iter().map(|u| u.resident_bytes).max().unwrap_or(0);
+                let largest = units[stages]
+                    .iter()
+                    .map(|u| u.resident_bytes)
+                    .max()
+                    .unwrap_or(0);
                 RuntimeError::BelowMinimum {
                     budget: self.governor.cap(),
                     minimum: largest + reserve,
@@ -286,14 +311,15 @@ impl Executor for SwapExecutor {
         self.model.as_ref()
     }
 
-    fn run_stages(&self, state: &mut State) -> Result<()> {
-        let (blocks, prefetch) = self.blocks(state)?;
+    fn run_stages(&self, state: &mut State, stages: Range<usize>) -> Result<()> {
+        check_range(&stages, self.model.stages().len())?;
+        let (blocks, prefetch) = self.blocks_of(state, stages.clone())?;
         check_minimum(&self.governor, self.minimum_bytes(&blocks, prefetch, state))?;
         let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
         let model = self.model.as_ref();
         let stats = if !prefetch {
             let mut feed = BlockFeed::new(&blocks, |b: &Range<usize>| self.swap_in(b));
-            run_pass(model, state, &mut feed)?
+            run_range(model, state, stages, &mut feed)?
         } else {
             std::thread::scope(|scope| -> Result<ExecStats> {
                 // One block in flight: read while the one before it runs.
@@ -301,7 +327,7 @@ impl Executor for SwapExecutor {
                 let mut feed = BlockFeed::new(&blocks, |b: &Range<usize>| {
                     reader.next(|| format!("block {b:?}"))
                 });
-                run_pass(model, state, &mut feed)
+                run_range(model, state, stages, &mut feed)
             })?
         };
         self.stats.lock().expect("stats lock").add(&stats);

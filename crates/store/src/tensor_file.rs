@@ -74,6 +74,7 @@ pub fn parse_inputs(path: &Path, bytes: &[u8]) -> Result<Inputs> {
         attention_mask: ids("attention_mask")?,
         token_type_ids: ids("token_type_ids")?,
         pixel_values,
+        pixel_shape: None,
     };
     if inputs.input_ids.is_none() && inputs.pixel_values.is_none() {
         let mut names: Vec<_> = index.tensors.keys().cloned().collect();

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use edgerun_models::{IdTensor, Inputs, ModelKind};
+use edgerun_models::Inputs;
 use edgerun_runtime::profile::{profile, Profile};
 use edgerun_store::{read_inputs, ModelSource};
 
@@ -28,17 +28,7 @@ pub fn profiling_inputs(source: &ModelSource, input: Option<&Path>) -> Result<In
     if let Some(path) = input {
         return read_inputs(path).context("cannot read inputs");
     }
-    match source.model()?.kind() {
-        ModelKind::TextEncoder | ModelKind::CausalLm => {
-            let ids = (0..128).map(|i| 100 + (i * 37) % 500).collect();
-            Ok(Inputs {
-                input_ids: Some(IdTensor::new(vec![1, 128], ids)?),
-                ..Inputs::default()
-            })
-        }
-        // One reproducible image at the config's size (224 unless it says otherwise).
-        ModelKind::Vision => super::sim::default_image(&source.config_json()),
-    }
+    Ok(edgerun_runtime::example_inputs(source)?)
 }
 
 pub fn run(args: ProfileArgs) -> Result<()> {

@@ -89,6 +89,7 @@ impl StrategyArgs {
             verify: !self.no_verify,
             keep_resident: decoding,
             trace: self.trace.is_some() || self.timeline.is_some(),
+            part: None,
         };
         let session = Session::from_source(source, options)?;
         if let Some(shape) = session.pipeline() {
