@@ -254,6 +254,8 @@ mod tests {
                     flops,
                     compute_s: 2e-11 * flops as f64,
                     free_s: 1e-6,
+                    boundary_elements: 0,
+                    boundary_channels: 0,
                 }
             })
             .collect();

@@ -82,8 +82,12 @@ pub enum RuntimeError {
         held_start: usize,
         held_end: usize,
     },
-    #[error("the boundary is of stage {sent}, but this session runs from stage {runs_from}")]
-    SplitMismatch { sent: usize, runs_from: usize },
+    #[error("a boundary before stage {sent}, outside the stages this session holds ({start}..{end})")]
+    SplitOutside {
+        sent: usize,
+        start: usize,
+        end: usize,
+    },
     #[error("{what} needs the whole model; this session holds stages {start}..{end}")]
     PartOnly {
         what: &'static str,

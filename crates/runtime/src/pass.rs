@@ -112,6 +112,10 @@ pub struct UnitRun {
     pub give_back_s: f64,
     /// Matrix-product FLOPs the unit's compute counted.
     pub flops: u64,
+    /// What a split after this unit would send: the f32 elements of the activation and the
+    /// skips the state holds, and the activation's channels (its last dimension).
+    pub boundary_elements: u64,
+    pub boundary_channels: u64,
 }
 
 /// A pass's figures: the sums, and each unit's when asked for.
@@ -189,7 +193,10 @@ impl<'a> Runner<'a> {
             stats.copied_bytes += delivery.copied_bytes;
             stats.compute_s += (done - computing).as_secs_f64();
             if self.per_unit {
+                let activations = state.hidden.iter().chain(state.skips.iter().map(|(_, t)| t));
                 record.units.push(UnitRun {
+                    boundary_elements: activations.map(|t| t.len() as u64).sum(),
+                    boundary_channels: state.hidden.as_ref().map_or(0, |t| t.last_dim() as u64),
                     index,
                     take_s: (computing - waiting).as_secs_f64(),
                     delivery,

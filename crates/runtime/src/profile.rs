@@ -37,6 +37,12 @@ pub struct UnitProfile {
     /// Dropping the bound unit (freeing its buffer: SwapNet's swap-out), fastest pass.
     #[serde(default)]
     pub free_s: f64,
+    /// f32 elements a split after this unit sends (activation and skips) on the profiled
+    /// input, and the activation's channels (0 in profiles written before these fields).
+    #[serde(default)]
+    pub boundary_elements: u64,
+    #[serde(default)]
+    pub boundary_channels: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -285,6 +291,7 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
     let mut compute: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
     let mut flops = vec![0u64; stages.len()];
     let mut free_s = vec![f64::INFINITY; stages.len()];
+    let mut boundary = vec![(0u64, 0u64); stages.len()];
     let mut reserve = 0;
     let runner = Runner::new(model.as_ref()).per_unit();
     for _ in 0..runs.max(1) {
@@ -303,6 +310,7 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
             compute[i].push(unit.compute_s);
             flops[i] = unit.flops;
             free_s[i] = free_s[i].min(unit.give_back_s);
+            boundary[i] = (unit.boundary_elements, unit.boundary_channels);
         }
     }
     let units = stages
@@ -316,6 +324,8 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
             flops: flops[i],
             compute_s: median(&compute[i]),
             free_s: free_s[i],
+            boundary_elements: boundary[i].0,
+            boundary_channels: boundary[i].1,
         })
         .collect();
     let throughput = [1, 2, 4]

@@ -225,10 +225,11 @@ impl Session {
     /// The state a split's tail starts from: `boundary` as the head left it.
     pub fn resume(&self, boundary: Boundary, hidden_states: bool) -> Result<State> {
         let part = self.part();
-        if boundary.stage != part.start {
-            return Err(RuntimeError::SplitMismatch {
+        if !(part.start..part.end.max(part.start + 1)).contains(&boundary.stage) {
+            return Err(RuntimeError::SplitOutside {
                 sent: boundary.stage,
-                runs_from: part.start,
+                start: part.start,
+                end: part.end,
             });
         }
         Ok(boundary.resume(self.model(), self.run_options(hidden_states))?)
@@ -238,6 +239,12 @@ impl Session {
     /// a whole model leaves the outputs).
     pub fn run_part(&self, state: &mut State) -> Result<()> {
         self.executor.run_stages(state, self.part())
+    }
+
+    /// Runs the stages `stages` over `state`: any range with `stream`, `swap` and
+    /// `pipeload`, a range of the stages held with `full` and `mmap`.
+    pub fn run_stages(&self, state: &mut State, stages: Range<usize>) -> Result<()> {
+        self.executor.run_stages(state, stages)
     }
 
     fn run_options(&self, hidden_states: bool) -> RunOptions {

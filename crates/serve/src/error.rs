@@ -13,6 +13,9 @@ pub enum ServeError {
     /// No such model, or no such route (404).
     #[error("{0}")]
     NotFound(String),
+    /// The body is larger than the server accepts (413).
+    #[error("the body exceeds the server's limit of {limit} bytes")]
+    TooLarge { limit: usize },
     /// The queue is full, or the server is shutting down (503).
     #[error("{0}")]
     Unavailable(String),
@@ -53,6 +56,7 @@ impl ServeError {
         match self {
             Self::BadRequest(_) => 400,
             Self::NotFound(_) => 404,
+            Self::TooLarge { .. } => 413,
             Self::Unavailable(_) => 503,
             Self::Timeout { .. } => 504,
             Self::Runtime(e) if caused_by_input(e) => 400,
@@ -77,7 +81,7 @@ fn caused_by_input(e: &RuntimeError) -> bool {
         e,
         RuntimeError::Model(
             ModelError::Input { .. } | ModelError::Kernel { .. } | ModelError::Tensor(_)
-        ) | RuntimeError::SplitMismatch { .. }
+        ) | RuntimeError::SplitOutside { .. }
             | RuntimeError::StageRange { .. }
             | RuntimeError::NotHeld { .. }
     )

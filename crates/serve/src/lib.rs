@@ -3,9 +3,12 @@
 //! model's first stages here and the rest on a server, the boundary compressed on the way.
 
 pub mod boundary;
+pub mod client;
 pub mod compress;
 pub mod error;
 pub mod protocol;
+pub mod server;
+pub mod split;
 pub mod wire;
 
 pub use compress::{Compression, Rest};
