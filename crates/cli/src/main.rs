@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run one forward pass and write the outputs transformers would return.
     Run(commands::run::RunArgs),
+    /// Serve models on the Open Inference Protocol v2 (KServe, Triton clients), whole or
+    /// from a split stage on.
+    Serve(commands::serve::ServeArgs),
     /// Greedy decoding with a causal language model (GPT-2, GPT-J).
     Generate(commands::generate::GenerateArgs),
     /// Sentence embeddings with a sentence-transformers model folder.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::EvalAttention(args) => commands::eval_attention::run(args),

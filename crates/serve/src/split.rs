@@ -84,22 +84,29 @@ pub fn run_split(
         })?;
         remote_outputs.push((t.name, tensor));
     }
-    Ok((merge(local, remote_outputs), report))
+    let order: Vec<String> = session.model().outputs().into_iter().map(|(n, _)| n).collect();
+    Ok((merge(local, remote_outputs, &order), report))
 }
 
 fn hidden_index(name: &str) -> Option<usize> {
     name.strip_prefix("hidden_states.")?.parse().ok()
 }
 
-/// Outputs of both sides, then hidden states: the head's first, the tail's numbered on.
-fn merge(local: Vec<(String, Tensor)>, remote: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+/// Outputs of both sides in the model's order (`order`), then hidden states: the head's
+/// first, the tail's numbered on.
+fn merge(
+    local: Vec<(String, Tensor)>,
+    remote: Vec<(String, Tensor)>,
+    order: &[String],
+) -> Vec<(String, Tensor)> {
     let (local_hidden, local_out): (Vec<_>, Vec<_>) =
         local.into_iter().partition(|(n, _)| hidden_index(n).is_some());
     let (remote_hidden, remote_out): (Vec<_>, Vec<_>) =
         remote.into_iter().partition(|(n, _)| hidden_index(n).is_some());
     let first = local_hidden.len();
-    let mut out = remote_out;
-    out.extend(local_out);
+    let mut out = local_out;
+    out.extend(remote_out);
+    out.sort_by_key(|(n, _)| order.iter().position(|o| o == n).unwrap_or(order.len()));
     out.extend(local_hidden);
     out.extend(remote_hidden.into_iter().map(|(n, t)| {
         let i = hidden_index(&n).unwrap_or(0);
@@ -247,8 +254,10 @@ mod tests {
     fn merge_numbers_hidden_states_as_one_pass() {
         let t = || Tensor::from_vec(&[1], vec![0.0]).unwrap();
         let local = vec![("hidden_states.0".into(), t()), ("hidden_states.1".into(), t())];
-        let remote = vec![("logits".into(), t()), ("hidden_states.0".into(), t())];
-        let names: Vec<String> = merge(local, remote).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["logits", "hidden_states.0", "hidden_states.1", "hidden_states.2"]);
+        let local = [local, vec![("aux".into(), t())]].concat();
+        let remote = vec![("out".into(), t()), ("hidden_states.0".into(), t())];
+        let order = ["out".to_string(), "aux".to_string()];
+        let names: Vec<String> = merge(local, remote, &order).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["out", "aux", "hidden_states.0", "hidden_states.1", "hidden_states.2"]);
     }
 }

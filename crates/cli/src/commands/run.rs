@@ -9,6 +9,7 @@ use clap::Args;
 use edgerun_store::{read_inputs, write_tensors, OutputTensor};
 
 use super::attention::AttentionArgs;
+use super::offload::OffloadArgs;
 use super::strategy::StrategyArgs;
 
 #[derive(Args)]
@@ -28,6 +29,8 @@ pub struct RunArgs {
     pub attention: AttentionArgs,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    #[command(flatten)]
+    pub offload: OffloadArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -42,14 +45,48 @@ pub fn run(args: RunArgs) -> Result<()> {
         ],
         Some(&source),
     )?;
-    let attention = args.attention.algorithm(source.model()?.as_ref())?;
+    args.offload.check()?;
+    let model = source.model()?;
+    let attention = args.attention.algorithm(model.as_ref())?;
     let inputs = read_inputs(&args.input).context("cannot read inputs")?;
+    let offload = args.offload.plan(
+        &args.model,
+        model.as_ref(),
+        &inputs,
+        args.strategy.profile.as_deref(),
+    )?;
     let started = Instant::now();
-    let session = args.strategy.session(source, attention, false)?;
-    let outputs = session.run(inputs, args.hidden_states)?;
+    let part = offload.as_ref().map(|o| 0..o.split);
+    let session = args.strategy.part_session(source, attention, false, part)?;
+    let outputs = match &offload {
+        None => session.run(inputs, args.hidden_states)?.tensors,
+        Some(o) => {
+            let (outputs, report) = edgerun_serve::split::run_split(
+                &session,
+                &o.client,
+                &o.name,
+                inputs,
+                o.split,
+                args.offload.compress,
+                args.hidden_states,
+            )?;
+            eprintln!(
+                "offload: stages 0..{} here ({:.1} ms), {}..{} on {} ({:.1} ms); sent {} bytes ({}), received {}",
+                report.split,
+                report.edge_s * 1e3,
+                report.split,
+                report.stages,
+                o.client.url(),
+                report.remote_s * 1e3,
+                report.sent_bytes,
+                args.offload.compress,
+                report.received_bytes
+            );
+            outputs
+        }
+    };
     let wall = started.elapsed();
     let tensors: Vec<_> = outputs
-        .tensors
         .into_iter()
         .map(|(n, t)| (n, OutputTensor::F32(t)))
         .collect();

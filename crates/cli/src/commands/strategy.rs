@@ -70,6 +70,17 @@ impl StrategyArgs {
         attention: AttentionAlgorithm,
         decoding: bool,
     ) -> Result<Session> {
+        self.part_session(source, attention, decoding, None)
+    }
+
+    /// The same session holding only the stages `part` (one side of a split).
+    pub fn part_session(
+        &self,
+        source: Arc<ModelSource>,
+        attention: AttentionAlgorithm,
+        decoding: bool,
+        part: Option<std::ops::Range<usize>>,
+    ) -> Result<Session> {
         let profile = match &self.profile {
             Some(path) => Some(super::profile::load_profile(
                 path,
@@ -89,7 +100,7 @@ impl StrategyArgs {
             verify: !self.no_verify,
             keep_resident: decoding,
             trace: self.trace.is_some() || self.timeline.is_some(),
-            part: None,
+            part,
         };
         let session = Session::from_source(source, options)?;
         if let Some(shape) = session.pipeline() {
