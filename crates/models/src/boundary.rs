@@ -54,7 +54,10 @@ impl Boundary {
         if self.stage > 0 && self.hidden.is_none() {
             return Err(ModelError::input(
                 "hidden",
-                format!("stage {} needs the activation of the stage before it", self.stage),
+                format!(
+                    "stage {} needs the activation of the stage before it",
+                    self.stage
+                ),
             ));
         }
         let mut state = model.start(self.inputs, options)?;

@@ -6,8 +6,8 @@
 //! [`Model::run_stage`] in order over one [`State`]. Every strategy runs the same code, so
 //! outputs are identical across them.
 
-mod common;
 pub mod boundary;
+mod common;
 pub mod error;
 pub mod family;
 pub mod inputs;

@@ -332,10 +332,7 @@ impl Model for ResNet {
     fn outputs(&self) -> Vec<(String, usize)> {
         match self.head.classifier {
             Some(_) => vec![("logits".into(), 2)],
-            None => vec![
-                ("last_hidden_state".into(), 4),
-                ("pooler_output".into(), 4),
-            ],
+            None => vec![("last_hidden_state".into(), 4), ("pooler_output".into(), 4)],
         }
     }
 

@@ -259,7 +259,9 @@ impl YoloV3 {
 
 impl Model for YoloV3 {
     fn outputs(&self) -> Vec<(String, usize)> {
-        (0..self.heads.len()).map(|s| (format!("out{s}"), 4)).collect()
+        (0..self.heads.len())
+            .map(|s| (format!("out{s}"), 4))
+            .collect()
     }
 
     fn architecture(&self) -> &str {

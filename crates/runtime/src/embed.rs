@@ -50,20 +50,36 @@ impl TextHead {
         texts: &[String],
         options: RunOptions,
     ) -> Result<(Tensor, Outputs)> {
-        let inputs = self.tokenizer.encode_batch(texts)?;
+        let inputs = self.tokenize(texts)?;
         let mask = inputs
             .attention_mask
             .clone()
             .expect("the tokenizer returns a mask");
         let outputs = executor.forward(inputs, options)?;
+        let embedding = self.pool(&outputs, &mask, executor.model())?;
+        Ok((embedding, outputs))
+    }
+
+    /// The encoder's inputs for `texts`: ids, mask and token types, padded to the longest.
+    pub fn tokenize(&self, texts: &[String]) -> Result<edgerun_models::Inputs> {
+        Ok(self.tokenizer.encode_batch(texts)?)
+    }
+
+    /// `[texts, dim]` embeddings pooled from the encoder's `last_hidden_state` under `mask`
+    /// (however the encoder was run: here, streamed, or split with a server).
+    pub fn pool(
+        &self,
+        outputs: &Outputs,
+        mask: &edgerun_models::IdTensor,
+        model: &dyn edgerun_models::Model,
+    ) -> Result<Tensor> {
         let hidden =
             outputs
                 .get("last_hidden_state")
                 .ok_or_else(|| RuntimeError::NoTokenEmbeddings {
-                    architecture: executor.model().architecture().to_string(),
+                    architecture: model.architecture().to_string(),
                 })?;
-        let embedding = self.pooling.apply(hidden, &mask)?;
-        Ok((embedding, outputs))
+        Ok(self.pooling.apply(hidden, mask)?)
     }
 }
 

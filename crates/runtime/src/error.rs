@@ -82,7 +82,9 @@ pub enum RuntimeError {
         held_start: usize,
         held_end: usize,
     },
-    #[error("a boundary before stage {sent}, outside the stages this session holds ({start}..{end})")]
+    #[error(
+        "a boundary before stage {sent}, outside the stages this session holds ({start}..{end})"
+    )]
     SplitOutside {
         sent: usize,
         start: usize,

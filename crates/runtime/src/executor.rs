@@ -234,7 +234,13 @@ impl FullExecutor {
         let mut weights = Vec::with_capacity(part.len());
         let mut leases = Vec::with_capacity(part.len());
         let mut bytes_read = 0;
-        for (i, stage) in model.stages().iter().enumerate().skip(part.start).take(part.len()) {
+        for (i, stage) in model
+            .stages()
+            .iter()
+            .enumerate()
+            .skip(part.start)
+            .take(part.len())
+        {
             let bytes = source.resident_bytes(i, stage, read);
             leases.push(governor.try_acquire(bytes).ok_or_else(|| {
                 RuntimeError::FullDoesNotFit {

@@ -31,8 +31,8 @@ pub mod trace;
 
 pub use attention_eval::{evaluate_attention, EvalInput, VariantReport};
 pub use embed::{Embedder, TextHead};
-pub use example::example_inputs;
 pub use error::{Result, RuntimeError};
+pub use example::example_inputs;
 pub use executor::{
     human_bytes, human_bytes_up, ExecStats, Executor, FullExecutor, Outputs, StreamExecutor,
 };

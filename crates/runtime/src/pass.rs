@@ -193,7 +193,10 @@ impl<'a> Runner<'a> {
             stats.copied_bytes += delivery.copied_bytes;
             stats.compute_s += (done - computing).as_secs_f64();
             if self.per_unit {
-                let activations = state.hidden.iter().chain(state.skips.iter().map(|(_, t)| t));
+                let activations = state
+                    .hidden
+                    .iter()
+                    .chain(state.skips.iter().map(|(_, t)| t));
                 record.units.push(UnitRun {
                     boundary_elements: activations.map(|t| t.len() as u64).sum(),
                     boundary_channels: state.hidden.as_ref().map_or(0, |t| t.last_dim() as u64),

@@ -219,7 +219,9 @@ impl Session {
 
     /// A pass's state on `inputs`, before any stage has run (a split's head starts here).
     pub fn start(&self, inputs: Inputs, hidden_states: bool) -> Result<State> {
-        Ok(self.model().start(inputs, self.run_options(hidden_states))?)
+        Ok(self
+            .model()
+            .start(inputs, self.run_options(hidden_states))?)
     }
 
     /// The state a split's tail starts from: `boundary` as the head left it.

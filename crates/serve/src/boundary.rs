@@ -86,7 +86,12 @@ pub fn boundary_to_wire(boundary: &Boundary, how: Compression) -> Result<Vec<Wir
         .hidden
         .iter()
         .map(|h| (HIDDEN.to_string(), h))
-        .chain(boundary.skips.iter().map(|(n, t)| (format!("{SKIP}{n}"), t)));
+        .chain(
+            boundary
+                .skips
+                .iter()
+                .map(|(n, t)| (format!("{SKIP}{n}"), t)),
+        );
     for (name, t) in activations {
         let t = t.contiguous();
         tensors.extend(compress::encode(&name, t.shape(), t.values(), how)?);

@@ -136,7 +136,8 @@ impl Client {
         if status != 200 {
             return Err(self.server_error(status, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| self.transport(format!("malformed metadata: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| self.transport(format!("malformed metadata: {e}")))
     }
 
     /// Runs `model` on `inputs`, every tensor binary both ways.
@@ -149,7 +150,10 @@ impl Client {
         let (body, header_length) = encode_request(inputs, parameters)?;
         let url = format!("{}/v2/models/{model}/infer", self.base);
         let started = Instant::now();
-        let mut request = self.agent.post(&url).content_type("application/octet-stream");
+        let mut request = self
+            .agent
+            .post(&url)
+            .content_type("application/octet-stream");
         if let Some(n) = header_length {
             request = request.header(HEADER_LENGTH, n.to_string());
         }

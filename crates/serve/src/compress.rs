@@ -33,7 +33,10 @@ pub enum Compression {
     /// int8 with one scale per channel.
     Int8,
     /// The top `share` of channels by importance in int8, the rest as `rest` says.
-    Channels { share: f32, rest: Rest },
+    Channels {
+        share: f32,
+        rest: Rest,
+    },
 }
 
 /// What the less important channels become.
@@ -78,8 +81,14 @@ impl std::fmt::Display for Compression {
             Self::None => write!(f, "none"),
             Self::F16 => write!(f, "f16"),
             Self::Int8 => write!(f, "int8"),
-            Self::Channels { share, rest: Rest::Int4 } => write!(f, "channels={share}"),
-            Self::Channels { share, rest: Rest::Mean } => write!(f, "channels={share}:mean"),
+            Self::Channels {
+                share,
+                rest: Rest::Int4,
+            } => write!(f, "channels={share}"),
+            Self::Channels {
+                share,
+                rest: Rest::Mean,
+            } => write!(f, "channels={share}:mean"),
         }
     }
 }
@@ -93,7 +102,16 @@ const REST: &str = ".rest";
 const REST_SCALE: &str = ".rest_scale";
 const REST_MEAN: &str = ".rest_mean";
 const SHAPE: &str = ".shape";
-const PARTS: [&str; 8] = [SCALE, TOP, TOP_CHANNELS, TOP_SCALE, REST, REST_SCALE, REST_MEAN, SHAPE];
+const PARTS: [&str; 8] = [
+    SCALE,
+    TOP,
+    TOP_CHANNELS,
+    TOP_SCALE,
+    REST,
+    REST_SCALE,
+    REST_MEAN,
+    SHAPE,
+];
 
 /// The tensor a part belongs to (`hidden.scale` → `hidden`).
 pub fn base_name(name: &str) -> &str {
@@ -120,11 +138,19 @@ fn check_finite(name: &str, values: &[f32]) -> Result<()> {
 }
 
 /// The parts that carry `values` (of `shape`) compressed as `how`.
-pub fn encode(name: &str, shape: &[usize], values: &[f32], how: Compression) -> Result<Vec<WireTensor>> {
+pub fn encode(
+    name: &str,
+    shape: &[usize],
+    values: &[f32],
+    how: Compression,
+) -> Result<Vec<WireTensor>> {
     match how {
         Compression::None => Ok(vec![WireTensor::from_f32(name, shape.to_vec(), values)?]),
         Compression::F16 => {
-            if let Some(v) = values.iter().find(|v| v.is_finite() && v.abs() > f32::from(f16::MAX)) {
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.is_finite() && v.abs() > f32::from(f16::MAX))
+            {
                 return Err(ServeError::bad(format!("{name}: {v} does not fit in f16")));
             }
             Ok(vec![WireTensor::from_f16(name, shape.to_vec(), values)?])
@@ -148,7 +174,12 @@ pub fn encode(name: &str, shape: &[usize], values: &[f32], how: Compression) -> 
 
 /// Symmetric codes of the columns `columns` of the `[_, channels]` matrix `values`, one scale
 /// per column (`max |x| / levels`), row by row.
-fn quantize_columns(values: &[f32], channels: usize, columns: &[usize], levels: f32) -> (Vec<i8>, Vec<f32>) {
+fn quantize_columns(
+    values: &[f32],
+    channels: usize,
+    columns: &[usize],
+    levels: f32,
+) -> (Vec<i8>, Vec<f32>) {
     let mut scales = vec![0f32; columns.len()];
     for row in values.chunks_exact(channels) {
         for (s, &c) in scales.iter_mut().zip(columns) {
@@ -186,7 +217,13 @@ pub fn channel_scores(values: &[f32], channels: usize) -> Vec<f64> {
     scores
 }
 
-fn encode_channels(name: &str, shape: &[usize], values: &[f32], share: f32, rest: Rest) -> Result<Vec<WireTensor>> {
+fn encode_channels(
+    name: &str,
+    shape: &[usize],
+    values: &[f32],
+    share: f32,
+    rest: Rest,
+) -> Result<Vec<WireTensor>> {
     let (positions, channels) = matrix(shape);
     let keep = ((share as f64 * channels as f64).ceil() as usize).clamp(1, channels);
     let scores = channel_scores(values, channels);
@@ -199,7 +236,11 @@ fn encode_channels(name: &str, shape: &[usize], values: &[f32], share: f32, rest
     let (top_codes, top_scales) = quantize_columns(values, channels, &top, 127.0);
     let top_index: Vec<i64> = top.iter().map(|&c| c as i64).collect();
     let mut parts = vec![
-        WireTensor::from_i64(format!("{name}{SHAPE}"), vec![shape.len()], &shape.iter().map(|&d| d as i64).collect::<Vec<_>>())?,
+        WireTensor::from_i64(
+            format!("{name}{SHAPE}"),
+            vec![shape.len()],
+            &shape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+        )?,
         WireTensor::from_i8(format!("{name}{TOP}"), vec![positions, keep], &top_codes)?,
         channel_list(format!("{name}{TOP_CHANNELS}"), &top_index)?,
         WireTensor::from_f32(format!("{name}{TOP_SCALE}"), vec![keep], &top_scales)?,
@@ -219,8 +260,16 @@ fn encode_channels(name: &str, shape: &[usize], values: &[f32], share: f32, rest
                     packed.push(low | (high << 4));
                 }
             }
-            parts.push(WireTensor::from_u8(format!("{name}{REST}"), vec![positions, width], packed)?);
-            parts.push(WireTensor::from_f32(format!("{name}{REST_SCALE}"), vec![others.len()], &scales)?);
+            parts.push(WireTensor::from_u8(
+                format!("{name}{REST}"),
+                vec![positions, width],
+                packed,
+            )?);
+            parts.push(WireTensor::from_f32(
+                format!("{name}{REST_SCALE}"),
+                vec![others.len()],
+                &scales,
+            )?);
         }
         Rest::Mean => {
             let mut means = vec![0f64; others.len()];
@@ -229,8 +278,15 @@ fn encode_channels(name: &str, shape: &[usize], values: &[f32], share: f32, rest
                     *m += f64::from(row[c]);
                 }
             }
-            let means: Vec<f32> = means.iter().map(|m| (m / positions.max(1) as f64) as f32).collect();
-            parts.push(WireTensor::from_f16(format!("{name}{REST_MEAN}"), vec![others.len()], &means)?);
+            let means: Vec<f32> = means
+                .iter()
+                .map(|m| (m / positions.max(1) as f64) as f32)
+                .collect();
+            parts.push(WireTensor::from_f16(
+                format!("{name}{REST_MEAN}"),
+                vec![others.len()],
+                &means,
+            )?);
         }
     }
     Ok(parts)
@@ -239,7 +295,10 @@ fn encode_channels(name: &str, shape: &[usize], values: &[f32], share: f32, rest
 /// Channel indices as UINT16 where they fit (the usual case), else INT64.
 fn channel_list(name: String, index: &[i64]) -> Result<WireTensor> {
     if index.iter().all(|&c| c <= i64::from(u16::MAX)) {
-        let bytes = index.iter().flat_map(|&c| (c as u16).to_le_bytes()).collect();
+        let bytes = index
+            .iter()
+            .flat_map(|&c| (c as u16).to_le_bytes())
+            .collect();
         return WireTensor::new(name, DataType::U16, vec![index.len()], bytes);
     }
     WireTensor::from_i64(name, vec![index.len()], index)
@@ -307,7 +366,10 @@ fn decode_channels<'t>(
     let means = need(REST_MEAN).ok().map(|t| t.to_f32()).transpose()?;
     let rest_scales = match &means {
         Some(_) => None,
-        None => need(REST).ok().map(|_| need(REST_SCALE)?.to_f32()).transpose()?,
+        None => need(REST)
+            .ok()
+            .map(|_| need(REST_SCALE)?.to_f32())
+            .transpose()?,
     };
     let received = keep + means.as_ref().or(rest_scales.as_ref()).map_or(0, Vec::len);
     if received != channels {
@@ -327,13 +389,21 @@ fn decode_channels<'t>(
         }
     }
     let top_scales = need(TOP_SCALE)?.to_f32()?;
-    if top.shape != [positions, keep] || top_scales.len() != keep || !top_scales.iter().all(|s| s.is_finite()) {
-        return Err(bad(format!("the top channels do not make [{positions}, {keep}] with {keep} finite scales")));
+    if top.shape != [positions, keep]
+        || top_scales.len() != keep
+        || !top_scales.iter().all(|s| s.is_finite())
+    {
+        return Err(bad(format!(
+            "the top channels do not make [{positions}, {keep}] with {keep} finite scales"
+        )));
     }
     let others: Vec<usize> = (0..channels).filter(|&c| !taken[c]).collect();
     let mut values = vec![0f32; elements];
     let codes = top.to_i8()?;
-    for (row, out) in codes.chunks_exact(keep.max(1)).zip(values.chunks_exact_mut(channels)) {
+    for (row, out) in codes
+        .chunks_exact(keep.max(1))
+        .zip(values.chunks_exact_mut(channels))
+    {
         for ((&q, &c), &s) in row.iter().zip(&top_channels).zip(&top_scales) {
             out[c] = f32::from(q) * s;
         }
@@ -353,10 +423,20 @@ fn decode_channels<'t>(
     rest.expect(DataType::U8)?;
     let scales = rest_scales.unwrap_or_default();
     let width = others.len().div_ceil(2);
-    if rest.shape != [positions, width] || scales.len() != others.len() || !scales.iter().all(|s| s.is_finite()) {
-        return Err(bad(format!("the other channels do not make [{positions}, {width}] with {} finite scales", others.len())));
+    if rest.shape != [positions, width]
+        || scales.len() != others.len()
+        || !scales.iter().all(|s| s.is_finite())
+    {
+        return Err(bad(format!(
+            "the other channels do not make [{positions}, {width}] with {} finite scales",
+            others.len()
+        )));
     }
-    for (row, out) in rest.bytes.chunks_exact(width).zip(values.chunks_exact_mut(channels)) {
+    for (row, out) in rest
+        .bytes
+        .chunks_exact(width)
+        .zip(values.chunks_exact_mut(channels))
+    {
         for (j, (&c, &s)) in others.iter().zip(&scales).enumerate() {
             let byte = row[j / 2];
             let nibble = if j % 2 == 0 { byte & 0xf } else { byte >> 4 };
@@ -380,7 +460,10 @@ mod tests {
 
     fn sizes() -> impl Strategy<Value = (Vec<usize>, Vec<f32>)> {
         (1usize..6, 1usize..40).prop_flat_map(|(p, c)| {
-            (Just(vec![1, p, c]), prop::collection::vec(-50f32..50.0, p * c))
+            (
+                Just(vec![1, p, c]),
+                prop::collection::vec(-50f32..50.0, p * c),
+            )
         })
     }
 
@@ -420,7 +503,14 @@ mod tests {
     #[test]
     fn the_loudest_channel_is_kept_and_dropped_ones_become_their_mean() {
         let values = [1.0, 100.0, 2.0, 3.0, -90.0, 4.0];
-        let back = round_trip(&[2, 3], &values, Compression::Channels { share: 0.3, rest: Rest::Mean });
+        let back = round_trip(
+            &[2, 3],
+            &values,
+            Compression::Channels {
+                share: 0.3,
+                rest: Rest::Mean,
+            },
+        );
         assert!((back[1] - 100.0).abs() < 1.0 && (back[4] + 90.0).abs() < 1.0);
         assert_eq!([back[0], back[3]], [2.0, 2.0]);
         assert_eq!([back[2], back[5]], [3.0, 3.0]);
@@ -431,9 +521,19 @@ mod tests {
         assert_eq!("int8".parse::<Compression>(), Ok(Compression::Int8));
         assert_eq!(
             "channels=0.25:mean".parse::<Compression>(),
-            Ok(Compression::Channels { share: 0.25, rest: Rest::Mean })
+            Ok(Compression::Channels {
+                share: 0.25,
+                rest: Rest::Mean
+            })
         );
-        for bad in ["channels=0", "channels=1.5", "channels=x", "channels=0.5:zip", "int4", ""] {
+        for bad in [
+            "channels=0",
+            "channels=1.5",
+            "channels=x",
+            "channels=0.5:zip",
+            "int4",
+            "",
+        ] {
             assert!(bad.parse::<Compression>().is_err(), "{bad}");
         }
         assert!(encode("h", &[2], &[f32::NAN, 1.0], Compression::Int8).is_err());
@@ -442,13 +542,28 @@ mod tests {
 
     #[test]
     fn hostile_parts_are_refused() {
-        let parts = encode("h", &[2, 4], &[1.0; 8], Compression::Channels { share: 0.5, rest: Rest::Int4 }).unwrap();
+        let parts = encode(
+            "h",
+            &[2, 4],
+            &[1.0; 8],
+            Compression::Channels {
+                share: 0.5,
+                rest: Rest::Int4,
+            },
+        )
+        .unwrap();
         let mut twice = parts.clone();
-        let channels = twice.iter_mut().find(|t| t.name == "h.top_channels").unwrap();
+        let channels = twice
+            .iter_mut()
+            .find(|t| t.name == "h.top_channels")
+            .unwrap();
         channels.bytes = [0u16, 0].iter().flat_map(|c| c.to_le_bytes()).collect();
         assert!(decode("h", &twice).is_err(), "a channel twice");
         let mut outside = parts.clone();
-        let channels = outside.iter_mut().find(|t| t.name == "h.top_channels").unwrap();
+        let channels = outside
+            .iter_mut()
+            .find(|t| t.name == "h.top_channels")
+            .unwrap();
         channels.bytes = [0u16, 9].iter().flat_map(|c| c.to_le_bytes()).collect();
         assert!(decode("h", &outside).is_err(), "a channel outside the map");
         let mut huge = parts.clone();

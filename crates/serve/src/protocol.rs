@@ -94,7 +94,9 @@ fn binary_size(parameters: &Option<Map<String, Value>>, name: &str) -> Result<Op
     match parameters.as_ref().and_then(|p| p.get("binary_data_size")) {
         None => Ok(None),
         Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-            ServeError::bad(format!("{name}: binary_data_size must be a byte count, got {v}"))
+            ServeError::bad(format!(
+                "{name}: binary_data_size must be a byte count, got {v}"
+            ))
         }),
     }
 }
@@ -132,17 +134,23 @@ fn read_tensors(tensors: Vec<TensorJson>, binary: &[u8]) -> Result<Vec<WireTenso
             .map(|&d| usize::try_from(d))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|_| {
-                ServeError::bad(format!("{}: shape {:?} has a negative dimension", t.name, t.shape))
+                ServeError::bad(format!(
+                    "{}: shape {:?} has a negative dimension",
+                    t.name, t.shape
+                ))
             })?;
         let tensor = match (binary_size(&t.parameters, &t.name)?, &t.data) {
             (Some(size), None) => {
-                let end = at.checked_add(size).filter(|&e| e <= binary.len()).ok_or_else(|| {
-                    ServeError::bad(format!(
-                        "{}: binary_data_size {size} runs past the {} bytes of binary data",
-                        t.name,
-                        binary.len()
-                    ))
-                })?;
+                let end = at
+                    .checked_add(size)
+                    .filter(|&e| e <= binary.len())
+                    .ok_or_else(|| {
+                        ServeError::bad(format!(
+                            "{}: binary_data_size {size} runs past the {} bytes of binary data",
+                            t.name,
+                            binary.len()
+                        ))
+                    })?;
                 let bytes = binary[at..end].to_vec();
                 at = end;
                 WireTensor::new(t.name, datatype, shape, bytes)?
@@ -155,7 +163,10 @@ fn read_tensors(tensors: Vec<TensorJson>, binary: &[u8]) -> Result<Vec<WireTenso
                 )))
             }
             (None, None) => {
-                return Err(ServeError::bad(format!("{}: has neither data nor binary_data_size", t.name)))
+                return Err(ServeError::bad(format!(
+                    "{}: has neither data nor binary_data_size",
+                    t.name
+                )))
             }
         };
         out.push(tensor);
@@ -195,8 +206,8 @@ fn write_tensors(tensors: &[(WireTensor, bool)]) -> Result<(Vec<TensorJson>, Vec
 
 /// A body: the JSON header, then the binary data; the header's length when there is binary.
 fn join_body<T: Serialize>(header: &T, binary: Vec<u8>) -> Result<(Vec<u8>, Option<usize>)> {
-    let mut body =
-        serde_json::to_vec(header).map_err(|e| ServeError::bad(format!("cannot encode JSON: {e}")))?;
+    let mut body = serde_json::to_vec(header)
+        .map_err(|e| ServeError::bad(format!("cannot encode JSON: {e}")))?;
     if binary.is_empty() {
         return Ok((body, None));
     }
@@ -316,11 +327,20 @@ mod tests {
         let mut body = json.to_vec();
         body.extend([0u8; 8]);
         assert!(parse_request(&body, Some(json.len())).is_ok());
-        assert!(parse_request(&body, Some(json.len() + 9)).is_err(), "header past the body");
+        assert!(
+            parse_request(&body, Some(json.len() + 9)).is_err(),
+            "header past the body"
+        );
         body.push(0);
-        assert!(parse_request(&body, Some(json.len())).is_err(), "a stray byte");
+        assert!(
+            parse_request(&body, Some(json.len())).is_err(),
+            "a stray byte"
+        );
         body.truncate(json.len() + 4);
-        assert!(parse_request(&body, Some(json.len())).is_err(), "data cut short");
+        assert!(
+            parse_request(&body, Some(json.len())).is_err(),
+            "data cut short"
+        );
         for bad in [
             &br#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[]}]}"#[..],
             br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#,

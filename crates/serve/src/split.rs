@@ -63,7 +63,10 @@ pub fn run_split(
     } else {
         session.run_stages(&mut state, 0..split)?;
         let boundary = state.take_boundary(split);
-        (boundary_to_wire(&boundary, compress)?, format!("{name}/from/{split}"))
+        (
+            boundary_to_wire(&boundary, compress)?,
+            format!("{name}/from/{split}"),
+        )
     };
     report.edge_s = started.elapsed().as_secs_f64();
     let local = Outputs::from_state(&mut state).tensors;
@@ -84,7 +87,12 @@ pub fn run_split(
         })?;
         remote_outputs.push((t.name, tensor));
     }
-    let order: Vec<String> = session.model().outputs().into_iter().map(|(n, _)| n).collect();
+    let order: Vec<String> = session
+        .model()
+        .outputs()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     Ok((merge(local, remote_outputs, &order), report))
 }
 
@@ -99,10 +107,12 @@ fn merge(
     remote: Vec<(String, Tensor)>,
     order: &[String],
 ) -> Vec<(String, Tensor)> {
-    let (local_hidden, local_out): (Vec<_>, Vec<_>) =
-        local.into_iter().partition(|(n, _)| hidden_index(n).is_some());
-    let (remote_hidden, remote_out): (Vec<_>, Vec<_>) =
-        remote.into_iter().partition(|(n, _)| hidden_index(n).is_some());
+    let (local_hidden, local_out): (Vec<_>, Vec<_>) = local
+        .into_iter()
+        .partition(|(n, _)| hidden_index(n).is_some());
+    let (remote_hidden, remote_out): (Vec<_>, Vec<_>) = remote
+        .into_iter()
+        .partition(|(n, _)| hidden_index(n).is_some());
     let first = local_hidden.len();
     let mut out = local_out;
     out.extend(remote_out);
@@ -253,11 +263,26 @@ mod tests {
     #[test]
     fn merge_numbers_hidden_states_as_one_pass() {
         let t = || Tensor::from_vec(&[1], vec![0.0]).unwrap();
-        let local = vec![("hidden_states.0".into(), t()), ("hidden_states.1".into(), t())];
+        let local = vec![
+            ("hidden_states.0".into(), t()),
+            ("hidden_states.1".into(), t()),
+        ];
         let local = [local, vec![("aux".into(), t())]].concat();
         let remote = vec![("out".into(), t()), ("hidden_states.0".into(), t())];
         let order = ["out".to_string(), "aux".to_string()];
-        let names: Vec<String> = merge(local, remote, &order).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["out", "aux", "hidden_states.0", "hidden_states.1", "hidden_states.2"]);
+        let names: Vec<String> = merge(local, remote, &order)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "out",
+                "aux",
+                "hidden_states.0",
+                "hidden_states.1",
+                "hidden_states.2"
+            ]
+        );
     }
 }

@@ -85,14 +85,24 @@ pub struct WireTensor {
 
 /// Elements of `shape`, refusing a product that overflows.
 pub fn elements(shape: &[usize]) -> Result<usize> {
-    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| {
-        ServeError::bad(format!("shape {shape:?} has more elements than memory can hold"))
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            ServeError::bad(format!(
+                "shape {shape:?} has more elements than memory can hold"
+            ))
+        })
 }
 
 impl WireTensor {
     /// Checks the bytes against the shape and datatype.
-    pub fn new(name: impl Into<String>, datatype: DataType, shape: Vec<usize>, bytes: Vec<u8>) -> Result<Self> {
+    pub fn new(
+        name: impl Into<String>,
+        datatype: DataType,
+        shape: Vec<usize>,
+        bytes: Vec<u8>,
+    ) -> Result<Self> {
         let name = name.into();
         let expected = elements(&shape)?
             .checked_mul(datatype.size())
@@ -148,8 +158,12 @@ impl WireTensor {
         let b = &self.bytes;
         Ok(match self.datatype {
             DataType::F32 => chunks::<4>(b).map(f32::from_le_bytes).collect(),
-            DataType::F16 => chunks::<2>(b).map(|c| f16::from_le_bytes(c).to_f32()).collect(),
-            DataType::F64 => chunks::<8>(b).map(|c| f64::from_le_bytes(c) as f32).collect(),
+            DataType::F16 => chunks::<2>(b)
+                .map(|c| f16::from_le_bytes(c).to_f32())
+                .collect(),
+            DataType::F64 => chunks::<8>(b)
+                .map(|c| f64::from_le_bytes(c) as f32)
+                .collect(),
             _ => self.to_i64()?.into_iter().map(|v| v as f32).collect(),
         })
     }
@@ -160,10 +174,18 @@ impl WireTensor {
         Ok(match self.datatype {
             DataType::Bool | DataType::U8 => b.iter().map(|&v| i64::from(v)).collect(),
             DataType::I8 => b.iter().map(|&v| i64::from(v as i8)).collect(),
-            DataType::U16 => chunks::<2>(b).map(|c| i64::from(u16::from_le_bytes(c))).collect(),
-            DataType::I16 => chunks::<2>(b).map(|c| i64::from(i16::from_le_bytes(c))).collect(),
-            DataType::U32 => chunks::<4>(b).map(|c| i64::from(u32::from_le_bytes(c))).collect(),
-            DataType::I32 => chunks::<4>(b).map(|c| i64::from(i32::from_le_bytes(c))).collect(),
+            DataType::U16 => chunks::<2>(b)
+                .map(|c| i64::from(u16::from_le_bytes(c)))
+                .collect(),
+            DataType::I16 => chunks::<2>(b)
+                .map(|c| i64::from(i16::from_le_bytes(c)))
+                .collect(),
+            DataType::U32 => chunks::<4>(b)
+                .map(|c| i64::from(u32::from_le_bytes(c)))
+                .collect(),
+            DataType::I32 => chunks::<4>(b)
+                .map(|c| i64::from(i32::from_le_bytes(c)))
+                .collect(),
             DataType::I64 => chunks::<8>(b).map(i64::from_le_bytes).collect(),
             DataType::U64 => chunks::<8>(b)
                 .map(|c| {
@@ -207,9 +229,16 @@ impl WireTensor {
             DataType::F16 | DataType::F32 | DataType::F64 => self
                 .to_f32()?
                 .into_iter()
-                .map(|v| serde_json::Number::from_f64(f64::from(v)).map_or(serde_json::Value::Null, Into::into))
+                .map(|v| {
+                    serde_json::Number::from_f64(f64::from(v))
+                        .map_or(serde_json::Value::Null, Into::into)
+                })
                 .collect(),
-            DataType::Bool => self.bytes.iter().map(|&v| serde_json::Value::Bool(v != 0)).collect(),
+            DataType::Bool => self
+                .bytes
+                .iter()
+                .map(|&v| serde_json::Value::Bool(v != 0))
+                .collect(),
             _ => self.to_i64()?.into_iter().map(Into::into).collect(),
         })
     }
@@ -270,7 +299,12 @@ fn flatten<'v>(
     Ok(())
 }
 
-fn encode_json(v: &serde_json::Value, datatype: DataType, name: &str, out: &mut Vec<u8>) -> Result<()> {
+fn encode_json(
+    v: &serde_json::Value,
+    datatype: DataType,
+    name: &str,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let bad = || ServeError::bad(format!("{name}: {v} is not a {} value", datatype.tag()));
     if datatype == DataType::Bool {
         let b = match v {
@@ -291,14 +325,38 @@ fn encode_json(v: &serde_json::Value, datatype: DataType, name: &str, out: &mut 
         DataType::U64 => out.extend(n.as_u64().ok_or_else(bad)?.to_le_bytes()),
         _ => {
             let i = n.as_i64().ok_or_else(bad)?;
-            let fits = |lo: i64, hi: i64| if (lo..=hi).contains(&i) { Ok(()) } else { Err(bad()) };
+            let fits = |lo: i64, hi: i64| {
+                if (lo..=hi).contains(&i) {
+                    Ok(())
+                } else {
+                    Err(bad())
+                }
+            };
             match datatype {
-                DataType::U8 => { fits(0, 255)?; out.push(i as u8) }
-                DataType::I8 => { fits(-128, 127)?; out.push(i as i8 as u8) }
-                DataType::U16 => { fits(0, 65535)?; out.extend((i as u16).to_le_bytes()) }
-                DataType::I16 => { fits(-32768, 32767)?; out.extend((i as i16).to_le_bytes()) }
-                DataType::U32 => { fits(0, u32::MAX as i64)?; out.extend((i as u32).to_le_bytes()) }
-                DataType::I32 => { fits(i32::MIN as i64, i32::MAX as i64)?; out.extend((i as i32).to_le_bytes()) }
+                DataType::U8 => {
+                    fits(0, 255)?;
+                    out.push(i as u8)
+                }
+                DataType::I8 => {
+                    fits(-128, 127)?;
+                    out.push(i as i8 as u8)
+                }
+                DataType::U16 => {
+                    fits(0, 65535)?;
+                    out.extend((i as u16).to_le_bytes())
+                }
+                DataType::I16 => {
+                    fits(-32768, 32767)?;
+                    out.extend((i as i16).to_le_bytes())
+                }
+                DataType::U32 => {
+                    fits(0, u32::MAX as i64)?;
+                    out.extend((i as u32).to_le_bytes())
+                }
+                DataType::I32 => {
+                    fits(i32::MIN as i64, i32::MAX as i64)?;
+                    out.extend((i as i32).to_le_bytes())
+                }
                 _ => out.extend(i.to_le_bytes()),
             }
         }
@@ -313,7 +371,9 @@ mod tests {
 
     #[test]
     fn json_round_trips_every_integer_type() {
-        for tag in ["UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "INT64", "BOOL"] {
+        for tag in [
+            "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "INT64", "BOOL",
+        ] {
             let dt = DataType::parse(tag).unwrap();
             let data = serde_json::json!([[0, 1], [1, 0]]);
             let t = WireTensor::from_json("x", dt, vec![2, 2], &data).unwrap();
@@ -328,7 +388,9 @@ mod tests {
         assert!(WireTensor::from_json("x", d, vec![2], &serde_json::json!([1])).is_err());
         assert!(WireTensor::from_json("x", d, vec![1], &serde_json::json!([1, 2])).is_err());
         assert!(WireTensor::from_json("x", d, vec![1], &serde_json::json!(["a"])).is_err());
-        assert!(WireTensor::from_json("x", DataType::I64, vec![1], &serde_json::json!([1.5])).is_err());
+        assert!(
+            WireTensor::from_json("x", DataType::I64, vec![1], &serde_json::json!([1.5])).is_err()
+        );
         assert!(WireTensor::new("x", DataType::F32, vec![usize::MAX, 2], vec![]).is_err());
         assert!(DataType::parse("BYTES").is_err());
         let floats = WireTensor::from_f32("x", vec![1], &[1.0]).unwrap();

@@ -129,9 +129,9 @@ impl OffloadArgs {
             "--split auto predicts from a profile: give --profile (edgerun profile STORE --output P)",
         )?;
         let profile = super::profile::load_profile(path, Some(model))?;
-        let bits_per_s = self.bandwidth.context(
-            "--split auto needs the link's rate: give --bandwidth (e.g. 8Mbit)",
-        )?;
+        let bits_per_s = self
+            .bandwidth
+            .context("--split auto needs the link's rate: give --bandwidth (e.g. 8Mbit)")?;
         let round_trip_s = client
             .round_trip(5)
             .context("cannot reach the server to time the round trip")?;

@@ -62,7 +62,10 @@ fn parse_spec(spec: &str) -> Result<(PathBuf, String, Option<usize>)> {
     let (name, from) = match name.split_once("/from/") {
         Some((base, k)) => (
             base.to_string(),
-            Some(k.parse::<usize>().with_context(|| format!("{spec}: {k:?} is not a stage"))?),
+            Some(
+                k.parse::<usize>()
+                    .with_context(|| format!("{spec}: {k:?} is not a stage"))?,
+            ),
         ),
         None => (name, None),
     };
@@ -142,7 +145,10 @@ mod tests {
     #[test]
     fn specs() {
         let (p, n, k) = parse_spec("/m/bert-base").unwrap();
-        assert_eq!((p, n.as_str(), k), (PathBuf::from("/m/bert-base"), "bert-base", None));
+        assert_eq!(
+            (p, n.as_str(), k),
+            (PathBuf::from("/m/bert-base"), "bert-base", None)
+        );
         let (_, n, k) = parse_spec("/m/x=bert/from/12").unwrap();
         assert_eq!((n.as_str(), k), ("bert", Some(12)));
         for bad in ["/m/x=", "/m/x=a/b", "/m/x=bert/from/x", "/m/x=a b"] {

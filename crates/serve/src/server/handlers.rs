@@ -73,7 +73,9 @@ async fn get_model(State(app): State<Arc<App>>, Path(rest): Path<String>) -> Res
         "" => axum::Json(found.metadata(name)).into_response(),
         "ready" => ready(State(Arc::clone(&app))).await.into_response(),
         "stats" => axum::Json(stats(&found, name)).into_response(),
-        _ => error(ServeError::NotFound(format!("GET {action} is not a route; POST it"))),
+        _ => error(ServeError::NotFound(format!(
+            "GET {action} is not a route; POST it"
+        ))),
     }
 }
 
@@ -105,7 +107,9 @@ async fn post_model(
 ) -> Response {
     let (name, action) = parse_path(&rest);
     if action != "infer" {
-        return error(ServeError::NotFound(format!("POST /v2/models/{rest} is not a route")));
+        return error(ServeError::NotFound(format!(
+            "POST /v2/models/{rest} is not a route"
+        )));
     }
     let started = Instant::now();
     let name = name.to_string();
@@ -120,7 +124,9 @@ async fn post_model(
 /// Admission, the body, the pass on a blocking thread, the answer; all within the timeout.
 async fn infer(app: &Arc<App>, name: &str, headers: &HeaderMap, body: Body) -> Result<Response> {
     if app.draining.load(Ordering::SeqCst) {
-        return Err(ServeError::Unavailable("the server is shutting down".into()));
+        return Err(ServeError::Unavailable(
+            "the server is shutting down".into(),
+        ));
     }
     route(&app.models, name)?;
     let limit = app.options.body_limit;
@@ -132,9 +138,12 @@ async fn infer(app: &Arc<App>, name: &str, headers: &HeaderMap, body: Body) -> R
     }
     let header_length = match headers.get(HEADER_LENGTH) {
         None => None,
-        Some(v) => Some(v.to_str().ok().and_then(|v| v.parse::<usize>().ok()).ok_or_else(|| {
-            ServeError::bad(format!("{HEADER_LENGTH} is not a byte count"))
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .ok_or_else(|| ServeError::bad(format!("{HEADER_LENGTH} is not a byte count")))?,
+        ),
     };
     let admitted = Arc::clone(&app.admitted).try_acquire_owned().map_err(|_| {
         ServeError::Unavailable(format!(
@@ -166,9 +175,11 @@ async fn infer(app: &Arc<App>, name: &str, headers: &HeaderMap, body: Body) -> R
             Err(e) => Err(ServeError::Panicked(panic_message(e))),
         }
     };
-    let answer = tokio::time::timeout(timeout, work).await.map_err(|_| ServeError::Timeout {
-        seconds: timeout.as_secs_f64(),
-    })?;
+    let answer = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ServeError::Timeout {
+            seconds: timeout.as_secs_f64(),
+        })?;
     drop(admitted);
     answer
 }
@@ -195,18 +206,29 @@ fn respond(
     outputs: Vec<(String, edgerun_tensor::Tensor)>,
 ) -> Result<Response> {
     if let Some(asked) = &request.outputs {
-        if let Some((missing, _)) = asked.iter().find(|(n, _)| !outputs.iter().any(|(o, _)| o == n)) {
+        if let Some((missing, _)) = asked
+            .iter()
+            .find(|(n, _)| !outputs.iter().any(|(o, _)| o == n))
+        {
             let have: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(ServeError::bad(format!("no output {missing:?}; the model gives {have:?}")));
+            return Err(ServeError::bad(format!(
+                "no output {missing:?}; the model gives {have:?}"
+            )));
         }
     }
     let mut tensors = Vec::with_capacity(outputs.len());
     for (n, t) in outputs {
-        let wanted = request.outputs.as_ref().is_none_or(|a| a.iter().any(|(o, _)| *o == n));
+        let wanted = request
+            .outputs
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|(o, _)| *o == n));
         if wanted {
             let t = t.contiguous();
             let binary = request.binary(&n);
-            tensors.push((WireTensor::from_f32(n, t.shape().to_vec(), t.values())?, binary));
+            tensors.push((
+                WireTensor::from_f32(n, t.shape().to_vec(), t.values())?,
+                binary,
+            ));
         }
     }
     let (body, header_length) = encode_response(name, request.id, &tensors)?;

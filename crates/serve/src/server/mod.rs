@@ -67,6 +67,16 @@ pub fn serve(
     options: ServerOptions,
     bound: impl FnOnce(SocketAddr),
 ) -> Result<()> {
+    serve_until(models, options, bound, std::future::pending())
+}
+
+/// The same, stopping also when `stop` resolves (a program that embeds the server).
+pub fn serve_until(
+    models: Vec<ServedModel>,
+    options: ServerOptions,
+    bound: impl FnOnce(SocketAddr),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,7 +106,7 @@ pub fn serve(
         bound(address);
         let router = handlers::router(Arc::clone(&app));
         axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal(app))
+            .with_graceful_shutdown(shutdown_signal(app, stop))
             .await
             .map_err(|source| ServeError::Listen {
                 address: address.to_string(),
@@ -105,8 +115,8 @@ pub fn serve(
     })
 }
 
-/// Resolves at the first SIGINT or SIGTERM, after marking the server not ready.
-async fn shutdown_signal(app: Arc<App>) {
+/// Resolves at the first SIGINT or SIGTERM (or `stop`), after marking the server not ready.
+async fn shutdown_signal(app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
     let interrupt = tokio::signal::ctrl_c();
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -119,6 +129,7 @@ async fn shutdown_signal(app: Arc<App>) {
     tokio::select! {
         _ = interrupt => {},
         _ = terminate => {},
+        _ = stop => {},
     }
     app.draining
         .store(true, std::sync::atomic::Ordering::SeqCst);
