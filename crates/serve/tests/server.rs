@@ -20,7 +20,9 @@ use edgerun_serve::ServeError;
 use support::{served, TestServer};
 
 fn tokens(seq: usize, salt: usize) -> Inputs {
-    let ids = (0..seq).map(|i| ((i * 31 + salt * 7) % 900) as i64 + 1).collect();
+    let ids = (0..seq)
+        .map(|i| ((i * 31 + salt * 7) % 900) as i64 + 1)
+        .collect();
     Inputs {
         input_ids: Some(IdTensor::new(vec![1, seq], ids).unwrap()),
         ..Inputs::default()
@@ -35,7 +37,10 @@ fn post(url: &str, body: &[u8]) -> (u16, String) {
         .into();
     let mut response = agent.post(url).send(body).unwrap();
     let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap_or_default())
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 fn get(url: &str) -> (u16, String) {
@@ -45,7 +50,10 @@ fn get(url: &str) -> (u16, String) {
         .into();
     let mut response = agent.get(url).call().unwrap();
     let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap_or_default())
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 const MALFORMED: [&str; 6] = [
@@ -59,7 +67,9 @@ const MALFORMED: [&str; 6] = [
 
 #[test]
 fn two_hundred_requests_from_four_clients_with_malformed_ones_interleaved() {
-    let Some(root) = common::fixtures() else { return };
+    let Some(root) = common::fixtures() else {
+        return;
+    };
     let store = common::pack_fixture(&root.join("bert-tiny"), "serve-load");
     let budget = 4 << 20;
     let options = SessionOptions {
@@ -86,7 +96,8 @@ fn two_hundred_requests_from_four_clients_with_malformed_ones_interleaved() {
                 for r in 0..50 {
                     if r % 5 == 4 {
                         let body = MALFORMED[(c + r) % MALFORMED.len()];
-                        let (status, text) = post(&format!("{url}/v2/models/bert/infer"), body.as_bytes());
+                        let (status, text) =
+                            post(&format!("{url}/v2/models/bert/infer"), body.as_bytes());
                         assert!((400..500).contains(&status), "{body}: {status} {text}");
                         assert!(text.contains("\"error\""), "{text}");
                         bad += 1;
@@ -95,13 +106,21 @@ fn two_hundred_requests_from_four_clients_with_malformed_ones_interleaved() {
                     let inputs = tokens(3 + (c * 50 + r) % 40, c * 50 + r);
                     let want = local.run(inputs.clone(), false).unwrap();
                     let answer = client
-                        .infer("bert", &inputs_to_wire(&inputs).unwrap(), Default::default())
+                        .infer(
+                            "bert",
+                            &inputs_to_wire(&inputs).unwrap(),
+                            Default::default(),
+                        )
                         .unwrap();
                     for (name, tensor) in &want.tensors {
                         let got = answer.outputs.iter().find(|t| &t.name == name).unwrap();
                         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                         assert_eq!(got.shape, tensor.shape(), "{name}");
-                        assert_eq!(bits(&got.to_f32().unwrap()), bits(tensor.contiguous().values()), "{name}");
+                        assert_eq!(
+                            bits(&got.to_f32().unwrap()),
+                            bits(tensor.contiguous().values()),
+                            "{name}"
+                        );
                     }
                     good += 1;
                 }
@@ -123,13 +142,19 @@ fn two_hundred_requests_from_four_clients_with_malformed_ones_interleaved() {
     assert_eq!(model["inference_stats"]["success"]["count"], 160);
     assert_eq!(model["inference_stats"]["fail"]["count"], 40);
     let peak = model["memory"]["governor_peak_bytes"].as_u64().unwrap();
-    assert!(peak > 0 && peak <= budget, "governor peak {peak} over the budget {budget}");
+    assert!(
+        peak > 0 && peak <= budget,
+        "governor peak {peak} over the budget {budget}"
+    );
 }
 
 fn bert_server(options: ServerOptions) -> Option<TestServer> {
     let root = common::fixtures()?;
     let dir = root.join("bert-tiny");
-    Some(TestServer::start(vec![served("bert", &dir, SessionOptions::default())], options))
+    Some(TestServer::start(
+        vec![served("bert", &dir, SessionOptions::default())],
+        options,
+    ))
 }
 
 fn good_body() -> Vec<u8> {
@@ -164,7 +189,8 @@ fn a_request_past_the_timeout_is_504() {
     // Half a body: the request cannot finish, and the server answers when its time is up.
     let address = server.url.strip_prefix("http://").unwrap();
     let mut slow = std::net::TcpStream::connect(address).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     write!(
         slow,
         "POST /v2/models/bert/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{\"inputs\""
@@ -173,7 +199,14 @@ fn a_request_past_the_timeout_is_504() {
     let mut answer = [0u8; 12];
     slow.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"HTTP/1.1 504");
-    assert_eq!(post(&format!("{}/v2/models/bert/infer", server.url), &good_body()).0, 200);
+    assert_eq!(
+        post(
+            &format!("{}/v2/models/bert/infer", server.url),
+            &good_body()
+        )
+        .0,
+        200
+    );
 }
 
 #[test]
@@ -213,12 +246,17 @@ fn a_full_queue_answers_503() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(status, 200, "the slot is free again once the slow client left");
+    assert_eq!(
+        status, 200,
+        "the slot is free again once the slow client left"
+    );
 }
 
 #[test]
 fn health_metadata_and_unknown_routes() {
-    let Some(server) = bert_server(ServerOptions::default()) else { return };
+    let Some(server) = bert_server(ServerOptions::default()) else {
+        return;
+    };
     let url = &server.url;
     assert_eq!(get(&format!("{url}/v2/health/live")).0, 200);
     assert_eq!(get(&format!("{url}/v2/health/ready")).0, 200);
@@ -242,13 +280,18 @@ fn health_metadata_and_unknown_routes() {
 
 #[test]
 fn a_tail_only_server_answers_its_tails_only() {
-    let Some(root) = common::fixtures() else { return };
+    let Some(root) = common::fixtures() else {
+        return;
+    };
     let dir = root.join("bert-tiny");
     let options = SessionOptions {
         part: Some(2..4),
         ..SessionOptions::default()
     };
-    let server = TestServer::start(vec![served("bert", &dir, options)], ServerOptions::default());
+    let server = TestServer::start(
+        vec![served("bert", &dir, options)],
+        ServerOptions::default(),
+    );
     let client = Client::new(&server.url, Duration::from_secs(10)).unwrap();
     for refused in ["bert", "bert/from/1"] {
         assert!(client.metadata(refused).is_err(), "{refused}");

@@ -27,8 +27,6 @@ pub fn run(command: SimCommand) -> Result<()> {
     }
 }
 
-/// One `[1, channels, size, size]` image of reproducible values in [-1, 1).
-
 /// Opens `path` for simulator `which` (`samm`, `arap`), refusing anything but a ViT, and its
 /// inputs: the file `input`, else one default image.
 pub fn open_vit(
