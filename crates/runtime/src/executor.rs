@@ -175,6 +175,21 @@ pub fn range_minimum_bytes(
     largest + reserve_bytes(model, state)
 }
 
+/// Before a streamed pass over `stages`: the range is the model's, the budget holds the
+/// range's largest unit plus the reserve, and the reserve is leased (held for the pass).
+pub(crate) fn lease_streamed_pass(
+    source: &ModelSource,
+    model: &dyn Model,
+    read: ReadOptions,
+    governor: &Arc<Governor>,
+    state: &State,
+    stages: &Range<usize>,
+) -> Result<crate::governor::Lease> {
+    check_range(stages, model.stages().len())?;
+    let minimum = range_minimum_bytes(source, model, read, state, stages.clone());
+    check_minimum(governor, minimum)?;
+    reserve_activations(governor, model, state)
+}
 /// Holds the activation reserve of a pass against the governor, sized from `state`.
 pub(crate) fn reserve_activations(
     governor: &Arc<Governor>,
@@ -338,16 +353,14 @@ impl Executor for StreamExecutor {
     }
 
     fn run_stages(&self, state: &mut State, stages: Range<usize>) -> Result<()> {
-        check_range(&stages, self.model.stages().len())?;
-        let minimum = range_minimum_bytes(
+        let _reserve = lease_streamed_pass(
             &self.source,
             self.model.as_ref(),
             self.read,
+            &self.governor,
             state,
-            stages.clone(),
-        );
-        check_minimum(&self.governor, minimum)?;
-        let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
+            &stages,
+        )?;
         let mut feed = InlineFeed {
             source: &self.source,
             model: self.model.as_ref(),

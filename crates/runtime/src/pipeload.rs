@@ -17,10 +17,7 @@ use edgerun_models::{Model, State, UnitWeights};
 use edgerun_store::{ModelSource, ReadOptions};
 
 use crate::admit::admit_stage;
-use crate::executor::{
-    check_minimum, check_range, minimum_bytes, range_minimum_bytes, reserve_activations,
-    reserve_bytes, ExecStats,
-};
+use crate::executor::{lease_streamed_pass, minimum_bytes, reserve_bytes, ExecStats};
 use crate::governor::{Governor, Lease};
 use crate::pass::{Bound, Delivery, Feed, Runner, Weights};
 use crate::trace::{SpanKind, Trace, Track};
@@ -262,16 +259,14 @@ impl Executor for PipeLoadExecutor {
     }
 
     fn run_stages(&self, state: &mut State, stages: Range<usize>) -> Result<()> {
-        check_range(&stages, self.model.stages().len())?;
-        let minimum = range_minimum_bytes(
+        let _reserve = lease_streamed_pass(
             &self.source,
             self.model.as_ref(),
             self.read,
+            &self.governor,
             state,
-            stages.clone(),
-        );
-        check_minimum(&self.governor, minimum)?;
-        let _reserve = reserve_activations(&self.governor, self.model.as_ref(), state)?;
+            &stages,
+        )?;
         let units = self.model.stages().len();
         let pin_plan = self.pin_plan.get_or_init(|| {
             let sizes: Vec<u64> = self

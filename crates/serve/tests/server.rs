@@ -29,13 +29,14 @@ fn tokens(seq: usize, salt: usize) -> Inputs {
     }
 }
 
-/// A raw POST: the status and the body.
-fn post(url: &str, body: &[u8]) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
-        .into();
-    let mut response = agent.post(url).send(body).unwrap();
+        .into()
+}
+
+fn answer(mut response: ureq::http::Response<ureq::Body>) -> (u16, String) {
     let status = response.status().as_u16();
     (
         status,
@@ -43,17 +44,13 @@ fn post(url: &str, body: &[u8]) -> (u16, String) {
     )
 }
 
+/// A raw POST: the status and the body.
+fn post(url: &str, body: &[u8]) -> (u16, String) {
+    answer(agent().post(url).send(body).unwrap())
+}
+
 fn get(url: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent.get(url).call().unwrap();
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
+    answer(agent().get(url).call().unwrap())
 }
 
 const MALFORMED: [&str; 6] = [
