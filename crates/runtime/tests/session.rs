@@ -1,8 +1,9 @@
 //! The session API from outside the crate, as a program other than the CLI uses it: every
 //! strategy opened by path gives outputs bit-identical to the load-all baseline, options that
 //! contradict the model are refused with their variant before anything runs, a budget below
-//! the minimum names a minimum that is accepted when given back, and a pass split into
-//! contiguous ranges over one state equals the whole pass.
+//! the minimum names a minimum that is accepted when given back, a pass split into
+//! contiguous ranges over one state equals the whole pass, and a head and a tail session of
+//! any strategy joined by a boundary equal it too.
 
 mod common;
 
@@ -203,5 +204,71 @@ fn a_pass_split_into_ranges_equals_the_whole_pass() {
             run_range(model, &mut state, 0..1, &mut tail),
             Err(RuntimeError::NotDelivered { unit: 0 })
         ));
+    }
+}
+
+#[test]
+fn every_strategy_runs_a_split_head_and_tail_through_a_boundary() {
+    let Some(root) = fixtures() else { return };
+    for name in FIXTURES {
+        let dir = root.join(name);
+        let store = common::pack_fixture(&dir, &format!("session-{name}"));
+        let inputs = read_inputs(&dir.join("inputs.safetensors")).unwrap();
+        let baseline = Session::open(&dir, SessionOptions::default()).unwrap();
+        let reference = bits(&baseline.run(inputs.clone(), true).unwrap());
+        let stages = baseline.model().stages().len();
+        for strategy in common::STRATEGIES {
+            for cut in [1, stages / 2, stages - 1] {
+                let part = |range| SessionOptions {
+                    part: Some(range),
+                    ..options(strategy)
+                };
+                let head = Session::open(&store, part(0..cut)).unwrap();
+                let tail = Session::open(&store, part(cut..stages)).unwrap();
+                let mut state = head.start(inputs.clone(), true).unwrap();
+                head.run_part(&mut state).unwrap();
+                let boundary = state.take_boundary(cut);
+                let mut resumed = tail.resume(boundary, true).unwrap();
+                tail.run_part(&mut resumed).unwrap();
+                let mut outputs = edgerun_runtime::Outputs::from_state(&mut resumed);
+                // Hidden states recorded by the head come first, as one pass numbers them.
+                let head_hidden = edgerun_runtime::Outputs::from_state(&mut state).tensors;
+                let (out, tail_hidden): (Vec<_>, Vec<_>) = outputs
+                    .tensors
+                    .drain(..)
+                    .partition(|(n, _)| !n.starts_with("hidden_states."));
+                let mut head_outputs: Vec<_> = head_hidden
+                    .iter()
+                    .filter(|(n, _)| !n.starts_with("hidden_states."))
+                    .cloned()
+                    .collect();
+                head_outputs.extend(out);
+                let order: Vec<String> = baseline
+                    .model()
+                    .outputs()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                head_outputs.sort_by_key(|(n, _)| order.iter().position(|o| o == n));
+                let hidden = head_hidden
+                    .into_iter()
+                    .filter(|(n, _)| n.starts_with("hidden_states."))
+                    .chain(tail_hidden)
+                    .enumerate()
+                    .map(|(i, (_, t))| (format!("hidden_states.{i}"), t));
+                head_outputs.extend(hidden);
+                let got = bits(&edgerun_runtime::Outputs {
+                    tensors: head_outputs,
+                });
+                assert_eq!(got, reference, "{name} {strategy:?} cut {cut}");
+                assert!(
+                    matches!(
+                        head.run(inputs.clone(), false),
+                        Err(RuntimeError::PartOnly { .. })
+                    ),
+                    "{name} {strategy:?}: a head ran a whole pass"
+                );
+            }
+        }
     }
 }
