@@ -266,6 +266,7 @@ mod tests {
             units,
             throughput: Vec::new(),
             compute_slowdown: Vec::new(),
+            output_elements: 0,
         };
         let m = fit_profiles(std::slice::from_ref(&profile)).unwrap();
         // 20 units tiled at lengths 1, 2, 4, 8, 16: 20 + 10 + 5 + 3 + 2 blocks.

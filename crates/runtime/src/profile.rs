@@ -58,6 +58,10 @@ pub struct Profile {
     /// and compute share the cores (checksums, page faults, copies).
     #[serde(default)]
     pub compute_slowdown: Vec<Slowdown>,
+    /// f32 elements of a pass's outputs on the profiled input (what a server sends back; 0
+    /// in profiles written before this field).
+    #[serde(default)]
+    pub output_elements: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -293,6 +297,7 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
     let mut free_s = vec![f64::INFINITY; stages.len()];
     let mut boundary = vec![(0u64, 0u64); stages.len()];
     let mut reserve = 0;
+    let mut output_elements = 0;
     let runner = Runner::new(model.as_ref()).per_unit();
     for _ in 0..runs.max(1) {
         let mut state = model.start(inputs.clone(), RunOptions::default())?;
@@ -304,6 +309,7 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
             governor: &governor,
         };
         let record = runner.run(&mut state, 0..stages.len(), &mut feed)?;
+        output_elements = state.outputs.iter().map(|(_, t)| t.len() as u64).sum();
         for unit in record.units {
             let i = unit.index;
             load_s[i] = load_s[i].min(unit.take_s);
@@ -348,6 +354,7 @@ pub fn profile(source: &ModelSource, inputs: Inputs, runs: usize) -> Result<Prof
         units,
         throughput,
         compute_slowdown,
+        output_elements,
     })
 }
 

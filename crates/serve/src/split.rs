@@ -163,8 +163,10 @@ pub struct LinkEstimate {
 pub struct SplitChoice {
     pub split: usize,
     pub edge_s: f64,
+    /// The round trip, the upload of `bytes` and the download of the outputs.
     pub transfer_s: f64,
     pub server_s: f64,
+    /// What the split sends (the inputs at 0, the compressed boundary after).
     pub bytes: u64,
 }
 
@@ -174,7 +176,7 @@ impl SplitChoice {
     }
 }
 
-/// Every split `0..=n` predicted from `profile` (per-unit compute and boundary sizes),
+/// Every split `0..=n` predicted from `profile` (per-unit compute, boundary and output sizes),
 /// `input_bytes` (what a split at 0 sends) and `link`; the best is the smallest latency.
 pub fn predict_splits(
     profile: &Profile,
@@ -217,10 +219,12 @@ pub fn predict_splits(
                     encoded_bytes(compress, u.boundary_elements, u.boundary_channels)
                 }
             };
+            // The outputs come back in f32.
+            let both_ways = bytes + 4 * profile.output_elements;
             SplitChoice {
                 split: k,
                 edge_s,
-                transfer_s: link.round_trip_s + bytes as f64 * 8.0 / link.bits_per_s,
+                transfer_s: link.round_trip_s + both_ways as f64 * 8.0 / link.bits_per_s,
                 server_s: compute[k..].iter().sum::<f64>() / link.server_speedup,
                 bytes,
             }
@@ -258,6 +262,64 @@ mod tests {
                 prop_assert_eq!(sent + rank_slack, predicted, "{}", how);
             }
         }
+    }
+
+    /// Four units of 100 ms; the activation shrinks to 1/16 after unit 2; inputs 1 MiB.
+    fn profile() -> Profile {
+        let unit = |i: usize, elements: u64| edgerun_runtime::profile::UnitProfile {
+            id: format!("u{i}"),
+            resident_bytes: 1,
+            read_bytes: 1,
+            load_s: 1e-3,
+            flops: 0,
+            compute_s: 0.100,
+            free_s: 0.0,
+            boundary_elements: elements,
+            boundary_channels: 64,
+        };
+        Profile {
+            architecture: "test".into(),
+            threads: 1,
+            reserve_bytes: 0,
+            units: vec![
+                unit(0, 1 << 18),
+                unit(1, 1 << 14),
+                unit(2, 1 << 18),
+                unit(3, 10),
+            ],
+            throughput: Vec::new(),
+            compute_slowdown: Vec::new(),
+            output_elements: 10,
+        }
+    }
+
+    fn best(bits_per_s: f64, server_speedup: f64) -> usize {
+        let link = LinkEstimate {
+            bits_per_s,
+            round_trip_s: 0.002,
+            server_speedup,
+        };
+        let choices = predict_splits(&profile(), 1 << 20, Compression::None, link).unwrap();
+        assert_eq!(choices.len(), 5);
+        best_split(&choices).unwrap().split
+    }
+
+    #[test]
+    fn neurosurgeon_picks_the_cloud_the_edge_or_the_narrow_boundary() {
+        assert_eq!(
+            best(10e9, 10.0),
+            0,
+            "a fast link to a fast server: send the inputs"
+        );
+        assert_eq!(best(1e6, 10.0), 4, "a slow link: run everything here");
+        // 64 KiB after unit 1 take 52 ms at 10 Mbit/s (274 ms in all), the inputs 839 ms.
+        assert_eq!(best(10e6, 10.0), 2);
+        let refused = LinkEstimate {
+            bits_per_s: 0.0,
+            round_trip_s: 0.0,
+            server_speedup: 1.0,
+        };
+        assert!(predict_splits(&profile(), 1, Compression::None, refused).is_err());
     }
 
     #[test]
