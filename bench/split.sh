@@ -6,7 +6,11 @@
 # joined by a veth pair shaped with tc tbf (bench/netns.sh); without them the client models the
 # rate itself (--emulate-link) and every row says which ran.
 #
-# usage: MODELS=/tmp/bench-models RATES="0.5 2 8 100" REPS=5 bench/split.sh
+# EDGE_THREADS (default: all cores) gives the edge fewer threads than the server (which uses
+# every core): the server's speed-up for the prediction is then the ratio of two profiles'
+# compute, at EDGE_THREADS and at all cores.
+#
+# usage: MODELS=/tmp/bench-models RATES="0.5 2 8 100" REPS=5 [EDGE_THREADS=1] bench/split.sh
 # then:  python3 bench/split_summary.py bench/results/split-STAMP.jsonl
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,11 +35,18 @@ models=(
   "minilm:$MODELS/minilm-packed:$root/../shared/fixtures/minilm-real/inputs.safetensors"
 )
 specs=()
+declare -A speedup
+edge=${EDGE_THREADS:-$(nproc)}
 for m in "${models[@]}"; do
   IFS=: read -r name store input <<<"$m"
   if [ ! -f "$store.split-profile.json" ]; then
     "$E" profile "$store" --input "$input" --runs 3 --output "$store.split-profile.json" >&2
   fi
+  if [ ! -f "$store.split-profile-${edge}t.json" ]; then
+    "$E" --threads "$edge" profile "$store" --input "$input" --runs 3 \
+      --output "$store.split-profile-${edge}t.json" >&2
+  fi
+  speedup[$name]=$(python3 -c "import json,sys; c=lambda p: sum(u['compute_s'] for u in json.load(open(p))['units']); print(c(sys.argv[1]) / c(sys.argv[2]))" "$store.split-profile-${edge}t.json" "$store.split-profile.json")
   specs+=("$store=$name")
 done
 
@@ -77,7 +88,8 @@ for rate in $RATES; do
     [ "$rate" = "$(echo $RATES | awk '{print $NF}')" ] && sweep=(--sweep)
     echo "split.sh: $name at $rate Mbit/s" >&2
     "${in_client[@]}" "$SPLIT" --store "$store" --input "$input" --name "$name" --url "$url" \
-      --profile "$store.split-profile.json" --rate-mbit "$rate" --reps "$REPS" \
+      --profile "$store.split-profile-${edge}t.json" --rate-mbit "$rate" --reps "$REPS" \
+      --threads "$edge" --server-speedup "${speedup[$name]}" \
       "${emulate[@]}" "${sweep[@]}" >>"$out"
   done
 done

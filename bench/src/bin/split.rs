@@ -6,7 +6,11 @@
 //!
 //! `cargo run --release --bin split -- --store S --input IN --name NAME --url URL
 //!  --profile P --rate-mbit 8 [--reps 5] [--compress none,f16,int8,channels=0.25] [--sweep]
-//!  [--emulate-link] [--load 1,4,16 --load-requests 64]`
+//!  [--emulate-link] [--threads 1 --server-speedup 1.8] [--load 1,4,16 --load-requests 64]`
+//!
+//! `--threads` is the edge's compute threads (rayon's pool is fixed at the first setting, so
+//! one process measures one edge); `--server-speedup` is how much faster the server computes
+//! than the profile given (bench/split.sh takes it from two profiles).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,6 +67,9 @@ fn main() {
         .split(',')
         .map(|c| c.parse().expect("--compress"))
         .collect();
+    if let Some(threads) = flag("--threads") {
+        edgerun_tensor::parallel::set_threads(threads.parse().expect("--threads"));
+    }
     let inputs = edgerun_store::read_inputs(&input).expect("inputs");
     let mut client = Client::new(&url, Duration::from_secs(600)).expect("client");
     let link = if has("--emulate-link") { "client-model" } else { "tc-tbf" };
@@ -76,6 +83,7 @@ fn main() {
         v["model"] = json!(name);
         v["rate_mbit"] = json!(rate_mbit);
         v["link"] = json!(link);
+        v["edge_threads"] = json!(edgerun_tensor::parallel::threads());
         println!("{v}");
     };
 
@@ -119,6 +127,7 @@ fn main() {
     .expect("profile json");
     let whole = Session::open(&store, SessionOptions::default()).expect("store");
     let stages = whole.model().stages().len();
+    let server_speedup: f64 = flag("--server-speedup").map_or(1.0, |s| s.parse().expect("x"));
     let reference = whole.run(inputs.clone(), false).expect("local run").tensors;
     let mut heads: HashMap<usize, Session> = HashMap::new();
     let mut measure = |split: usize, how: Compression| {
@@ -154,7 +163,7 @@ fn main() {
     let link_estimate = LinkEstimate {
         bits_per_s: rate_mbit * 1e6,
         round_trip_s,
-        server_speedup: 1.0,
+        server_speedup,
     };
     let input_bytes = inputs_to_wire(&inputs)
         .expect("inputs")
@@ -163,6 +172,7 @@ fn main() {
         .sum();
     let mut edge = measure(stages, Compression::None);
     edge["mode"] = json!("edge-only");
+    edge["server_speedup"] = json!(server_speedup);
     row(edge);
     let mut cloud = measure(0, Compression::None);
     cloud["mode"] = json!("cloud-only");
