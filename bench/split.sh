@@ -25,7 +25,16 @@ mkdir -p "$root/bench/results"
 E="$root/target/release/edgerun"
 SPLIT="$root/bench/target/release/split"
 
+mkdir -p "$MODELS"
+for arch in bert-base vit-base-16 resnet-50; do
+  [ -f "$MODELS/$arch/config.json" ] || "$E" synth --arch "$arch" --out "$MODELS/$arch" >&2
+  [ -f "$MODELS/$arch-packed-f32/manifest.json" ] ||
+    "$E" pack "$MODELS/$arch" "$MODELS/$arch-packed-f32" >&2
+done
+python3 "$root/bench/make_ids.py" "$MODELS/ids-128.safetensors" 128
+python3 "$root/bench/make_pixels.py" "$MODELS/pixels-224.safetensors" 224
 if [ ! -f "$MODELS/minilm-packed/manifest.json" ]; then
+  "$root/scripts/fetch-minilm.sh" >&2
   "$E" pack "$root/models/all-MiniLM-L6-v2" "$MODELS/minilm-packed" >&2
 fi
 models=(

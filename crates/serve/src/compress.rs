@@ -14,7 +14,7 @@
 //! ```
 //!
 //! The `ceil(R * channels)` channels of highest score go in int8 (a scale per channel,
-//! `max |x| / 127`); the rest in int4 (`max |x| / 7`, two codes a byte) or, with `:drop`, as
+//! `max |x| / 127`); the rest in int4 (`max |x| / 7`, two codes a byte) or, with `:mean`, as
 //! their mean over positions only.
 
 use std::str::FromStr;

@@ -103,10 +103,13 @@ pub fn serve_until(
             options,
             draining: AtomicBool::new(false),
         });
+        // The handlers are installed before the address is announced: a signal sent by whoever
+        // waits for that announcement must drain, not kill.
+        let signals = Signals::install();
         bound(address);
         let router = handlers::router(Arc::clone(&app));
         axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal(app, stop))
+            .with_graceful_shutdown(shutdown_signal(app, signals, stop))
             .await
             .map_err(|source| ServeError::Listen {
                 address: address.to_string(),
@@ -115,20 +118,41 @@ pub fn serve_until(
     })
 }
 
-/// Resolves at the first SIGINT or SIGTERM (or `stop`), after marking the server not ready.
-async fn shutdown_signal(app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT and SIGTERM, caught from the moment they are installed (`None` where the system
+/// refuses one: that signal then keeps its default action).
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
-    };
+    }
+}
+
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Resolves at the first SIGINT or SIGTERM (or `stop`), after marking the server not ready.
+async fn shutdown_signal(
+    app: Arc<App>,
+    signals: Signals,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+        _ = received(signals.interrupt) => {},
+        _ = received(signals.terminate) => {},
         _ = stop => {},
     }
     app.draining
