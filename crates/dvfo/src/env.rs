@@ -1,0 +1,241 @@
+//! One inference as DVFO's environment sees it, in phases: the board computes stages
+//! `0..split` at the chosen levels and encodes the boundary; the radio sends it; the server
+//! decodes and computes the rest while the board waits; the radio receives the outputs. The
+//! objective is DVFO's weighted cost `eta * E / E_ref + (1 - eta) * T / T_ref`, normalised by
+//! the edge-only pass at the top levels.
+//!
+//! Where each number comes from, so that a report can say it:
+//! - the board's stage times are **predicted**: this machine's measured stage time scaled by
+//!   its sustained FLOP rate over the board's at the CPU level, or the stage's memory traffic
+//!   at the memory level's bandwidth, whichever is longer (a roofline per stage);
+//! - encode time is this machine's measurement scaled the same way; decode and the server's
+//!   stages are this machine's measurements divided by `server_speedup`;
+//! - transfer times are bytes at the trace's rate (the same both ways) plus half the round
+//!   trip each way;
+//! - every joule is **modelled**: power from the board file times the phase's time.
+
+use crate::action::{Action, ActionSpace};
+use crate::board::Board;
+use crate::calibrate::Calibration;
+use crate::{DvfoError, Result};
+
+#[derive(Clone, Debug)]
+pub struct EnvOptions {
+    /// Weight of energy in the cost (DVFO's eta), 0 to 1.
+    pub eta: f64,
+    pub round_trip_s: f64,
+    /// How many times faster than this machine the server computes.
+    pub server_speedup: f64,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        Self {
+            eta: 0.5,
+            round_trip_s: 0.010,
+            server_speedup: 1.0,
+        }
+    }
+}
+
+/// The time and energy of each phase of one inference, and its cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub local_s: f64,
+    pub upload_s: f64,
+    pub server_s: f64,
+    pub download_s: f64,
+    pub local_j: f64,
+    pub upload_j: f64,
+    pub wait_j: f64,
+    pub download_j: f64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Least cosine of the outputs to a whole local pass.
+    pub cosine: f64,
+    pub cost: f64,
+}
+
+impl Outcome {
+    pub fn latency_s(&self) -> f64 {
+        self.local_s + self.upload_s + self.server_s + self.download_s
+    }
+
+    pub fn energy_j(&self) -> f64 {
+        self.local_j + self.upload_j + self.wait_j + self.download_j
+    }
+}
+
+pub struct Environment {
+    pub board: Board,
+    pub calibration: Calibration,
+    pub space: ActionSpace,
+    pub options: EnvOptions,
+    /// Latency and energy of the edge-only pass at the top levels.
+    pub reference: (f64, f64),
+    /// Per stage and level pair, the board's time (`[stage][cpu][memory]`).
+    stage_s: Vec<Vec<Vec<f64>>>,
+}
+
+impl Environment {
+    pub fn new(
+        board: Board,
+        calibration: Calibration,
+        space: ActionSpace,
+        options: EnvOptions,
+    ) -> Result<Self> {
+        if !(options.eta.is_finite() && (0.0..=1.0).contains(&options.eta)) {
+            return Err(DvfoError::invalid(format!(
+                "eta {} is not from 0 to 1",
+                options.eta
+            )));
+        }
+        if !(options.round_trip_s.is_finite() && options.round_trip_s >= 0.0) {
+            return Err(DvfoError::invalid("the round trip is not a time"));
+        }
+        if !(options.server_speedup.is_finite() && options.server_speedup > 0.0) {
+            return Err(DvfoError::invalid("the server speed-up is not positive"));
+        }
+        if space.stages != calibration.stages.len() {
+            return Err(DvfoError::invalid("the action space is of another model"));
+        }
+        let host = calibration.host_flops_per_s();
+        let stage_s = calibration
+            .stages
+            .iter()
+            .map(|s| {
+                (0..board.cpu.levels.len())
+                    .map(|c| {
+                        let compute = if host.is_finite() && host > 0.0 {
+                            s.compute_s * host / board.cpu_flops_per_s(c)
+                        } else {
+                            s.compute_s
+                        };
+                        (0..board.memory.levels.len())
+                            .map(|m| {
+                                compute.max(s.traffic_bytes as f64 / board.memory_bytes_per_s(m))
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut env = Self {
+            board,
+            calibration,
+            space,
+            options,
+            reference: (1.0, 1.0),
+            stage_s,
+        };
+        let top = Action {
+            cpu: env.board.top_cpu(),
+            memory: env.board.top_memory(),
+            offload: env.space.edge_only(),
+        };
+        let edge = env.outcome(top, 1.0);
+        if !(edge.latency_s() > 0.0 && edge.energy_j() > 0.0) {
+            return Err(DvfoError::invalid(
+                "the edge-only pass takes no time or energy",
+            ));
+        }
+        env.reference = (edge.latency_s(), edge.energy_j());
+        Ok(env)
+    }
+
+    /// The board's time for stage `stage` at these levels.
+    pub fn stage_s(&self, stage: usize, cpu: usize, memory: usize) -> f64 {
+        self.stage_s[stage][cpu][memory]
+    }
+
+    /// The board's time for the encoder at this CPU level (it runs on the board).
+    fn encode_s(&self, host_s: f64, cpu: usize) -> f64 {
+        let host = self.calibration.host_flops_per_s();
+        if host.is_finite() && host > 0.0 {
+            host_s * host / self.board.cpu_flops_per_s(cpu)
+        } else {
+            host_s
+        }
+    }
+
+    /// One inference with `action` at `mbit_per_s`.
+    pub fn outcome(&self, action: Action, mbit_per_s: f64) -> Outcome {
+        let local = self.local(action);
+        let remote = self.remote(action.offload, mbit_per_s);
+        let mut out = Outcome {
+            local_s: local.local_s,
+            local_j: local.local_j,
+            ..remote
+        };
+        out.cost = self.cost(out.latency_s(), out.energy_j());
+        out
+    }
+
+    /// The board's phase alone (its cost is [`Self::cost`] of it).
+    pub fn local(&self, action: Action) -> Outcome {
+        let offload = self.space.offloads[action.offload];
+        let mut local_s: f64 = (0..offload.split)
+            .map(|s| self.stage_s(s, action.cpu, action.memory))
+            .sum();
+        if offload.split > 0 && offload.split < self.space.stages {
+            let b = self
+                .calibration
+                .boundary(offload.split, offload.compression);
+            local_s += self.encode_s(b.encode_s, action.cpu);
+        }
+        Outcome {
+            local_s,
+            local_j: local_s * self.board.busy_w(action.cpu, action.memory),
+            ..Outcome::default()
+        }
+    }
+
+    /// Everything after the board's phase, which no level changes.
+    pub fn remote(&self, offload: usize, mbit_per_s: f64) -> Outcome {
+        let offload = self.space.offloads[offload];
+        let n = self.space.stages;
+        if offload.split == n {
+            return Outcome {
+                cosine: 1.0,
+                ..Outcome::default()
+            };
+        }
+        let (bytes_up, decode_s, cosine) = match offload.split {
+            0 => (self.calibration.input_bytes, 0.0, 1.0),
+            k => {
+                let b = self.calibration.boundary(k, offload.compression);
+                (b.bytes, b.decode_s, b.cosine)
+            }
+        };
+        let bytes_down = self.calibration.output_bytes;
+        let bits_per_s = mbit_per_s * 1e6;
+        let half_trip = self.options.round_trip_s / 2.0;
+        let upload_s = bytes_up as f64 * 8.0 / bits_per_s + half_trip;
+        let server_s = (decode_s
+            + self.calibration.stages[offload.split..]
+                .iter()
+                .map(|s| s.compute_s)
+                .sum::<f64>())
+            / self.options.server_speedup;
+        let download_s = bytes_down as f64 * 8.0 / bits_per_s + half_trip;
+        let board = &self.board;
+        Outcome {
+            upload_s,
+            server_s,
+            download_s,
+            upload_j: upload_s * (board.idle_w + board.uplink_w(mbit_per_s)),
+            wait_j: server_s * (board.idle_w + board.downlink_w(0.0)),
+            download_j: download_s * (board.idle_w + board.downlink_w(mbit_per_s)),
+            bytes_up,
+            bytes_down,
+            cosine,
+            ..Outcome::default()
+        }
+    }
+
+    /// DVFO's weighted cost of a latency and an energy.
+    pub fn cost(&self, latency_s: f64, energy_j: f64) -> f64 {
+        let eta = self.options.eta;
+        eta * energy_j / self.reference.1 + (1.0 - eta) * latency_s / self.reference.0
+    }
+}
