@@ -131,6 +131,15 @@ pub struct DqnPolicy {
     pub network: Network,
 }
 
+impl std::fmt::Debug for DqnPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DqnPolicy")
+            .field("hidden", &self.network.hidden)
+            .field("branches", &self.network.branches)
+            .finish()
+    }
+}
+
 impl DqnPolicy {
     fn check_fits(&self, env: &Environment) -> Result<()> {
         let want = [
@@ -297,16 +306,24 @@ fn learn(
         let xn = Tensor::from_vec(flat(&|t| &t.next), (n, OBSERVATION), &dev)?;
         let rewards: Vec<f32> = batch.iter().map(|t| t.reward).collect();
         let r = Tensor::from_vec(rewards, n, &dev)?;
+        // BDQ's target: the mean over branches of each branch's best, the levels' best
+        // taken in the row of the offload the target network would choose.
+        let next_offload = target
+            .offload_q(&xn)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+            .argmax(D::Minus1)?;
         let next_q = target
-            .forward(&xn)
+            .forward(&xn, &next_offload)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let mut next_max = next_q[0].max(D::Minus1)?;
         for q in &next_q[1..] {
             next_max = (next_max + q.max(D::Minus1)?)?;
         }
         let y = (r + (next_max * (options.gamma / 3.0))?)?.detach();
+        let taken: Vec<u32> = batch.iter().map(|t| t.action[2]).collect();
+        let offloads = Tensor::from_vec(taken, n, &dev)?;
         let q = online
-            .forward(&x)
+            .forward(&x, &offloads)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let mut loss: Option<Tensor> = None;
         for (branch, q) in q.iter().enumerate() {

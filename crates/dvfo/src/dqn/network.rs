@@ -1,8 +1,10 @@
-//! The branching Q-network (Tavakoli et al., AAAI 2018, as DVFO's action is a tuple): a shared
-//! trunk, a state value, and one advantage head per action branch (CPU level, memory level,
-//! offload). A branch's Q is `V(s) + A_d(s, a) - mean_a A_d(s, a)`. Branches keep the output
-//! small (levels plus offloads, not their product) and give every branch a gradient on every
-//! sample.
+//! The branching Q-network (after Tavakoli et al., AAAI 2018, as DVFO's action is a tuple): a
+//! shared trunk, a state value `V`, and advantage heads. The offload head scores every
+//! offload; the CPU and memory heads score every level *for each offload*, because the best
+//! levels depend on how much of the model stays on the board (none of it when everything is
+//! sent). A branch's Q is `V(s) + A(s, a) - mean A(s, .)`, the levels' means taken within the
+//! offload's row. The output is `offloads * (1 + cpu levels + memory levels)` wide, not their
+//! product, and every branch learns from every sample.
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::Linear;
@@ -22,7 +24,7 @@ pub struct Network {
     pub vars: Vec<(Var, Var)>,
     pub observation: usize,
     pub hidden: usize,
-    /// Outputs of the three advantage heads.
+    /// CPU levels, memory levels, offloads.
     pub branches: [usize; 3],
 }
 
@@ -56,8 +58,8 @@ impl Network {
             (hidden, observation),
             (hidden, hidden),
             (1, hidden),
-            (branches[0], hidden),
-            (branches[1], hidden),
+            (branches[2] * branches[0], hidden),
+            (branches[2] * branches[1], hidden),
             (branches[2], hidden),
         ]
     }
@@ -125,34 +127,70 @@ impl Network {
         Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()))
     }
 
-    /// Q of every choice of each branch, `[batch, branch size]` each, for `x` `[batch, obs]`.
-    pub fn forward(&self, x: &Tensor) -> Result<[Tensor; 3]> {
-        let run = || -> candle_core::Result<[Tensor; 3]> {
-            let h = self.layer(0).forward(x)?.relu()?;
-            let h = self.layer(1).forward(&h)?.relu()?;
-            let value = self.layer(2).forward(&h)?;
-            let q = |i: usize| -> candle_core::Result<Tensor> {
-                let a = self.layer(i).forward(&h)?;
-                let centred = a.broadcast_sub(&a.mean_keepdim(D::Minus1)?)?;
-                centred.broadcast_add(&value)
-            };
-            Ok([q(3)?, q(4)?, q(5)?])
+    /// Trunk features and state value, for `x` `[batch, obs]`.
+    fn trunk(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let h = self.layer(0).forward(x)?.relu()?;
+        let h = self.layer(1).forward(&h)?.relu()?;
+        let value = self.layer(2).forward(&h)?;
+        Ok((h, value))
+    }
+
+    /// `V + A - mean A` over the last dimension.
+    fn dueling(advantage: &Tensor, value: &Tensor) -> candle_core::Result<Tensor> {
+        advantage
+            .broadcast_sub(&advantage.mean_keepdim(D::Minus1)?)?
+            .broadcast_add(value)
+    }
+
+    /// Q of every offload, `[batch, offloads]`.
+    pub fn offload_q(&self, x: &Tensor) -> Result<Tensor> {
+        let run = || {
+            let (h, value) = self.trunk(x)?;
+            Self::dueling(&self.layer(5).forward(&h)?, &value)
         };
         run().map_err(net)
     }
 
-    /// The greedy choice of each branch for one observation.
+    /// Q of each branch for the given offloads (`[batch]`, u32): `[batch, cpu levels]`,
+    /// `[batch, memory levels]`, `[batch, offloads]`.
+    pub fn forward(&self, x: &Tensor, offloads: &Tensor) -> Result<[Tensor; 3]> {
+        let run = || -> candle_core::Result<[Tensor; 3]> {
+            let (h, value) = self.trunk(x)?;
+            let batch = x.dim(0)?;
+            let offload = Self::dueling(&self.layer(5).forward(&h)?, &value)?;
+            let levels = |layer: usize, n: usize| -> candle_core::Result<Tensor> {
+                let all = self
+                    .layer(layer)
+                    .forward(&h)?
+                    .reshape((batch, self.branches[2], n))?;
+                let index = offloads
+                    .reshape((batch, 1, 1))?
+                    .broadcast_as((batch, 1, n))?
+                    .contiguous()?;
+                let row = all.gather(&index, 1)?.squeeze(1)?;
+                Self::dueling(&row, &value)
+            };
+            Ok([
+                levels(3, self.branches[0])?,
+                levels(4, self.branches[1])?,
+                offload,
+            ])
+        };
+        run().map_err(net)
+    }
+
+    /// The greedy action for one observation: the best offload, then its best levels.
     pub fn greedy(&self, observation: &[f32]) -> Result<[usize; 3]> {
         let x = Tensor::from_slice(observation, (1, observation.len()), &Device::Cpu)
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(net)?;
-        let q = self.forward(&x)?;
-        let mut out = [0; 3];
-        for (slot, q) in out.iter_mut().zip(q.iter()) {
-            let row: Vec<f32> = q.squeeze(0).and_then(|t| t.to_vec1()).map_err(net)?;
-            *slot = argmax(&row);
-        }
-        Ok(out)
+        let row = |q: &Tensor| -> Result<Vec<f32>> {
+            q.squeeze(0).and_then(|t| t.to_vec1()).map_err(net)
+        };
+        let offload = argmax(&row(&self.offload_q(&x)?)?);
+        let chosen = Tensor::from_slice(&[offload as u32], 1, &Device::Cpu).map_err(net)?;
+        let q = self.forward(&x, &chosen)?;
+        Ok([argmax(&row(&q[0])?), argmax(&row(&q[1])?), offload])
     }
 }
 
