@@ -63,6 +63,10 @@ enum Command {
     /// Accelerator simulators: a systolic GEMM, a ViT on the SAMM, a ViT encoder on the ARAP.
     #[command(subcommand)]
     Sim(commands::sim::SimCommand),
+    /// DVFO: a learned controller for CPU and memory levels, split point and boundary
+    /// compression on a modelled edge board, against baselines and an exhaustive oracle.
+    #[command(subcommand)]
+    Dvfo(commands::dvfo::DvfoCommand),
     /// Synthesize BERT-base and run it: the quick start.
     Demo(commands::demo::DemoArgs),
 }
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => commands::synth::run(args),
         Command::Sim(command) => commands::sim::run(command),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Dvfo(command) => commands::dvfo::run(command),
         Command::BenchIo(args) => commands::bench_io::run(args),
         Command::Profile(args) => commands::profile::run(args),
         Command::Plan(args) => commands::plan::run(args),

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod bench_io;
 pub mod demo;
+pub mod dvfo;
 pub mod embed;
 pub mod eval_attention;
 pub mod eval_quant;
