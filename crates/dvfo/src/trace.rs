@@ -4,9 +4,11 @@
 //! - `steps:R1,R2,...@N` holds each rate for N inferences in turn;
 //! - `walk:SEED` is a random walk in log space between 0.5 and 20 Mbit/s (a step's log-ratio is
 //!   normal with sigma 0.25, reflected at the bounds), the same for the same seed;
+//! - `uniform:SEED` draws each rate independently, log-uniform between the same bounds (a
+//!   training trace that visits the whole range evenly, where a walk lingers);
 //! - `file:PATH` reads one rate per line (`#` starts a comment).
 //!
-//! `constant` and `walk` are `len` inferences long; the others are as long as they say.
+//! `constant`, `walk` and `uniform` are `len` inferences long; the others are as long as they say.
 
 use std::path::Path;
 
@@ -80,6 +82,13 @@ impl Trace {
                     .map_err(|_| bad(format!("{rest:?} is not a seed")))?;
                 walk(seed, len)
             }
+            "uniform" => {
+                let seed: u64 = rest
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(format!("{rest:?} is not a seed")))?;
+                uniform(seed, len)
+            }
             "file" => read_file(Path::new(rest)).map_err(bad)?,
             _ => return Err(bad(format!("unknown kind {kind:?}"))),
         };
@@ -133,6 +142,14 @@ fn walk(seed: u64, len: usize) -> Vec<f64> {
         x = x.clamp(low, high);
     }
     out
+}
+
+fn uniform(seed: u64, len: usize) -> Vec<f64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (low, high) = (WALK_MIN_MBIT.ln(), WALK_MAX_MBIT.ln());
+    (0..len)
+        .map(|_| (low + (high - low) * rng.random::<f64>()).exp())
+        .collect()
 }
 
 fn read_file(path: &Path) -> std::result::Result<Vec<f64>, String> {

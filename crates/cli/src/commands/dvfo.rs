@@ -97,6 +97,10 @@ pub struct TrainArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Discount of the Q-learning target (0: each inference's own cost; the action changes no
+    /// later cost, so a discount only adds the target network's error).
+    #[arg(long, default_value_t = 0.0)]
+    pub gamma: f64,
     /// Width of the network's two hidden layers.
     #[arg(long, default_value_t = 128)]
     pub hidden: usize,
@@ -258,6 +262,7 @@ fn train(args: TrainArgs) -> Result<()> {
         steps: args.steps,
         hidden: args.hidden,
         seed: args.seed,
+        gamma: args.gamma,
         ..DqnOptions::default()
     };
     options.check()?;

@@ -37,8 +37,11 @@ pub struct DqnOptions {
     pub batch: usize,
     pub replay: usize,
     pub learning_rate: f64,
-    /// Discount. The next state depends on the action only through the "last action" inputs,
-    /// so a small one learns as well and faster.
+    /// Discount. The action changes the next state only through the "last action" inputs,
+    /// which change no cost, so the best policy is the same at any discount; bootstrapping
+    /// only adds the target network's error (measured on BERT-base on the Nano: regret to the
+    /// oracle +1.9 to +4.4% at 0, up to +368% at 0.5). 0 by default: each branch regresses on
+    /// the inference's own cost.
     pub gamma: f64,
     /// Steps between target-network syncs.
     pub target_every: usize,
@@ -58,7 +61,7 @@ impl Default for DqnOptions {
             batch: 64,
             replay: 20_000,
             learning_rate: 1e-3,
-            gamma: 0.5,
+            gamma: 0.0,
             target_every: 250,
             explore_share: 0.6,
             epsilon_end: 0.02,
@@ -256,7 +259,7 @@ pub fn train(
         replay.push(Transition {
             observation: observation.to_vec(),
             action: choice.map(|c| c as u32),
-            reward: -outcome.cost as f32,
+            reward: reward(outcome.cost),
             next: next.to_vec(),
         });
         recent.push(outcome.cost);
@@ -283,6 +286,15 @@ pub fn train(
     let policy = DqnPolicy { network: online };
     policy.check_fits(env)?;
     Ok((policy, report))
+}
+
+/// The reward of an inference of cost `cost`: minus its logarithm. Per state the least cost
+/// and the least log-cost are the same action, so the greedy policy is unchanged, but an
+/// offload over a slow link (cost tens of times the reference) no longer lands in the Huber
+/// loss's linear tail, where its Q moved too slowly to stop being chosen (seen as a policy
+/// sending 100 kB at 0.5 Mbit/s).
+fn reward(cost: f64) -> f32 {
+    -(cost.max(1e-9).ln()) as f32
 }
 
 /// One gradient step on a sampled batch: each branch's Q of the action taken towards
@@ -322,6 +334,27 @@ fn learn(
         let y = (r + (next_max * (options.gamma / 3.0))?)?.detach();
         let taken: Vec<u32> = batch.iter().map(|t| t.action[2]).collect();
         let offloads = Tensor::from_vec(taken, n, &dev)?;
+        // The offload branch learns the cost its offload has at the best levels: the reward
+        // corrected by how far the levels taken fall short of the best in that offload's row.
+        // Otherwise it would learn the offload's cost averaged over whatever levels
+        // exploration drew. The best is chosen by the online network and valued by the target
+        // (double Q-learning): a max over one network's noisy row would overvalue offloads
+        // whose levels do not matter (everything sent).
+        let here = target
+            .forward(&x, &offloads)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let ours = online
+            .forward(&x, &offloads)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut shortfall = Tensor::zeros(n, candle_core::DType::F32, &dev)?;
+        for (branch, q) in here.iter().take(2).enumerate() {
+            let taken: Vec<u32> = batch.iter().map(|t| t.action[branch]).collect();
+            let index = Tensor::from_vec(taken, (n, 1), &dev)?;
+            let best = ours[branch].detach().argmax_keepdim(D::Minus1)?;
+            let gap = (q.gather(&best, 1)?.squeeze(1)? - q.gather(&index, 1)?.squeeze(1)?)?;
+            shortfall = (shortfall + gap)?;
+        }
+        let y_offload = (&y + shortfall)?.detach();
         let q = online
             .forward(&x, &offloads)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
@@ -330,7 +363,8 @@ fn learn(
             let taken: Vec<u32> = batch.iter().map(|t| t.action[branch]).collect();
             let index = Tensor::from_vec(taken, (n, 1), &dev)?;
             let chosen = q.gather(&index, 1)?.squeeze(1)?;
-            let l = candle_nn::loss::huber(&chosen, &y, 1.0)?;
+            let goal = if branch == 2 { &y_offload } else { &y };
+            let l = candle_nn::loss::huber(&chosen, goal, 1.0)?;
             loss = Some(match loss {
                 None => l,
                 Some(sum) => (sum + l)?,
