@@ -134,6 +134,8 @@ fn calibrate_train_and_eval_a_packed_model() {
         "cloud-only",
         "neurosurgeon",
         "ondemand",
+        "levels-only",
+        "offload-only",
         "dqn",
         "oracle",
     ] {
@@ -143,13 +145,83 @@ fn calibrate_train_and_eval_a_packed_model() {
             "{name} in both tables:\n{table}"
         );
     }
+    assert!(!table.contains("shape-only"), "no budget, no shapes:\n{table}");
     let lines = std::fs::read_to_string(&json_out).unwrap();
-    assert_eq!(lines.lines().count(), 12);
+    assert_eq!(lines.lines().count(), 16);
     for line in lines.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["board"], "jetson-nano");
         assert!(v["summary"]["cost"].as_f64().unwrap() > 0.0);
     }
+
+    // Under a budget that holds the largest unit but not the model, the edge streams: the
+    // table gains the shapes alone, and a policy trained without a budget is refused.
+    let units = json["stages"].as_array().unwrap();
+    let bytes = |key: &str| -> Vec<u64> {
+        units.iter().map(|u| u[key].as_u64().unwrap()).collect()
+    };
+    let reserve = json["reserve_bytes"].as_u64().unwrap();
+    let largest = bytes("resident_bytes").into_iter().max().unwrap() + reserve;
+    let total = bytes("resident_bytes").iter().sum::<u64>() + reserve;
+    assert!(largest < total);
+    let budget = largest.to_string();
+    let streamed = ok(&[
+        "dvfo",
+        "eval",
+        "--board",
+        &board,
+        "--calibration",
+        s(&calibration),
+        "--budget",
+        &budget,
+        "--trace",
+        "constant:4",
+        "--len",
+        "20",
+    ]);
+    assert!(streamed.contains("shape-only"), "{streamed}");
+    assert!(streamed.contains("streamed ("), "{streamed}");
+    refused(
+        &[
+            "dvfo",
+            "eval",
+            "--board",
+            &board,
+            "--calibration",
+            s(&calibration),
+            "--budget",
+            &budget,
+            "--policy",
+            s(&policy),
+        ],
+        "another action set",
+    );
+    refused(
+        &[
+            "dvfo",
+            "eval",
+            "--board",
+            &board,
+            "--calibration",
+            s(&calibration),
+            "--budget",
+            &(largest - 1).to_string(),
+        ],
+        "cannot hold the largest unit",
+    );
+    refused(
+        &[
+            "dvfo",
+            "eval",
+            "--board",
+            &board,
+            "--calibration",
+            s(&calibration),
+            "--budget",
+            "lots",
+        ],
+        "--budget",
+    );
 
     // The policy belongs to its board, eta and action set.
     let nx = format!("{BOARDS}/jetson-xavier-nx.toml");

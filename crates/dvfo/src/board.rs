@@ -11,6 +11,10 @@
 //!   `active_mw + downlink_mw_per_mbit * rate` while receiving or waiting for an answer at
 //!   rate 0 (the linear model of Huang et al., MobiSys 2012), and nothing when unused.
 //!
+//! - with `[storage]`, a pass over a model beyond its memory budget streams its weights (see
+//!   [`crate::env`]): `k` loaders read `read` at the point for `k` (or the nearest below it),
+//!   drawing `busy_w` above idle while any read is in flight.
+//!
 //! GPU levels may be listed for completeness; edgerun computes on the CPU, so the GPU is
 //! taken as rail-gated and its floor is part of `idle_w`.
 
@@ -64,6 +68,49 @@ pub struct Radio {
     pub active_mw: f64,
 }
 
+/// Aggregate read throughput with `loaders` reads in flight.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReadPoint {
+    pub loaders: usize,
+    pub mb_per_s: f64,
+}
+
+/// Where the weights live when they do not fit in memory.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    #[serde(default)]
+    pub kind: String,
+    pub read: Vec<ReadPoint>,
+    /// Power above idle while reading.
+    pub busy_w: f64,
+}
+
+impl Storage {
+    /// Aggregate bytes/s with `loaders` reads in flight: the point at or below `loaders`
+    /// nearest to it, else the first.
+    pub fn bytes_per_s(&self, loaders: usize) -> f64 {
+        self.read
+            .iter()
+            .rev()
+            .find(|p| p.loaders <= loaders)
+            .or(self.read.first())
+            .map_or(1.0, |p| p.mb_per_s * 1e6)
+    }
+
+    /// The read curve as PipeLoad's planner takes it.
+    pub fn throughputs(&self) -> Vec<edgerun_runtime::planner::Throughput> {
+        self.read
+            .iter()
+            .map(|p| edgerun_runtime::planner::Throughput {
+                loaders: p.loaders,
+                bytes_per_s: p.mb_per_s * 1e6,
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Board {
@@ -77,6 +124,8 @@ pub struct Board {
     #[serde(default)]
     pub gpu: Option<Gpu>,
     pub radio: Radio,
+    #[serde(default)]
+    pub storage: Option<Storage>,
 }
 
 const MAX_LEVELS: usize = 64;
@@ -130,6 +179,9 @@ impl Board {
             self.radio.downlink_mw_per_mbit / 1e3,
         )?;
         watts("radio.active_mw", self.radio.active_mw / 1e3)?;
+        if let Some(storage) = &self.storage {
+            check_storage(storage)?;
+        }
         Ok(())
     }
 
@@ -193,6 +245,33 @@ fn watts(what: &str, value: f64) -> std::result::Result<(), String> {
     } else {
         Err(format!("{what} = {value} is not a power from 0 to 10 kW"))
     }
+}
+
+fn check_storage(storage: &Storage) -> std::result::Result<(), String> {
+    watts("storage.busy_w", storage.busy_w)?;
+    if storage.read.is_empty() || storage.read.len() > MAX_LEVELS {
+        return Err(format!(
+            "storage.read has {} points (1 to {MAX_LEVELS})",
+            storage.read.len()
+        ));
+    }
+    for (i, point) in storage.read.iter().enumerate() {
+        if !(1..=64).contains(&point.loaders) {
+            return Err(format!(
+                "storage.read[{i}].loaders = {} is not from 1 to 64",
+                point.loaders
+            ));
+        }
+        positive(&format!("storage.read[{i}].mb_per_s"), point.mb_per_s, 1e6)?;
+        if i > 0 && point.loaders <= storage.read[i - 1].loaders {
+            return Err(format!(
+                "storage.read must list loaders in rising order: {} after {}",
+                point.loaders,
+                storage.read[i - 1].loaders
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn levels(what: &str, levels: &[Level]) -> std::result::Result<(), String> {
@@ -278,6 +357,32 @@ active_mw = 200
                 .to_string();
             assert!(err.contains(expected), "{to}: {err}");
             assert!(err.starts_with("board b.toml"), "{err}");
+        }
+        let storage = |read: &str, busy_w: &str| {
+            format!("{SMALL}[storage]\nread = [{read}]\nbusy_w = {busy_w}\n")
+        };
+        let good = "{ loaders = 1, mb_per_s = 80 }, { loaders = 2, mb_per_s = 90 }";
+        let b = Board::parse(&storage(good, "0.4"), Path::new("b.toml")).unwrap();
+        let s = b.storage.unwrap();
+        assert_eq!(
+            (s.bytes_per_s(1), s.bytes_per_s(2), s.bytes_per_s(5)),
+            (80e6, 90e6, 90e6)
+        );
+        for (read, busy_w, expected) in [
+            ("", "0.4", "storage.read has 0 points"),
+            ("{ loaders = 0, mb_per_s = 80 }", "0.4", "loaders = 0"),
+            ("{ loaders = 1, mb_per_s = -80 }", "0.4", "mb_per_s"),
+            (
+                "{ loaders = 2, mb_per_s = 80 }, { loaders = 1, mb_per_s = 90 }",
+                "0.4",
+                "rising order",
+            ),
+            (good, "-1", "storage.busy_w"),
+        ] {
+            let err = Board::parse(&storage(read, busy_w), Path::new("b.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{read} {busy_w}: {err}");
         }
         let empty = SMALL.replace(
             "levels = [{ mhz = 800, busy_w = 0.1 }, { mhz = 1600, busy_w = 0.3 }]",

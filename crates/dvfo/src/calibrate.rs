@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::{DvfoError, Result};
 
 pub const FORMAT: &str = "edgerun-dvfo-calibration";
-pub const VERSION: u32 = 1;
+/// Version 2 added the units' bytes and the reserve, which a budgeted environment needs;
+/// version 1 files still load for everything else.
+pub const VERSION: u32 = 2;
 
 /// One stage as this machine ran it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -31,6 +33,12 @@ pub struct StageCost {
     /// Bytes the stage streams through memory: its weights when it multiplies with them
     /// (a lookup table reads only its rows), and its activation in and out.
     pub traffic_bytes: u64,
+    /// Bytes the stage's unit holds while resident, and reads from storage (PipeLoad's
+    /// planner counts both). Absent from version 1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resident_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_bytes: Option<u64>,
 }
 
 /// A split after stage `split - 1`, its boundary sent as `compression`.
@@ -54,6 +62,10 @@ pub struct Calibration {
     pub host: String,
     pub threads: usize,
     pub stages: Vec<StageCost>,
+    /// The activations a streamed pass holds beside its units (the profiler's reserve).
+    /// Absent from version 1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_bytes: Option<u64>,
     /// What a split at 0 sends: the inputs.
     pub input_bytes: u64,
     /// What the server sends back: the outputs in f32.
@@ -128,6 +140,7 @@ impl Calibration {
             host: host_cpu(),
             threads: profile.threads,
             stages: stage_costs(&profile),
+            reserve_bytes: Some(profile.reserve_bytes),
             input_bytes,
             output_bytes,
             compressions: compressions.iter().map(ToString::to_string).collect(),
@@ -147,9 +160,9 @@ impl Calibration {
             source,
         })?;
         let calibration: Self = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if calibration.format != FORMAT || calibration.version != VERSION {
+        if calibration.format != FORMAT || !(1..=VERSION).contains(&calibration.version) {
             return Err(bad(format!(
-                "not an {FORMAT} file of version {VERSION} (format {:?}, version {})",
+                "not an {FORMAT} file of version 1 to {VERSION} (format {:?}, version {})",
                 calibration.format, calibration.version
             )));
         }
@@ -220,6 +233,16 @@ impl Calibration {
         &self.boundaries[(split - 1) * self.compressions.len() + compression]
     }
 
+    /// Per stage `(resident, read)` bytes, and the reserve, where the file has them.
+    pub fn unit_bytes(&self) -> Option<(Vec<(u64, u64)>, u64)> {
+        let units = self
+            .stages
+            .iter()
+            .map(|s| Some((s.resident_bytes?, s.read_bytes?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some((units, self.reserve_bytes?))
+    }
+
     /// FLOP/s this machine sustained over the whole pass.
     pub fn host_flops_per_s(&self) -> f64 {
         let flops: u64 = self.stages.iter().map(|s| s.flops).sum();
@@ -237,6 +260,8 @@ fn stage_costs(profile: &Profile) -> Vec<StageCost> {
             compute_s: u.compute_s,
             flops: u.flops,
             traffic_bytes: if u.flops > 0 { u.resident_bytes } else { 0 } + 8 * u.boundary_elements,
+            resident_bytes: Some(u.resident_bytes),
+            read_bytes: Some(u.read_bytes),
         })
         .collect()
 }

@@ -13,8 +13,18 @@
 //! - transfer times are bytes at the trace's rate (the same both ways) plus half the round
 //!   trip each way;
 //! - every joule is **modelled**: power from the board file times the phase's time.
+//!
+//! Under a memory budget ([`crate::action::Budget`]), a head that does not fit streams: its
+//! time is PipeLoad's, as Hermes' planner predicts it (`runtime::planner::simulate_with`),
+//! with the board's stage times at the chosen levels, the board's storage read curve, the
+//! units' bytes and the reserve from the calibration, and the offload's loaders and depth.
+//! The CPU draws its busy power while computing and idles while it waits for a unit; the
+//! storage draws its busy power for the bytes read at the shape's aggregate rate (loaders
+//! are taken to cost no CPU time: an assumption).
 
-use crate::action::{Action, ActionSpace};
+use edgerun_runtime::planner::{simulate_with, UnitCost};
+
+use crate::action::{Action, ActionSpace, LoadPlan};
 use crate::board::Board;
 use crate::calibrate::Calibration;
 use crate::{DvfoError, Result};
@@ -75,6 +85,10 @@ pub struct Environment {
     pub reference: (f64, f64),
     /// Per stage and level pair, the board's time (`[stage][cpu][memory]`).
     stage_s: Vec<Vec<Vec<f64>>>,
+    /// The board's phase of every action (`ActionSpace::index`): seconds and joules.
+    local: Vec<(f64, f64)>,
+    /// Per split and compression, the shape Hermes' planner would stream its head with.
+    planned: std::collections::HashMap<(usize, usize), usize>,
 }
 
 impl Environment {
@@ -127,11 +141,19 @@ impl Environment {
             options,
             reference: (1.0, 1.0),
             stage_s,
+            local: Vec::new(),
+            planned: std::collections::HashMap::new(),
         };
+        env.local = env
+            .space
+            .actions()
+            .map(|a| env.board_phase(a))
+            .collect::<Result<_>>()?;
+        env.planned = env.hermes_shapes();
         let top = Action {
             cpu: env.board.top_cpu(),
             memory: env.board.top_memory(),
-            offload: env.space.edge_only(),
+            offload: env.edge_only(),
         };
         let edge = env.outcome(top, 1.0);
         if !(edge.latency_s() > 0.0 && edge.energy_j() > 0.0) {
@@ -173,21 +195,121 @@ impl Environment {
 
     /// The board's phase alone (its cost is [`Self::cost`] of it).
     pub fn local(&self, action: Action) -> Outcome {
+        let (local_s, local_j) = self.local[self.space.index(action)];
+        Outcome {
+            local_s,
+            local_j,
+            ..Outcome::default()
+        }
+    }
+
+    /// The offload splitting at `split` with `compression` as Hermes would run its head:
+    /// resident if it fits, else the shape of least latency at the top levels (the first
+    /// within 1% of it, so the fewest loaders and the shallowest depth, as the planner picks).
+    pub fn offload(&self, split: usize, compression: usize) -> Option<usize> {
+        self.planned.get(&(split, compression)).copied()
+    }
+
+    /// Everything on the board, its head streamed as Hermes would where it must.
+    pub fn edge_only(&self) -> usize {
+        self.offload(self.space.stages, 0)
+            .expect("an action space always offers the edge-only split")
+    }
+
+    fn hermes_shapes(&self) -> std::collections::HashMap<(usize, usize), usize> {
+        let (cpu, memory) = (self.board.top_cpu(), self.board.top_memory());
+        let mut planned = std::collections::HashMap::new();
+        for (i, o) in self.space.offloads.iter().enumerate() {
+            planned.entry((o.split, o.compression)).or_insert_with(|| {
+                let latency = |offload: usize| {
+                    self.local(Action {
+                        cpu,
+                        memory,
+                        offload,
+                    })
+                    .local_s
+                };
+                let variants: Vec<usize> = self.space.variants(o.split, o.compression).collect();
+                let best = variants
+                    .iter()
+                    .map(|&v| latency(v))
+                    .fold(f64::INFINITY, f64::min);
+                variants
+                    .into_iter()
+                    .find(|&v| latency(v) <= best * 1.01)
+                    .unwrap_or(i)
+            });
+        }
+        planned
+    }
+
+    /// Seconds and joules of the board's phase of `action`: its stages (resident or
+    /// streamed) and the boundary's encoding.
+    fn board_phase(&self, action: Action) -> Result<(f64, f64)> {
         let offload = self.space.offloads[action.offload];
-        let mut local_s: f64 = (0..offload.split)
+        let busy_w = self.board.busy_w(action.cpu, action.memory);
+        let compute: Vec<f64> = (0..offload.split)
             .map(|s| self.stage_s(s, action.cpu, action.memory))
-            .sum();
+            .collect();
+        let compute_s: f64 = compute.iter().sum();
+        let (mut local_s, mut local_j) = match self.space.plan(action.offload) {
+            None => (compute_s, compute_s * busy_w),
+            Some(plan) => {
+                let (latency_s, read_s) = self.stream(&compute, plan)?;
+                let storage_w = self.board.storage.as_ref().map_or(0.0, |s| s.busy_w);
+                let waiting_s = (latency_s - compute_s).max(0.0);
+                (
+                    latency_s,
+                    compute_s * busy_w + waiting_s * self.board.idle_w + read_s * storage_w,
+                )
+            }
+        };
         if offload.split > 0 && offload.split < self.space.stages {
             let b = self
                 .calibration
                 .boundary(offload.split, offload.compression);
-            local_s += self.encode_s(b.encode_s, action.cpu);
+            let encode_s = self.encode_s(b.encode_s, action.cpu);
+            local_s += encode_s;
+            local_j += encode_s * busy_w;
         }
-        Outcome {
-            local_s,
-            local_j: local_s * self.board.busy_w(action.cpu, action.memory),
-            ..Outcome::default()
-        }
+        Ok((local_s, local_j))
+    }
+
+    /// PipeLoad's latency over the head whose stages take `compute` seconds on the board,
+    /// streamed with `plan`, and the seconds its storage spends reading.
+    fn stream(&self, compute: &[f64], plan: LoadPlan) -> Result<(f64, f64)> {
+        let missing =
+            || DvfoError::invalid("a streamed head needs the board's storage and the units' sizes");
+        let storage = self.board.storage.as_ref().ok_or_else(missing)?;
+        let budget = self.space.budget.as_ref().ok_or_else(missing)?;
+        let (bytes, reserve) = self.calibration.unit_bytes().ok_or_else(missing)?;
+        let units: Vec<UnitCost> = compute
+            .iter()
+            .zip(&self.calibration.stages)
+            .zip(&bytes)
+            .map(
+                |((&compute_s, stage), &(resident_bytes, read_bytes))| UnitCost {
+                    id: stage.id.clone(),
+                    resident_bytes,
+                    read_bytes,
+                    compute_s,
+                },
+            )
+            .collect();
+        let throughputs = storage.throughputs();
+        let pass = simulate_with(
+            &units,
+            reserve,
+            budget.bytes,
+            (plan.loaders, plan.depth),
+            &throughputs,
+            &[],
+        )
+        .ok_or_else(|| DvfoError::invalid("a streamed head's unit does not fit the budget"))?;
+        let read_bytes: u64 = units.iter().map(|u| u.read_bytes).sum();
+        let read_s =
+            (read_bytes as f64 / storage.bytes_per_s(plan.loaders)).min(pass.predicted_latency_s);
+        Ok((pass.predicted_latency_s, read_s))
     }
 
     /// Everything after the board's phase, which no level changes.

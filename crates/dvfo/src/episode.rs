@@ -33,6 +33,8 @@ pub struct Summary {
     pub bytes_up: f64,
     /// Time the controller took to decide, per inference.
     pub decide_us: f64,
+    /// The action taken most often, described ([`crate::ActionSpace::describe`]).
+    pub most_chosen: String,
 }
 
 /// Runs `policy` over `trace`. The first inference's observed rate is its own (a probe before
@@ -59,11 +61,28 @@ pub fn run(env: &Environment, policy: &mut dyn Policy, trace: &Trace) -> (Vec<Re
             outcome: env.outcome(action, actual),
         });
     }
-    let summary = summarise(&policy.name(), &trace.name, &records, decide_s);
+    let summary = summarise(env, &policy.name(), &trace.name, &records, decide_s);
     (records, summary)
 }
 
-pub fn summarise(policy: &str, trace: &str, records: &[Record], decide_s: f64) -> Summary {
+pub fn summarise(
+    env: &Environment,
+    policy: &str,
+    trace: &str,
+    records: &[Record],
+    decide_s: f64,
+) -> Summary {
+    let mut counts: std::collections::HashMap<Action, usize> = std::collections::HashMap::new();
+    for r in records {
+        *counts.entry(r.action).or_default() += 1;
+    }
+    // The most frequent, the earliest index among equals, so the report is the same each run.
+    let most_chosen = counts
+        .into_iter()
+        .max_by_key(|&(a, n)| (n, std::cmp::Reverse(env.space.index(a))))
+        .map_or(String::new(), |(a, _)| {
+            env.space.describe(&env.calibration, a)
+        });
     let n = records.len().max(1) as f64;
     let mean = |f: &dyn Fn(&Record) -> f64| records.iter().map(f).sum::<f64>() / n;
     let mut latencies: Vec<f64> = records.iter().map(|r| r.outcome.latency_s()).collect();
@@ -85,5 +104,6 @@ pub fn summarise(policy: &str, trace: &str, records: &[Record], decide_s: f64) -
         offloaded: mean(&|r| f64::from(u8::from(r.outcome.bytes_up > 0))),
         bytes_up: mean(&|r| r.outcome.bytes_up as f64),
         decide_us: 1e6 * decide_s / n,
+        most_chosen,
     }
 }

@@ -16,7 +16,7 @@ pub mod error;
 pub mod policy;
 pub mod trace;
 
-pub use action::{Action, ActionSpace, Offload};
+pub use action::{Action, ActionSpace, Budget, LoadPlan, Offload};
 pub use board::Board;
 pub use calibrate::Calibration;
 pub use env::{EnvOptions, Environment, Outcome};

@@ -22,7 +22,7 @@ pub trait Policy {
     fn choose(&mut self, env: &Environment, step: &Step) -> Action;
 }
 
-/// Everything on the board at the top levels.
+/// Everything on the board at the top levels (under a budget, streamed as Hermes plans it).
 pub struct EdgeOnly;
 
 impl Policy for EdgeOnly {
@@ -34,9 +34,95 @@ impl Policy for EdgeOnly {
         Action {
             cpu: env.board.top_cpu(),
             memory: env.board.top_memory(),
-            offload: env.space.edge_only(),
+            offload: env.edge_only(),
         }
     }
+}
+
+/// The oracle held to one knob: the action of least cost at the coming rate among those
+/// that leave every other knob where [`EdgeOnly`] has it (the top levels, the board computing
+/// everything, its head streamed as Hermes plans it). What tuning that knob alone can win,
+/// beside which the joint [`Oracle`] shows what tuning them together adds.
+pub struct OneKnob {
+    knob: Knob,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Knob {
+    /// CPU and memory levels (DVFS alone).
+    Levels,
+    /// PipeLoad's loaders and depth for a model streamed under its budget (memory alone).
+    Shape,
+    /// Split and compression, each head streamed as Hermes plans it (offloading alone).
+    Offload,
+}
+
+impl OneKnob {
+    pub fn new(knob: Knob) -> Self {
+        Self { knob }
+    }
+
+    fn allows(&self, env: &Environment, action: Action) -> bool {
+        let top = action.cpu == env.board.top_cpu() && action.memory == env.board.top_memory();
+        let offload = env.space.offloads[action.offload];
+        match self.knob {
+            Knob::Levels => action.offload == env.edge_only(),
+            Knob::Shape => top && offload.split == env.space.stages,
+            Knob::Offload => {
+                top && env.offload(offload.split, offload.compression) == Some(action.offload)
+            }
+        }
+    }
+}
+
+impl Policy for OneKnob {
+    fn name(&self) -> String {
+        match self.knob {
+            Knob::Levels => "levels-only",
+            Knob::Shape => "shape-only",
+            Knob::Offload => "offload-only",
+        }
+        .into()
+    }
+
+    fn choose(&mut self, env: &Environment, step: &Step) -> Action {
+        env.space
+            .actions()
+            .filter(|&a| self.allows(env, a))
+            .map(|a| (a, env.outcome(a, step.actual_mbit).cost))
+            .fold(None, |best: Option<(Action, f64)>, (a, c)| match best {
+                Some((_, b)) if b <= c => best,
+                _ => Some((a, c)),
+            })
+            .map_or(
+                Action {
+                    cpu: env.board.top_cpu(),
+                    memory: env.board.top_memory(),
+                    offload: env.edge_only(),
+                },
+                |(a, _)| a,
+            )
+    }
+}
+
+/// The levels of least cost for `offload`'s board phase, and that cost.
+fn best_levels(env: &Environment, offload: usize) -> (Action, f64) {
+    let mut best: Option<(Action, f64)> = None;
+    for cpu in 0..env.space.cpu_levels {
+        for memory in 0..env.space.memory_levels {
+            let action = Action {
+                cpu,
+                memory,
+                offload,
+            };
+            let local = env.local(action);
+            let cost = env.cost(local.local_s, local.local_j);
+            if best.is_none_or(|(_, c)| cost < c) {
+                best = Some((action, cost));
+            }
+        }
+    }
+    best.expect("a board has at least one level of each")
 }
 
 /// Everything on the server: the inputs are sent as they are.
@@ -57,7 +143,7 @@ impl Policy for CloudOnly {
 }
 
 /// Neurosurgeon: the uncompressed split of least latency at the observed rate, the board at
-/// its top levels.
+/// its top levels (under a budget, each head streamed as Hermes plans it).
 pub struct Neurosurgeon;
 
 impl Policy for Neurosurgeon {
@@ -74,7 +160,7 @@ impl Policy for Neurosurgeon {
 fn neurosurgeon_split(env: &Environment, cpu: usize, mbit: f64) -> Action {
     let memory = env.board.top_memory();
     (0..=env.space.stages)
-        .filter_map(|split| env.space.uncompressed(split))
+        .filter_map(|split| env.offload(split, 0))
         .map(|offload| Action {
             cpu,
             memory,
@@ -138,24 +224,7 @@ pub struct Oracle {
 impl Oracle {
     pub fn new(env: &Environment) -> Self {
         let best_local = (0..env.space.offloads.len())
-            .map(|offload| {
-                let mut best: Option<(Action, f64)> = None;
-                for cpu in 0..env.space.cpu_levels {
-                    for memory in 0..env.space.memory_levels {
-                        let action = Action {
-                            cpu,
-                            memory,
-                            offload,
-                        };
-                        let local = env.local(action);
-                        let cost = env.cost(local.local_s, local.local_j);
-                        if best.is_none_or(|(_, c)| cost < c) {
-                            best = Some((action, cost));
-                        }
-                    }
-                }
-                best.expect("a board has at least one level of each")
-            })
+            .map(|offload| best_levels(env, offload))
             .collect();
         Self { best_local }
     }

@@ -28,12 +28,12 @@ fn quick() -> DqnOptions {
     }
 }
 
-/// The margin a briefly trained policy is held to: its mean cost at most 6% above the
-/// oracle's on a random walk of another seed over the range it was trained on (0.5 to 20
-/// Mbit/s). Seeds 1 to 3 measured 3.8 to 4.8% when this was written; the oracle's edge is
-/// knowing the coming rate, where the policy sees the last one. On traces that sit at the
-/// range's edge (0.5 Mbit/s for 25 inferences) single seeds missed by up to 20%.
-const MARGIN: f64 = 0.06;
+/// The margin a briefly trained policy is held to: its mean cost at most 3% above the
+/// oracle's, on a random walk of another seed over the range it was trained on (0.5 to 20
+/// Mbit/s) and on steps that sit at the range's edges for 50 inferences each. Seeds 1 to 3
+/// measured 0.6 to 1.3% on the walk and 0.7% on the steps when this was written; the
+/// oracle's edge is knowing the coming rate, where the policy sees the last one.
+const MARGIN: f64 = 0.03;
 
 #[test]
 fn a_briefly_trained_policy_comes_within_the_margin_of_the_oracle() {
@@ -41,23 +41,25 @@ fn a_briefly_trained_policy_comes_within_the_margin_of_the_oracle() {
     let training = Trace::parse("walk:11", 10_000).unwrap();
     let (mut policy, report) = train(&env, &training, &quick(), |_, _| {}).unwrap();
     assert_eq!(report.steps, 10_000);
-    let test = Trace::parse("walk:99", 300).unwrap();
-    let (_, learned) = episode::run(&env, &mut policy, &test);
-    let (_, best) = episode::run(&env, &mut Oracle::new(&env), &test);
-    let (_, edge) = episode::run(&env, &mut EdgeOnly, &test);
-    assert!(
-        learned.cost <= best.cost * (1.0 + MARGIN),
-        "dqn {} vs oracle {} (edge only {})",
-        learned.cost,
-        best.cost,
-        edge.cost
-    );
-    assert!(
-        learned.cost < edge.cost,
-        "{} vs edge only {}",
-        learned.cost,
-        edge.cost
-    );
+    for spec in ["walk:99", "steps:20,2,0.5,8@50"] {
+        let test = Trace::parse(spec, 300).unwrap();
+        let (_, learned) = episode::run(&env, &mut policy, &test);
+        let (_, best) = episode::run(&env, &mut Oracle::new(&env), &test);
+        let (_, edge) = episode::run(&env, &mut EdgeOnly, &test);
+        assert!(
+            learned.cost <= best.cost * (1.0 + MARGIN),
+            "{spec}: dqn {} vs oracle {} (edge only {})",
+            learned.cost,
+            best.cost,
+            edge.cost
+        );
+        assert!(
+            learned.cost < edge.cost,
+            "{spec}: {} vs edge only {}",
+            learned.cost,
+            edge.cost
+        );
+    }
 }
 
 #[test]
@@ -94,6 +96,24 @@ fn a_policy_file_round_trips_and_is_refused_elsewhere() {
     let err = file::load(&path, &other).unwrap_err().to_string();
     assert!(err.contains("eta"), "{err}");
 
+    // Another budget: the streamed offloads differ from the resident ones.
+    let budgeted = common::budgeted_env(0.99, Some(35_000_000));
+    let err = file::load(&path, &budgeted).unwrap_err().to_string();
+    assert!(err.contains("another action set"), "{err}");
+    // The same offloads under another budget.
+    let (mut streamed, _) = train(&budgeted, &training, &options, |_, _| {}).unwrap();
+    let streamed_path = dir.join("streamed.safetensors");
+    file::save(&streamed, &budgeted, &streamed_path).unwrap();
+    let mut reloaded = file::load(&streamed_path, &budgeted).unwrap();
+    let (a, _) = episode::run(&budgeted, &mut streamed, &trace);
+    let (b, _) = episode::run(&budgeted, &mut reloaded, &trace);
+    assert!(a.iter().zip(&b).all(|(x, y)| x.action == y.action));
+    let roomier = common::budgeted_env(0.99, Some(36_000_000));
+    let err = file::load(&streamed_path, &roomier)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("trained for a budget of 35000000"), "{err}");
+
     // Not a policy: garbage, a truncated file, safetensors without our metadata.
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a file").unwrap();
@@ -115,4 +135,27 @@ fn a_policy_file_round_trips_and_is_refused_elsewhere() {
         .to_string();
     assert!(err.contains("cannot read"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bootstrapped_training_keeps_the_network_finite() {
+    let env = common::env(0.99);
+    let training = Trace::parse("walk:4", 800).unwrap();
+    let options = DqnOptions {
+        steps: 800,
+        hidden: 16,
+        warmup: 100,
+        gamma: 0.9,
+        ..DqnOptions::default()
+    };
+    let (mut policy, _) = train(&env, &training, &options, |_, _| {}).unwrap();
+    let values = policy.network.values().unwrap();
+    assert!(values
+        .iter()
+        .all(|(w, b)| w.iter().chain(b).all(|v| v.is_finite())));
+    let trace = Trace::parse("walk:5", 50).unwrap();
+    let (steps, _) = episode::run(&env, &mut policy, &trace);
+    assert!(steps
+        .iter()
+        .all(|s| s.action.offload < env.space.offloads.len()));
 }

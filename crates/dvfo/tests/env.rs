@@ -1,4 +1,5 @@
-//! The environment's accounting against a case worked by hand, phase by phase.
+//! The environment's accounting against a case worked by hand, phase by phase, the model
+//! resident and streamed under a budget.
 
 mod common;
 
@@ -31,6 +32,7 @@ fn a_compressed_split_at_low_levels_is_accounted_phase_by_phase() {
             o == Offload {
                 split: 1,
                 compression: 1,
+                plan: None,
             }
         })
         .expect("int8 at 0.999 passes a 0.99 floor");
@@ -109,4 +111,119 @@ fn bad_options_are_refused() {
     let mut broken = calibration.clone();
     broken.boundaries.pop();
     assert!(broken.check().unwrap_err().contains("boundaries"));
+}
+
+/// 35 MB holds the first unit with the reserve (11 MB) but not both (41 MB); the largest
+/// unit with the reserve (31 MB) fits, so the whole model streams.
+const BUDGET: u64 = 35_000_000;
+
+#[test]
+fn under_a_budget_only_heads_that_do_not_fit_stream_once_per_shape() {
+    let env = common::budgeted_env(0.99, Some(BUDGET));
+    let offloads: Vec<_> = env
+        .space
+        .offloads
+        .iter()
+        .map(|o| (o.split, o.compression, o.plan))
+        .collect();
+    let mut expected = vec![(0, 0, None), (1, 0, None), (1, 1, None)];
+    expected.extend((0..6).map(|p| (2, 0, Some(p))));
+    assert_eq!(offloads, expected);
+    let plans = &env.space.budget.as_ref().unwrap().plans;
+    assert_eq!(
+        plans.len(),
+        6,
+        "1 and 2 loaders at depths 1, 2 and unbounded"
+    );
+}
+
+#[test]
+fn a_streamed_pass_is_accounted_as_pipeload_runs_it() {
+    let env = common::budgeted_env(0.99, Some(BUDGET));
+    let edge = env.edge_only();
+    // Hermes' shape: every shape takes the same time here (below), so the first: 1 loader,
+    // depth 1.
+    assert_eq!(env.space.offloads[edge].plan, Some(0));
+    let top = env.local(Action {
+        cpu: 1,
+        memory: 1,
+        offload: edge,
+    });
+    // Unit 0: 10 MB at 100 MB/s, loaded at 0.10 s, computed by 0.11 (10 ms). Unit 1 waits
+    // for unit 0 to be freed (10 + 1 + 30 MB > 35), reads 30 MB from 0.11 to 0.41, and
+    // computes for 40 ms (memory-bound): 0.45 s.
+    close(top.local_s, 0.45, "streamed latency");
+    // 50 ms computing at 3.3 W, 400 ms waiting at 1 W idle, 0.4 s of reads at 0.5 W.
+    close(
+        top.local_j,
+        0.05 * 3.3 + 0.40 * 1.0 + 0.40 * 0.5,
+        "streamed energy",
+    );
+    // The reference is that pass.
+    close(env.reference.0, 0.45, "reference latency");
+    // At the low CPU level the stages take 20 and 60 ms: unit 1 starts at 0.12 and is done
+    // at 0.48; the disk hides most of the slower compute, and 80 ms at 1.8 W costs less.
+    let low = env.local(Action {
+        cpu: 0,
+        memory: 1,
+        offload: edge,
+    });
+    close(low.local_s, 0.48, "streamed latency, low level");
+    close(
+        low.local_j,
+        0.08 * 1.8 + 0.40 * 1.0 + 0.40 * 0.5,
+        "streamed energy, low level",
+    );
+    // A head that fits stays resident: the split after stage 1 computes 10 ms, no reads.
+    let head = env.offload(1, 0).unwrap();
+    assert_eq!(env.space.plan(head), None);
+    close(
+        env.local(Action {
+            cpu: 1,
+            memory: 1,
+            offload: head,
+        })
+        .local_s,
+        0.010 + 0.001,
+        "resident head and its encoding",
+    );
+}
+
+#[test]
+fn budgets_that_cannot_stream_are_refused_in_words() {
+    let board = common::board();
+    let calibration = common::calibration();
+    let err = edgerun_dvfo::ActionSpace::with_budget(
+        &board,
+        &calibration,
+        0.99,
+        Some(edgerun_dvfo::Budget::new(30_000_000, 2)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cannot hold the largest unit"), "{err}");
+    let mut no_storage = board.clone();
+    no_storage.storage = None;
+    let err = edgerun_dvfo::ActionSpace::with_budget(
+        &no_storage,
+        &calibration,
+        0.99,
+        Some(edgerun_dvfo::Budget::new(BUDGET, 2)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no [storage]"), "{err}");
+    let mut old = calibration.clone();
+    old.reserve_bytes = None;
+    let err = edgerun_dvfo::ActionSpace::with_budget(
+        &board,
+        &old,
+        0.99,
+        Some(edgerun_dvfo::Budget::new(BUDGET, 2)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("calibrate again"), "{err}");
+    // Without a budget, neither matters.
+    assert!(edgerun_dvfo::ActionSpace::new(&no_storage, &old, 0.99).is_ok());
 }

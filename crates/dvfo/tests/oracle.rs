@@ -3,10 +3,10 @@
 
 mod common;
 
-use edgerun_dvfo::board::{Cpu, Level, Memory, Radio};
+use edgerun_dvfo::board::{Cpu, Level, Memory, Radio, ReadPoint, Storage};
 use edgerun_dvfo::calibrate::{BoundaryCost, StageCost, FORMAT, VERSION};
 use edgerun_dvfo::policy::{brute_force, CloudOnly, EdgeOnly, Neurosurgeon, Oracle, Policy, Step};
-use edgerun_dvfo::{ActionSpace, Board, Calibration, EnvOptions, Environment};
+use edgerun_dvfo::{ActionSpace, Board, Budget, Calibration, EnvOptions, Environment};
 use proptest::prelude::*;
 
 fn levels(raw: Vec<(f64, f64)>) -> Vec<Level> {
@@ -26,6 +26,7 @@ prop_compose! {
         idle_w in 0.1..5.0f64,
         cores in 1u32..8,
         radio in (0.0..500.0f64, 0.0..200.0f64, 0.0..1500.0f64),
+        storage in (10.0..3000.0f64, 1.0..2.0f64, 0.0..2.0f64),
     ) -> Board {
         Board {
             name: "random".into(),
@@ -35,13 +36,24 @@ prop_compose! {
             memory: Memory { peak_gb_per_s: 20.0, efficiency: 0.7, levels: levels(memory) },
             gpu: None,
             radio: Radio { uplink_mw_per_mbit: radio.0, downlink_mw_per_mbit: radio.1, active_mw: radio.2 },
+            storage: Some(Storage {
+                kind: "random".into(),
+                read: vec![
+                    ReadPoint { loaders: 1, mb_per_s: storage.0 },
+                    ReadPoint { loaders: 2, mb_per_s: storage.0 * storage.1 },
+                ],
+                busy_w: storage.2,
+            }),
         }
     }
 }
 
 prop_compose! {
     fn calibration()(
-        stages in prop::collection::vec((1e-4..0.05f64, 1e6..1e9f64, 0u64..500_000_000), 1..7),
+        stages in prop::collection::vec(
+            (1e-4..0.05f64, 1e6..1e9f64, 0u64..500_000_000, 1u64..50_000_000),
+            1..7,
+        ),
         compressions in 1usize..4,
         seed in prop::collection::vec((1u64..5_000_000, 0.0..0.01f64, 0.9..1.0f64), 18),
         input_bytes in 100u64..2_000_000,
@@ -72,13 +84,16 @@ prop_compose! {
             stages: stages
                 .iter()
                 .enumerate()
-                .map(|(i, &(compute_s, flops, traffic_bytes))| StageCost {
+                .map(|(i, &(compute_s, flops, traffic_bytes, bytes))| StageCost {
                     id: format!("s{i}"),
                     compute_s,
                     flops: flops as u64,
                     traffic_bytes,
+                    resident_bytes: Some(bytes),
+                    read_bytes: Some(bytes),
                 })
                 .collect(),
+            reserve_bytes: Some(1_000_000),
             input_bytes,
             output_bytes,
             compressions: names[..compressions].iter().map(|s| s.to_string()).collect(),
@@ -97,9 +112,17 @@ proptest! {
         eta in 0.0..=1.0f64,
         min_cosine in 0.85..1.0f64,
         rates in prop::collection::vec(0.05..200.0f64, 1..6),
+        budget_share in prop::option::of(0.3..1.5f64),
     ) {
         calibration.check().unwrap();
-        let space = ActionSpace::new(&board, &calibration, min_cosine).unwrap();
+        // A budget between a share of the model and more than all of it; one below the
+        // largest unit is refused, which is not what this test is about.
+        let (units, reserve) = calibration.unit_bytes().unwrap();
+        let total: u64 = units.iter().map(|u| u.0).sum::<u64>() + reserve;
+        let largest = units.iter().map(|u| u.0).max().unwrap() + reserve;
+        let budget = budget_share
+            .map(|share| Budget::new(((total as f64 * share) as u64).max(largest), 2));
+        let space = ActionSpace::with_budget(&board, &calibration, min_cosine, budget).unwrap();
         let options = EnvOptions { eta, round_trip_s: 0.02, server_speedup: 3.0 };
         let env = Environment::new(board, calibration, space, options).unwrap();
         let oracle = Oracle::new(&env);

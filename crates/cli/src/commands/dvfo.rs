@@ -1,6 +1,8 @@
 //! `edgerun dvfo`: DVFO's controller on a modelled board. `calibrate` measures a model's
 //! splits and compressions here; `train` fits the DQN over a bandwidth trace; `eval` runs it
-//! beside edge-only, cloud-only, Neurosurgeon, an ondemand governor and the exhaustive oracle.
+//! beside edge-only, cloud-only, Neurosurgeon, an ondemand governor, the oracle held to one
+//! knob at a time and the exhaustive oracle; under `--budget` each of them streams a head that
+//! does not fit as Hermes would, and the DQN and the oracle also choose how.
 
 use std::path::{Path, PathBuf};
 
@@ -8,8 +10,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use edgerun_dvfo::dqn::{self, DqnOptions};
 use edgerun_dvfo::episode::{self, Summary};
-use edgerun_dvfo::policy::{CloudOnly, EdgeOnly, Neurosurgeon, Ondemand, Oracle, Policy};
-use edgerun_dvfo::{ActionSpace, Board, Calibration, EnvOptions, Environment, Trace};
+use edgerun_dvfo::policy::{
+    CloudOnly, EdgeOnly, Knob, Neurosurgeon, Ondemand, OneKnob, Oracle, Policy,
+};
+use edgerun_dvfo::{ActionSpace, Board, Budget, Calibration, EnvOptions, Environment, Trace};
 use edgerun_runtime::{Session, SessionOptions};
 use edgerun_serve::Compression;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,6 +87,14 @@ pub struct EnvArgs {
     /// How many times faster than this machine the server computes.
     #[arg(long, default_value_t = 1.0)]
     pub server_speedup: f64,
+    /// The board's memory budget for the model's weights and activations (e.g. 128MiB): a
+    /// head beyond it streams from the board's [storage] with PipeLoad, and the controller
+    /// also picks the loaders and read-ahead depth. Default: the model stays resident.
+    #[arg(long, value_parser = super::strategy::parse_size)]
+    pub budget: Option<u64>,
+    /// The most PipeLoad loaders offered under --budget (depths 1, 2 and unbounded each).
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    pub max_loaders: usize,
 }
 
 #[derive(Args)]
@@ -227,7 +239,10 @@ impl EnvArgs {
         if !(self.rtt_ms.is_finite() && self.rtt_ms >= 0.0) {
             bail!("--rtt-ms must be a time in ms, not {}", self.rtt_ms);
         }
-        let space = ActionSpace::new(&board, &calibration, self.min_cosine)?;
+        let budget = self
+            .budget
+            .map(|bytes| Budget::new(bytes, self.max_loaders));
+        let space = ActionSpace::with_budget(&board, &calibration, self.min_cosine, budget)?;
         let options = EnvOptions {
             eta: self.eta,
             round_trip_s: self.rtt_ms / 1e3,
@@ -238,6 +253,30 @@ impl EnvArgs {
 }
 
 fn describe(env: &Environment) {
+    if let Some(budget) = &env.space.budget {
+        let streamed = env
+            .space
+            .offloads
+            .iter()
+            .filter(|o| o.plan.is_some())
+            .count();
+        let edge = env.local(edgerun_dvfo::Action {
+            cpu: env.board.top_cpu(),
+            memory: env.board.top_memory(),
+            offload: env.edge_only(),
+        });
+        eprintln!(
+            "budget {} bytes: {streamed} offloads stream their head ({} PipeLoad shapes each) from {}; \
+             edge only at the top levels, {}: {:.1} ms (predicted by Hermes' planner)",
+            budget.bytes,
+            budget.plans.len(),
+            env.board.storage.as_ref().map_or("storage", |s| s.kind.as_str()),
+            env.space
+                .plan(env.edge_only())
+                .map_or("resident".to_string(), |p| format!("streamed with {p}")),
+            edge.local_s * 1e3
+        );
+    }
     eprintln!(
         "board {} (power modelled from its file), {} on {} stages: {} actions ({} CPU x {} memory levels x {} offloads); \
          board stage times predicted from this machine's ({}) at {:.1} GFLOP/s; server = this machine / {}",
@@ -313,7 +352,12 @@ fn eval(args: EvalArgs) -> Result<()> {
             Box::new(CloudOnly),
             Box::new(Neurosurgeon),
             Box::new(Ondemand),
+            Box::new(OneKnob::new(Knob::Levels)),
+            Box::new(OneKnob::new(Knob::Offload)),
         ];
+        if env.space.budget.is_some() {
+            policies.push(Box::new(OneKnob::new(Knob::Shape)));
+        }
         let mut summaries: Vec<Summary> = policies
             .iter_mut()
             .map(|p| episode::run(&env, p.as_mut(), trace).1)
@@ -351,7 +395,7 @@ fn print_table(trace: &Trace, rows: &[Summary]) {
         trace.len()
     );
     println!(
-        "{:<13} {:>10} {:>9} {:>10} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "{:<13} {:>10} {:>9} {:>10} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9}  most chosen",
         "controller",
         "latency ms",
         "p95 ms",
@@ -361,7 +405,7 @@ fn print_table(trace: &Trace, rows: &[Summary]) {
         "vs edge E",
         "vs edge T",
         "cosine",
-        "offloaded"
+        "offloaded",
     );
     let oracle = rows
         .iter()
@@ -374,7 +418,7 @@ fn print_table(trace: &Trace, rows: &[Summary]) {
             _ => "-".into(),
         };
         println!(
-            "{:<13} {:>10.1} {:>9.1} {:>10.1} {:>7.3} {:>7.1}% {:>9} {:>9} {:>9.5} {:>8.0}%",
+            "{:<13} {:>10.1} {:>9.1} {:>10.1} {:>7.3} {:>7.1}% {:>9} {:>9} {:>9.5} {:>8.0}%  {}",
             r.policy,
             r.latency_ms,
             r.p95_latency_ms,
@@ -384,7 +428,8 @@ fn print_table(trace: &Trace, rows: &[Summary]) {
             change(r.energy_mj, edge.map(|e| e.energy_mj)),
             change(r.latency_ms, edge.map(|e| e.latency_ms)),
             r.cosine,
-            100.0 * r.offloaded
+            100.0 * r.offloaded,
+            r.most_chosen
         );
     }
 }

@@ -1,6 +1,6 @@
 //! A policy file: safetensors holding the network's layers (`trunk.0.weight`, ...), with
 //! metadata naming what it was trained for (board, model, stages, the offloads it chooses
-//! among, eta). Loading checks every shape against that metadata before allocating, and the
+//! among, eta, the memory budget). Loading checks every shape against that metadata before allocating, and the
 //! metadata against the environment it is asked to run in.
 
 use std::collections::HashMap;
@@ -28,6 +28,8 @@ pub struct PolicyInfo {
     /// `split:compression` of each offload, as the environment orders them.
     pub offloads: Vec<String>,
     pub eta: f64,
+    /// The memory budget heads were held to (`None`: resident).
+    pub budget_bytes: Option<u64>,
     pub hidden: usize,
     pub branches: [usize; 3],
 }
@@ -40,6 +42,7 @@ impl PolicyInfo {
             stages: env.space.stages,
             offloads: offload_names(env),
             eta: env.options.eta,
+            budget_bytes: env.space.budget.as_ref().map(|b| b.bytes),
             hidden,
             branches: [
                 env.space.cpu_levels,
@@ -54,9 +57,14 @@ fn offload_names(env: &Environment) -> Vec<String> {
     env.space
         .offloads
         .iter()
-        .map(|o| {
+        .enumerate()
+        .map(|(i, o)| {
+            let streamed = env.space.plan(i).map_or(String::new(), |p| {
+                let depth = p.depth.map_or("*".to_string(), |d| d.to_string());
+                format!("/L{}D{depth}", p.loaders)
+            });
             format!(
-                "{}:{}",
+                "{}:{}{streamed}",
                 o.split, env.calibration.compressions[o.compression]
             )
         })
@@ -96,6 +104,7 @@ pub fn save(policy: &DqnPolicy, env: &Environment, path: &Path) -> Result<()> {
         ("stages", info.stages.to_string()),
         ("offloads", info.offloads.join(",")),
         ("eta", info.eta.to_string()),
+        ("budget", budget_text(info.budget_bytes)),
         ("hidden", info.hidden.to_string()),
         ("observation", OBSERVATION.to_string()),
         ("cpu_levels", info.branches[0].to_string()),
@@ -154,6 +163,14 @@ pub fn load(path: &Path, env: &Environment) -> Result<DqnPolicy> {
         eta: get("eta")?
             .parse::<f64>()
             .map_err(|_| bad("eta is not a number".into()))?,
+        // Files from before budgets were offered held every model resident.
+        budget_bytes: match meta.get("budget").map(String::as_str) {
+            None | Some("none") => None,
+            Some(text) => Some(
+                text.parse::<u64>()
+                    .map_err(|_| bad(format!("budget = {text:?} is not a byte count")))?,
+            ),
+        },
         hidden,
         branches: [
             number("cpu_levels", MAX_BRANCH)?,
@@ -186,6 +203,13 @@ pub fn load(path: &Path, env: &Environment) -> Result<DqnPolicy> {
             here.stages,
             here.offloads.len(),
             &here.branches[..2]
+        )));
+    }
+    if info.budget_bytes != here.budget_bytes {
+        return Err(bad(format!(
+            "trained for a budget of {}, asked to run with {}",
+            budget_text(info.budget_bytes),
+            budget_text(here.budget_bytes)
         )));
     }
     if (info.eta - here.eta).abs() > 1e-12 {
@@ -226,6 +250,10 @@ pub fn load(path: &Path, env: &Environment) -> Result<DqnPolicy> {
     let policy = DqnPolicy { network };
     policy.check_fits(env)?;
     Ok(policy)
+}
+
+fn budget_text(bytes: Option<u64>) -> String {
+    bytes.map_or("none".to_string(), |b| b.to_string())
 }
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {

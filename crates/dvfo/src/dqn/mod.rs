@@ -39,9 +39,8 @@ pub struct DqnOptions {
     pub learning_rate: f64,
     /// Discount. The action changes the next state only through the "last action" inputs,
     /// which change no cost, so the best policy is the same at any discount; bootstrapping
-    /// only adds the target network's error (measured on BERT-base on the Nano: regret to the
-    /// oracle +1.9 to +4.4% at 0, up to +368% at 0.5). 0 by default: each branch regresses on
-    /// the inference's own cost.
+    /// only adds the target network's error. 0 by default: the Q of each action taken
+    /// regresses on that inference's own cost.
     pub gamma: f64,
     /// Steps between target-network syncs.
     pub target_every: usize,
@@ -174,7 +173,7 @@ impl Policy for DqnPolicy {
             Err(_) => Action {
                 cpu: env.board.top_cpu(),
                 memory: env.board.top_memory(),
-                offload: env.space.edge_only(),
+                offload: env.edge_only(),
             },
         }
     }
@@ -297,8 +296,9 @@ fn reward(cost: f64) -> f32 {
     -(cost.max(1e-9).ln()) as f32
 }
 
-/// One gradient step on a sampled batch: each branch's Q of the action taken towards
-/// `r + gamma * mean over branches of max Q_target(s')` (BDQ's target).
+/// One gradient step on a sampled batch: the Q of each joint action taken towards
+/// `r + gamma * Q_target(s', a')`, with `a'` the online network's greedy offload at its best
+/// levels (double Q-learning).
 fn learn(
     online: &Network,
     target: &Network,
@@ -309,71 +309,30 @@ fn learn(
 ) -> Result<()> {
     let batch = replay.sample(rng, options.batch);
     let n = batch.len();
+    let dev = Device::Cpu;
     let flat = |f: &dyn Fn(&Transition) -> &[f32]| -> Vec<f32> {
         batch.iter().flat_map(|t| f(t).iter().copied()).collect()
     };
-    let mut step = || -> candle_core::Result<()> {
-        let dev = Device::Cpu;
-        let x = Tensor::from_vec(flat(&|t| &t.observation), (n, OBSERVATION), &dev)?;
-        let xn = Tensor::from_vec(flat(&|t| &t.next), (n, OBSERVATION), &dev)?;
-        let rewards: Vec<f32> = batch.iter().map(|t| t.reward).collect();
-        let r = Tensor::from_vec(rewards, n, &dev)?;
-        // BDQ's target: the mean over branches of each branch's best, the levels' best
-        // taken in the row of the offload the target network would choose.
-        let next_offload = target
-            .offload_q(&xn)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-            .argmax(D::Minus1)?;
-        let next_q = target
-            .forward(&xn, &next_offload)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let mut next_max = next_q[0].max(D::Minus1)?;
-        for q in &next_q[1..] {
-            next_max = (next_max + q.max(D::Minus1)?)?;
-        }
-        let y = (r + (next_max * (options.gamma / 3.0))?)?.detach();
-        let taken: Vec<u32> = batch.iter().map(|t| t.action[2]).collect();
-        let offloads = Tensor::from_vec(taken, n, &dev)?;
-        // The offload branch learns the cost its offload has at the best levels: the reward
-        // corrected by how far the levels taken fall short of the best in that offload's row.
-        // Otherwise it would learn the offload's cost averaged over whatever levels
-        // exploration drew. The best is chosen by the online network and valued by the target
-        // (double Q-learning): a max over one network's noisy row would overvalue offloads
-        // whose levels do not matter (everything sent).
-        let here = target
-            .forward(&x, &offloads)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let ours = online
-            .forward(&x, &offloads)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let mut shortfall = Tensor::zeros(n, candle_core::DType::F32, &dev)?;
-        for (branch, q) in here.iter().take(2).enumerate() {
-            let taken: Vec<u32> = batch.iter().map(|t| t.action[branch]).collect();
-            let index = Tensor::from_vec(taken, (n, 1), &dev)?;
-            let best = ours[branch].detach().argmax_keepdim(D::Minus1)?;
-            let gap = (q.gather(&best, 1)?.squeeze(1)? - q.gather(&index, 1)?.squeeze(1)?)?;
-            shortfall = (shortfall + gap)?;
-        }
-        let y_offload = (&y + shortfall)?.detach();
-        let q = online
-            .forward(&x, &offloads)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let mut loss: Option<Tensor> = None;
-        for (branch, q) in q.iter().enumerate() {
-            let taken: Vec<u32> = batch.iter().map(|t| t.action[branch]).collect();
-            let index = Tensor::from_vec(taken, (n, 1), &dev)?;
-            let chosen = q.gather(&index, 1)?.squeeze(1)?;
-            let goal = if branch == 2 { &y_offload } else { &y };
-            let l = candle_nn::loss::huber(&chosen, goal, 1.0)?;
-            loss = Some(match loss {
-                None => l,
-                Some(sum) => (sum + l)?,
-            });
-        }
-        if let Some(loss) = loss {
-            optimiser.backward_step(&(loss / 3.0)?)?;
-        }
-        Ok(())
-    };
-    step().map_err(net)
+    let x = Tensor::from_vec(flat(&|t| &t.observation), (n, OBSERVATION), &dev).map_err(net)?;
+    let rewards: Vec<f32> = batch.iter().map(|t| t.reward).collect();
+    let mut y = Tensor::from_vec(rewards, n, &dev).map_err(net)?;
+    if options.gamma > 0.0 {
+        let xn = Tensor::from_vec(flat(&|t| &t.next), (n, OBSERVATION), &dev).map_err(net)?;
+        let choice = online
+            .best_per_offload(&xn)?
+            .argmax_keepdim(D::Minus1)
+            .map_err(net)?;
+        let bootstrap = target
+            .best_per_offload(&xn)?
+            .gather(&choice, 1)
+            .and_then(|q| q.squeeze(1))
+            .and_then(|q| q * options.gamma)
+            .map_err(net)?;
+        y = (y + bootstrap).map_err(net)?;
+    }
+    let actions: Vec<[u32; 3]> = batch.iter().map(|t| t.action).collect();
+    let q = online.q(&x, &actions)?;
+    candle_nn::loss::huber(&q, &y.detach(), 1.0)
+        .and_then(|loss| optimiser.backward_step(&loss))
+        .map_err(net)
 }

@@ -2,9 +2,11 @@
 //! shared trunk, a state value `V`, and advantage heads. The offload head scores every
 //! offload; the CPU and memory heads score every level *for each offload*, because the best
 //! levels depend on how much of the model stays on the board (none of it when everything is
-//! sent). A branch's Q is `V(s) + A(s, a) - mean A(s, .)`, the levels' means taken within the
-//! offload's row. The output is `offloads * (1 + cpu levels + memory levels)` wide, not their
-//! product, and every branch learns from every sample.
+//! sent). A joint action's Q is the sum `V(s) + A_o(s, o) + A_c(s, o, c) + A_m(s, o, m)`, each
+//! advantage centred within its row, so one target per sample trains every head it touches
+//! and no head regresses on another's estimate: a target built from a max over noisy level
+//! heads would overvalue the offloads seen least. The output is
+//! `offloads * (1 + cpu levels + memory levels)` wide, not their product.
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::Linear;
@@ -135,63 +137,104 @@ impl Network {
         Ok((h, value))
     }
 
-    /// `V + A - mean A` over the last dimension.
-    fn dueling(advantage: &Tensor, value: &Tensor) -> candle_core::Result<Tensor> {
-        advantage
-            .broadcast_sub(&advantage.mean_keepdim(D::Minus1)?)?
-            .broadcast_add(value)
+    /// `A - mean A` over the last dimension.
+    fn centred(advantage: &Tensor) -> candle_core::Result<Tensor> {
+        advantage.broadcast_sub(&advantage.mean_keepdim(D::Minus1)?)
     }
 
-    /// Q of every offload, `[batch, offloads]`.
-    pub fn offload_q(&self, x: &Tensor) -> Result<Tensor> {
-        let run = || {
+    /// Every head for `x` `[batch, obs]`, advantages centred within their rows.
+    fn heads(&self, x: &Tensor) -> Result<Heads> {
+        let run = || -> candle_core::Result<Heads> {
             let (h, value) = self.trunk(x)?;
-            Self::dueling(&self.layer(5).forward(&h)?, &value)
+            let batch = x.dim(0)?;
+            let [cpu_levels, memory_levels, offloads] = self.branches;
+            let levels = |layer: usize, n: usize| -> candle_core::Result<Tensor> {
+                Self::centred(
+                    &self
+                        .layer(layer)
+                        .forward(&h)?
+                        .reshape((batch, offloads, n))?,
+                )
+            };
+            Ok(Heads {
+                value,
+                offload: Self::centred(&self.layer(5).forward(&h)?)?,
+                cpu: levels(3, cpu_levels)?,
+                memory: levels(4, memory_levels)?,
+            })
         };
         run().map_err(net)
     }
 
-    /// Q of each branch for the given offloads (`[batch]`, u32): `[batch, cpu levels]`,
-    /// `[batch, memory levels]`, `[batch, offloads]`.
-    pub fn forward(&self, x: &Tensor, offloads: &Tensor) -> Result<[Tensor; 3]> {
-        let run = || -> candle_core::Result<[Tensor; 3]> {
-            let (h, value) = self.trunk(x)?;
-            let batch = x.dim(0)?;
-            let offload = Self::dueling(&self.layer(5).forward(&h)?, &value)?;
-            let levels = |layer: usize, n: usize| -> candle_core::Result<Tensor> {
-                let all = self
-                    .layer(layer)
-                    .forward(&h)?
-                    .reshape((batch, self.branches[2], n))?;
-                let index = offloads
+    /// Q of every offload taken at its best levels, `[batch, offloads]`.
+    pub fn best_per_offload(&self, x: &Tensor) -> Result<Tensor> {
+        let heads = self.heads(x)?;
+        let run = || -> candle_core::Result<Tensor> {
+            (heads.offload + heads.cpu.max(D::Minus1)?)?
+                .add(&heads.memory.max(D::Minus1)?)?
+                .broadcast_add(&heads.value)
+        };
+        run().map_err(net)
+    }
+
+    /// Q of each joint action (CPU level, memory level, offload), `[batch]`.
+    pub fn q(&self, x: &Tensor, actions: &[[u32; 3]]) -> Result<Tensor> {
+        let heads = self.heads(x)?;
+        let run = || -> candle_core::Result<Tensor> {
+            let batch = actions.len();
+            let dev = x.device();
+            let column = |branch: usize| -> candle_core::Result<Tensor> {
+                let taken: Vec<u32> = actions.iter().map(|a| a[branch]).collect();
+                Tensor::from_vec(taken, (batch, 1), dev)
+            };
+            let offload = column(2)?;
+            // The taken offload's row of a level head, then the taken level in it.
+            let level = |all: &Tensor, taken: Tensor| -> candle_core::Result<Tensor> {
+                let n = all.dim(2)?;
+                let index = offload
                     .reshape((batch, 1, 1))?
                     .broadcast_as((batch, 1, n))?
                     .contiguous()?;
-                let row = all.gather(&index, 1)?.squeeze(1)?;
-                Self::dueling(&row, &value)
+                all.gather(&index, 1)?
+                    .squeeze(1)?
+                    .gather(&taken, 1)?
+                    .squeeze(1)
             };
-            Ok([
-                levels(3, self.branches[0])?,
-                levels(4, self.branches[1])?,
-                offload,
-            ])
+            let sum =
+                (heads.offload.gather(&offload, 1)?.squeeze(1)? + level(&heads.cpu, column(0)?)?)?;
+            (sum + level(&heads.memory, column(1)?)?)? + heads.value.squeeze(1)?
         };
         run().map_err(net)
     }
 
-    /// The greedy action for one observation: the best offload, then its best levels.
+    /// The greedy action for one observation: the offload whose best levels score highest,
+    /// with those levels.
     pub fn greedy(&self, observation: &[f32]) -> Result<[usize; 3]> {
         let x = Tensor::from_slice(observation, (1, observation.len()), &Device::Cpu)
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(net)?;
-        let row = |q: &Tensor| -> Result<Vec<f32>> {
-            q.squeeze(0).and_then(|t| t.to_vec1()).map_err(net)
+        let offload = argmax(&row(&self.best_per_offload(&x)?)?);
+        let heads = self.heads(&x)?;
+        let level = |all: &Tensor| -> Result<usize> {
+            let values = all.get(0).and_then(|t| t.get(offload)).map_err(net)?;
+            Ok(argmax(&values.to_vec1::<f32>().map_err(net)?))
         };
-        let offload = argmax(&row(&self.offload_q(&x)?)?);
-        let chosen = Tensor::from_slice(&[offload as u32], 1, &Device::Cpu).map_err(net)?;
-        let q = self.forward(&x, &chosen)?;
-        Ok([argmax(&row(&q[0])?), argmax(&row(&q[1])?), offload])
+        Ok([level(&heads.cpu)?, level(&heads.memory)?, offload])
     }
+}
+
+/// The heads' outputs for a batch: the state value `[batch, 1]`, the offload advantages
+/// `[batch, offloads]`, and per offload the CPU and memory advantages
+/// `[batch, offloads, levels]`.
+struct Heads {
+    value: Tensor,
+    offload: Tensor,
+    cpu: Tensor,
+    memory: Tensor,
+}
+
+fn row(q: &Tensor) -> Result<Vec<f32>> {
+    q.squeeze(0).and_then(|t| t.to_vec1()).map_err(net)
 }
 
 /// The first index of the largest value (NaN never wins).
