@@ -3,9 +3,16 @@
 //! offloads are the splits `0..=stages` with, between the first and last stage, every
 //! compression whose least cosine reaches the floor asked for: a split at 0 sends the inputs
 //! as they are, a split at `stages` sends nothing. Under a budget, a split whose head (its
-//! units and the activation reserve) does not fit is offered once per PipeLoad shape
-//! (loaders and read-ahead depth) that the budget admits, and not at all if none does: the
-//! survey's one loop over memory, frequency and offloading.
+//! units and the activation reserve) does not fit streams: it is offered once per PipeLoad
+//! shape (loaders and read-ahead depth) if its largest unit fits beside the reserve, and not
+//! at all otherwise. That is the survey's one loop over memory, frequency and offloading.
+
+/// The most actions a space may hold: the environment tabulates every action's board phase,
+/// and the network scores `offloads * (1 + levels)` outputs.
+pub const MAX_ACTIONS: usize = 2_000_000;
+/// The most stages a streamed model may have: each streamed action is one simulation of
+/// PipeLoad, quadratic in the stages.
+pub const MAX_STREAMED_STAGES: usize = 512;
 
 use crate::board::Board;
 use crate::calibrate::Calibration;
@@ -17,7 +24,7 @@ use crate::{DvfoError, Result};
 pub struct Offload {
     pub split: usize,
     pub compression: usize,
-    /// How the head streams (an index into [`ActionSpace::plans`]); `None`: it is resident.
+    /// How the head streams (an index into [`Budget::plans`]); `None`: it is resident.
     pub plan: Option<usize>,
 }
 
@@ -84,8 +91,8 @@ impl ActionSpace {
         Self::with_budget(board, calibration, min_cosine, None)
     }
 
-    /// The same with heads held to `budget`: a head that does not fit streams with each of
-    /// the budget's shapes that can hold its largest unit beside the reserve.
+    /// The same with heads held to `budget`: a head that does not fit is offered once per
+    /// shape of the budget where its largest unit fits beside the reserve.
     pub fn with_budget(
         board: &Board,
         calibration: &Calibration,
@@ -98,6 +105,11 @@ impl ActionSpace {
             )));
         }
         let stages = calibration.stages.len();
+        if budget.is_some() && stages > MAX_STREAMED_STAGES {
+            return Err(DvfoError::invalid(format!(
+                "a budget streams models of at most {MAX_STREAMED_STAGES} stages; this one has {stages}"
+            )));
+        }
         let streamed = match &budget {
             Some(b) => Some(HeadBytes::new(board, calibration, b)?),
             None => None,
@@ -142,13 +154,24 @@ impl ActionSpace {
                 heads.budget, heads.largest, heads.reserve
             )));
         }
-        Ok(Self {
+        let space = Self {
             cpu_levels: board.cpu.levels.len(),
             memory_levels: board.memory.levels.len(),
             offloads,
             stages,
             budget,
-        })
+        };
+        if space.len() > MAX_ACTIONS {
+            return Err(DvfoError::invalid(format!(
+                "{} actions ({} CPU x {} memory levels x {} offloads) are more than the {MAX_ACTIONS} \
+                 this controller takes: offer fewer compressions, loaders or levels",
+                space.len(),
+                space.cpu_levels,
+                space.memory_levels,
+                space.offloads.len()
+            )));
+        }
+        Ok(space)
     }
 
     /// The PipeLoad shape of `offload`, if its head streams.

@@ -224,6 +224,28 @@ fn budgets_that_cannot_stream_are_refused_in_words() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("calibrate again"), "{err}");
+    // A model too deep to simulate per action.
+    let mut deep = calibration.clone();
+    let stage = deep.stages[0].clone();
+    deep.stages = vec![stage; 600];
+    deep.compressions.truncate(1);
+    let boundary = deep.boundaries[0].clone();
+    deep.boundaries = (1..600)
+        .map(|split| edgerun_dvfo::calibrate::BoundaryCost {
+            split,
+            ..boundary.clone()
+        })
+        .collect();
+    deep.check().unwrap();
+    let err = edgerun_dvfo::ActionSpace::with_budget(
+        &board,
+        &deep,
+        0.99,
+        Some(edgerun_dvfo::Budget::new(BUDGET, 2)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("at most 512 stages"), "{err}");
     // Without a budget, neither matters.
     assert!(edgerun_dvfo::ActionSpace::new(&no_storage, &old, 0.99).is_ok());
 }
