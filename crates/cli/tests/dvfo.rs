@@ -145,7 +145,10 @@ fn calibrate_train_and_eval_a_packed_model() {
             "{name} in both tables:\n{table}"
         );
     }
-    assert!(!table.contains("shape-only"), "no budget, no shapes:\n{table}");
+    assert!(
+        !table.contains("shape-only"),
+        "no budget, no shapes:\n{table}"
+    );
     let lines = std::fs::read_to_string(&json_out).unwrap();
     assert_eq!(lines.lines().count(), 16);
     for line in lines.lines() {
@@ -157,9 +160,8 @@ fn calibrate_train_and_eval_a_packed_model() {
     // Under a budget that holds the largest unit but not the model, the edge streams: the
     // table gains the shapes alone, and a policy trained without a budget is refused.
     let units = json["stages"].as_array().unwrap();
-    let bytes = |key: &str| -> Vec<u64> {
-        units.iter().map(|u| u[key].as_u64().unwrap()).collect()
-    };
+    let bytes =
+        |key: &str| -> Vec<u64> { units.iter().map(|u| u[key].as_u64().unwrap()).collect() };
     let reserve = json["reserve_bytes"].as_u64().unwrap();
     let largest = bytes("resident_bytes").into_iter().max().unwrap() + reserve;
     let total = bytes("resident_bytes").iter().sum::<u64>() + reserve;

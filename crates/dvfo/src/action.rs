@@ -38,9 +38,11 @@ pub struct LoadPlan {
 
 impl std::fmt::Display for LoadPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.loaders == 1 { "" } else { "s" };
+        write!(f, "{} loader{plural}", self.loaders)?;
         match self.depth {
-            Some(d) => write!(f, "{} loaders, depth {d}", self.loaders),
-            None => write!(f, "{} loaders", self.loaders),
+            Some(d) => write!(f, ", depth {d}"),
+            None => Ok(()),
         }
     }
 }

@@ -373,6 +373,7 @@ fn eval(args: EvalArgs) -> Result<()> {
                 "model": env.calibration.architecture,
                 "host": env.calibration.host,
                 "eta": env.options.eta,
+                "budget_bytes": env.space.budget.as_ref().map(|b| b.bytes),
                 "summary": s,
             }))?);
         }
