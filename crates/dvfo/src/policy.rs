@@ -86,22 +86,10 @@ impl Policy for OneKnob {
     }
 
     fn choose(&mut self, env: &Environment, step: &Step) -> Action {
-        env.space
-            .actions()
-            .filter(|&a| self.allows(env, a))
-            .map(|a| (a, env.outcome(a, step.actual_mbit).cost))
-            .fold(None, |best: Option<(Action, f64)>, (a, c)| match best {
-                Some((_, b)) if b <= c => best,
-                _ => Some((a, c)),
-            })
-            .map_or(
-                Action {
-                    cpu: env.board.top_cpu(),
-                    memory: env.board.top_memory(),
-                    offload: env.edge_only(),
-                },
-                |(a, _)| a,
-            )
+        let allowed = env.space.actions().filter(|&a| self.allows(env, a));
+        // Edge only at the top levels is allowed under every knob, so there is always one.
+        least_cost(env, step.actual_mbit, allowed)
+            .map_or_else(|| EdgeOnly.choose(env, step), |(a, _)| a)
     }
 }
 
@@ -255,12 +243,20 @@ impl Policy for Oracle {
 
 /// Every action tried at `mbit`: the least cost and the first action that has it.
 pub fn brute_force(env: &Environment, mbit: f64) -> (Action, f64) {
-    env.space
-        .actions()
-        .map(|a| (a, env.outcome(a, mbit).cost))
-        .fold(None, |best: Option<(Action, f64)>, (a, c)| match best {
+    least_cost(env, mbit, env.space.actions()).expect("an action space is never empty")
+}
+
+/// The least cost among `actions` at `mbit` and the first action that has it.
+fn least_cost(
+    env: &Environment,
+    mbit: f64,
+    actions: impl Iterator<Item = Action>,
+) -> Option<(Action, f64)> {
+    actions.map(|a| (a, env.outcome(a, mbit).cost)).fold(
+        None,
+        |best: Option<(Action, f64)>, (a, c)| match best {
             Some((_, b)) if b <= c => best,
             _ => Some((a, c)),
-        })
-        .expect("an action space is never empty")
+        },
+    )
 }

@@ -5,7 +5,9 @@ mod common;
 
 use edgerun_dvfo::board::{Cpu, Level, Memory, Radio, ReadPoint, Storage};
 use edgerun_dvfo::calibrate::{BoundaryCost, StageCost, FORMAT, VERSION};
-use edgerun_dvfo::policy::{brute_force, CloudOnly, EdgeOnly, Neurosurgeon, Oracle, Policy, Step};
+use edgerun_dvfo::policy::{
+    brute_force, CloudOnly, EdgeOnly, Knob, Neurosurgeon, OneKnob, Oracle, Policy, Step,
+};
 use edgerun_dvfo::{ActionSpace, Board, Budget, Calibration, EnvOptions, Environment};
 use proptest::prelude::*;
 
@@ -159,5 +161,39 @@ fn baselines_choose_what_they_are_named_for() {
     for mbit in [0.05, 1.0, 8.0, 1000.0] {
         let chosen = oracle.choose(&env, &step(mbit));
         assert_eq!(env.outcome(chosen, mbit).cost, brute_force(&env, mbit).1);
+    }
+}
+
+#[test]
+fn one_knob_oracles_move_only_their_knob_and_never_beat_the_joint_one() {
+    // Under a budget the whole model streams (see the env tests), so every knob has a choice.
+    let env = common::budgeted_env(0.99, Some(35_000_000));
+    let (top_cpu, top_memory) = (env.board.top_cpu(), env.board.top_memory());
+    let mut oracle = Oracle::new(&env);
+    for mbit in [0.05, 1.0, 8.0, 1000.0] {
+        let step = Step {
+            observed_mbit: mbit,
+            actual_mbit: mbit,
+            previous: None,
+        };
+        let joint = env.outcome(oracle.choose(&env, &step), mbit).cost;
+        let levels = OneKnob::new(Knob::Levels).choose(&env, &step);
+        assert_eq!(levels.offload, env.edge_only());
+        let shape = OneKnob::new(Knob::Shape).choose(&env, &step);
+        assert_eq!((shape.cpu, shape.memory), (top_cpu, top_memory));
+        assert_eq!(env.space.offloads[shape.offload].split, env.space.stages);
+        let offload = OneKnob::new(Knob::Offload).choose(&env, &step);
+        assert_eq!((offload.cpu, offload.memory), (top_cpu, top_memory));
+        let o = env.space.offloads[offload.offload];
+        assert_eq!(env.offload(o.split, o.compression), Some(offload.offload));
+        let edge = env.outcome(EdgeOnly.choose(&env, &step), mbit).cost;
+        for chosen in [levels, shape, offload] {
+            let cost = env.outcome(chosen, mbit).cost;
+            assert!(
+                cost >= joint - 1e-12,
+                "{cost} below the joint oracle's {joint}"
+            );
+            assert!(cost <= edge + 1e-12, "{cost} above edge only's {edge}");
+        }
     }
 }

@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::action::Action;
 use crate::env::Environment;
-use crate::policy::{Policy, Step};
+use crate::policy::{EdgeOnly, Policy, Step};
 use crate::trace::{Trace, WALK_MAX_MBIT, WALK_MIN_MBIT};
 use crate::{DvfoError, Result};
 
@@ -170,11 +170,7 @@ impl Policy for DqnPolicy {
         // are the safe answer.
         match self.network.greedy(&observe(env, step)) {
             Ok(choice) => to_action(choice),
-            Err(_) => Action {
-                cpu: env.board.top_cpu(),
-                memory: env.board.top_memory(),
-                offload: env.edge_only(),
-            },
+            Err(_) => EdgeOnly.choose(env, step),
         }
     }
 }
