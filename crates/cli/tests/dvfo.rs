@@ -68,6 +68,20 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `dvfo eval --board BOARD --calibration CALIBRATION` and `extra`.
+fn eval_args<'a>(board: &'a str, calibration: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "dvfo",
+        "eval",
+        "--board",
+        board,
+        "--calibration",
+        calibration,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn calibrate_train_and_eval_a_packed_model() {
     let scratch = Scratch::new("dvfo-flow");
@@ -167,63 +181,24 @@ fn calibrate_train_and_eval_a_packed_model() {
     let total = bytes("resident_bytes").iter().sum::<u64>() + reserve;
     assert!(largest < total);
     let budget = largest.to_string();
-    let streamed = ok(&[
-        "dvfo",
-        "eval",
-        "--board",
-        &board,
-        "--calibration",
-        s(&calibration),
-        "--budget",
-        &budget,
-        "--trace",
-        "constant:4",
-        "--len",
-        "20",
-    ]);
+    let (b, c) = (board.as_str(), s(&calibration));
+    let streamed = ok(&eval_args(
+        b,
+        c,
+        &["--budget", &budget, "--trace", "constant:4", "--len", "20"],
+    ));
     assert!(streamed.contains("shape-only"), "{streamed}");
     assert!(streamed.contains("streamed ("), "{streamed}");
     refused(
-        &[
-            "dvfo",
-            "eval",
-            "--board",
-            &board,
-            "--calibration",
-            s(&calibration),
-            "--budget",
-            &budget,
-            "--policy",
-            s(&policy),
-        ],
+        &eval_args(b, c, &["--budget", &budget, "--policy", s(&policy)]),
         "another action set",
     );
+    let too_small = (largest - 1).to_string();
     refused(
-        &[
-            "dvfo",
-            "eval",
-            "--board",
-            &board,
-            "--calibration",
-            s(&calibration),
-            "--budget",
-            &(largest - 1).to_string(),
-        ],
+        &eval_args(b, c, &["--budget", &too_small]),
         "cannot hold the largest unit",
     );
-    refused(
-        &[
-            "dvfo",
-            "eval",
-            "--board",
-            &board,
-            "--calibration",
-            s(&calibration),
-            "--budget",
-            "lots",
-        ],
-        "--budget",
-    );
+    refused(&eval_args(b, c, &["--budget", "lots"]), "--budget");
 
     // The policy belongs to its board, eta and action set.
     let nx = format!("{BOARDS}/jetson-xavier-nx.toml");
