@@ -88,17 +88,6 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Aggregate bytes/s with `loaders` reads in flight: the point at or below `loaders`
-    /// nearest to it, else the first.
-    pub fn bytes_per_s(&self, loaders: usize) -> f64 {
-        self.read
-            .iter()
-            .rev()
-            .find(|p| p.loaders <= loaders)
-            .or(self.read.first())
-            .map_or(1.0, |p| p.mb_per_s * 1e6)
-    }
-
     /// The read curve as PipeLoad's planner takes it.
     pub fn throughputs(&self) -> Vec<edgerun_runtime::planner::Throughput> {
         self.read
@@ -365,7 +354,11 @@ active_mw = 200
         let b = Board::parse(&storage(good, "0.4"), Path::new("b.toml")).unwrap();
         let s = b.storage.unwrap();
         assert_eq!(
-            (s.bytes_per_s(1), s.bytes_per_s(2), s.bytes_per_s(5)),
+            {
+                let curve = s.throughputs();
+                let at = |k| edgerun_runtime::planner::aggregate(&curve, k);
+                (at(1), at(2), at(5))
+            },
             (80e6, 90e6, 90e6)
         );
         for (read, busy_w, expected) in [

@@ -22,7 +22,7 @@
 //! storage draws its busy power for the bytes read at the shape's aggregate rate (loaders
 //! are taken to cost no CPU time: an assumption).
 
-use edgerun_runtime::planner::{simulate_with, UnitCost};
+use edgerun_runtime::planner::{aggregate, simulate_with, Throughput, UnitCost};
 
 use crate::action::{Action, ActionSpace, LoadPlan};
 use crate::board::Board;
@@ -144,10 +144,11 @@ impl Environment {
             local: Vec::new(),
             planned: std::collections::HashMap::new(),
         };
+        let mut streamer = env.streamer()?;
         env.local = env
             .space
             .actions()
-            .map(|a| env.board_phase(a))
+            .map(|a| env.board_phase(a, streamer.as_mut()))
             .collect::<Result<_>>()?;
         env.planned = env.hermes_shapes();
         let top = Action {
@@ -243,9 +244,39 @@ impl Environment {
         planned
     }
 
+    /// What streaming a head needs, gathered once: `None` without a budget.
+    fn streamer(&self) -> Result<Option<Streamer>> {
+        let Some(budget) = &self.space.budget else {
+            return Ok(None);
+        };
+        let missing =
+            || DvfoError::invalid("a streamed head needs the board's storage and the units' sizes");
+        let storage = self.board.storage.as_ref().ok_or_else(missing)?;
+        let (bytes, reserve_bytes) = self.calibration.unit_bytes().ok_or_else(missing)?;
+        let units = self
+            .calibration
+            .stages
+            .iter()
+            .zip(bytes)
+            .map(|(stage, (resident_bytes, read_bytes))| UnitCost {
+                id: stage.id.clone(),
+                resident_bytes,
+                read_bytes,
+                compute_s: 0.0,
+            })
+            .collect();
+        Ok(Some(Streamer {
+            units,
+            reserve_bytes,
+            budget_bytes: budget.bytes,
+            throughputs: storage.throughputs(),
+            storage_w: storage.busy_w,
+        }))
+    }
+
     /// Seconds and joules of the board's phase of `action`: its stages (resident or
     /// streamed) and the boundary's encoding.
-    fn board_phase(&self, action: Action) -> Result<(f64, f64)> {
+    fn board_phase(&self, action: Action, streamer: Option<&mut Streamer>) -> Result<(f64, f64)> {
         let offload = self.space.offloads[action.offload];
         let busy_w = self.board.busy_w(action.cpu, action.memory);
         let compute: Vec<f64> = (0..offload.split)
@@ -255,12 +286,18 @@ impl Environment {
         let (mut local_s, mut local_j) = match self.space.plan(action.offload) {
             None => (compute_s, compute_s * busy_w),
             Some(plan) => {
-                let (latency_s, read_s) = self.stream(&compute, plan)?;
-                let storage_w = self.board.storage.as_ref().map_or(0.0, |s| s.busy_w);
+                let streamer = streamer.ok_or_else(|| {
+                    DvfoError::invalid(
+                        "a streamed head needs the board's storage and the units' sizes",
+                    )
+                })?;
+                let (latency_s, read_s) = streamer.stream(&compute, plan)?;
                 let waiting_s = (latency_s - compute_s).max(0.0);
                 (
                     latency_s,
-                    compute_s * busy_w + waiting_s * self.board.idle_w + read_s * storage_w,
+                    compute_s * busy_w
+                        + waiting_s * self.board.idle_w
+                        + read_s * streamer.storage_w,
                 )
             }
         };
@@ -273,43 +310,6 @@ impl Environment {
             local_j += encode_s * busy_w;
         }
         Ok((local_s, local_j))
-    }
-
-    /// PipeLoad's latency over the head whose stages take `compute` seconds on the board,
-    /// streamed with `plan`, and the seconds its storage spends reading.
-    fn stream(&self, compute: &[f64], plan: LoadPlan) -> Result<(f64, f64)> {
-        let missing =
-            || DvfoError::invalid("a streamed head needs the board's storage and the units' sizes");
-        let storage = self.board.storage.as_ref().ok_or_else(missing)?;
-        let budget = self.space.budget.as_ref().ok_or_else(missing)?;
-        let (bytes, reserve) = self.calibration.unit_bytes().ok_or_else(missing)?;
-        let units: Vec<UnitCost> = compute
-            .iter()
-            .zip(&self.calibration.stages)
-            .zip(&bytes)
-            .map(
-                |((&compute_s, stage), &(resident_bytes, read_bytes))| UnitCost {
-                    id: stage.id.clone(),
-                    resident_bytes,
-                    read_bytes,
-                    compute_s,
-                },
-            )
-            .collect();
-        let throughputs = storage.throughputs();
-        let pass = simulate_with(
-            &units,
-            reserve,
-            budget.bytes,
-            (plan.loaders, plan.depth),
-            &throughputs,
-            &[],
-        )
-        .ok_or_else(|| DvfoError::invalid("a streamed head's unit does not fit the budget"))?;
-        let read_bytes: u64 = units.iter().map(|u| u.read_bytes).sum();
-        let read_s =
-            (read_bytes as f64 / storage.bytes_per_s(plan.loaders)).min(pass.predicted_latency_s);
-        Ok((pass.predicted_latency_s, read_s))
     }
 
     /// Everything after the board's phase, which no level changes.
@@ -359,5 +359,40 @@ impl Environment {
     pub fn cost(&self, latency_s: f64, energy_j: f64) -> f64 {
         let eta = self.options.eta;
         eta * energy_j / self.reference.1 + (1.0 - eta) * latency_s / self.reference.0
+    }
+}
+
+/// A budgeted model's units, the reserve, the budget and the board's read curve, for
+/// PipeLoad's planner to time streamed heads.
+struct Streamer {
+    /// Every unit's bytes; `compute_s` is filled in per action.
+    units: Vec<UnitCost>,
+    reserve_bytes: u64,
+    budget_bytes: u64,
+    throughputs: Vec<Throughput>,
+    storage_w: f64,
+}
+
+impl Streamer {
+    /// PipeLoad's latency over the head whose stages take `compute` seconds on the board,
+    /// streamed with `plan`, and the seconds the storage spends reading.
+    fn stream(&mut self, compute: &[f64], plan: LoadPlan) -> Result<(f64, f64)> {
+        let head = &mut self.units[..compute.len()];
+        for (unit, &compute_s) in head.iter_mut().zip(compute) {
+            unit.compute_s = compute_s;
+        }
+        let pass = simulate_with(
+            head,
+            self.reserve_bytes,
+            self.budget_bytes,
+            (plan.loaders, plan.depth),
+            &self.throughputs,
+            &[],
+        )
+        .ok_or_else(|| DvfoError::invalid("a streamed head's unit does not fit the budget"))?;
+        let read_bytes: u64 = head.iter().map(|u| u.read_bytes).sum();
+        let read_s = (read_bytes as f64 / aggregate(&self.throughputs, plan.loaders))
+            .min(pass.predicted_latency_s);
+        Ok((pass.predicted_latency_s, read_s))
     }
 }

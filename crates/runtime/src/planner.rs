@@ -67,7 +67,7 @@ fn slowdown(slowdowns: &[(usize, f64)], k: usize) -> f64 {
 
 /// Aggregate throughput for `k` loaders: the measured point at or below `k` nearest to it
 /// (more loaders than measured are assumed to gain nothing).
-fn aggregate(throughputs: &[Throughput], k: usize) -> f64 {
+pub fn aggregate(throughputs: &[Throughput], k: usize) -> f64 {
     throughputs
         .iter()
         .filter(|t| t.loaders <= k)

@@ -168,9 +168,12 @@ impl Network {
 
     /// Q of every offload taken at its best levels, `[batch, offloads]`.
     pub fn best_per_offload(&self, x: &Tensor) -> Result<Tensor> {
-        let heads = self.heads(x)?;
+        Self::best_of(&self.heads(x)?)
+    }
+
+    fn best_of(heads: &Heads) -> Result<Tensor> {
         let run = || -> candle_core::Result<Tensor> {
-            (heads.offload + heads.cpu.max(D::Minus1)?)?
+            (&heads.offload + heads.cpu.max(D::Minus1)?)?
                 .add(&heads.memory.max(D::Minus1)?)?
                 .broadcast_add(&heads.value)
         };
@@ -213,8 +216,8 @@ impl Network {
         let x = Tensor::from_slice(observation, (1, observation.len()), &Device::Cpu)
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(net)?;
-        let offload = argmax(&row(&self.best_per_offload(&x)?)?);
         let heads = self.heads(&x)?;
+        let offload = argmax(&row(&Self::best_of(&heads)?)?);
         let level = |all: &Tensor| -> Result<usize> {
             let values = all.get(0).and_then(|t| t.get(offload)).map_err(net)?;
             Ok(argmax(&values.to_vec1::<f32>().map_err(net)?))
